@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Stage 01: mix clean speech with noise at each SNR and extract features into features/<name>/."""
+import sys
+
+from speech_dae.cli import config_from_args, make_parser, run
+
+parser = make_parser("01_extract_features.py", __doc__, epilog=(
+    "input layouts:\n"
+    "  --data DIR               train/{clean,noise}/ and test/{clean,noise}/ (like data_sample/)\n"
+    "  --clean DIR --noise DIR  split into train/val/test by utterance and by noise recording\n"
+    "  --noisy DIR --clean DIR  pairs matched by relative path (VoiceBank+DEMAND style)\n"
+    "example:\n  python 01_extract_features.py --data data_sample --feature logmag --out features/logmag"))
+src = parser.add_argument_group("inputs")
+src.add_argument("--data", metavar="DIR", help="corpus with train/ and test/, each with clean/ and noise/")
+src.add_argument("--clean", metavar="DIR", help="clean speech folder")
+src.add_argument("--noise", metavar="DIR", help="noise recordings folder")
+src.add_argument("--noisy", metavar="DIR", help="noisy recordings paired with --clean by relative path")
+parser.add_argument("--feature", choices=["fbank", "logmag"], help="feature type (default: features.type)")
+parser.add_argument("--snr", metavar="DB", type=float, nargs="+", help="SNRs in dB (default: mixing.snr_db)")
+parser.add_argument("--out", metavar="DIR", help="output folder (default: features/<feature>)")
+
+
+def main(args):
+    extra = [f"features.type={args.feature}"] if args.feature else []
+    extra += [f"mixing.snr_db={list(args.snr)}"] if args.snr else []
+    cfg = config_from_args(args, extra)
+    from speech_dae.extract import extract_features
+
+    out = args.out or f"features/{cfg.features.type}"
+    summary = extract_features(cfg, out=out, data=args.data, clean=args.clean, noise=args.noise, noisy=args.noisy,
+                               force=args.force, progress=not args.no_progress)
+    yield from summary.lines()
+    yield f"next: python 02_build_dataset.py --features {out} --out datasets/{out.rstrip('/').split('/')[-1]}"
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, parser))

@@ -1,0 +1,30 @@
+#!/usr/bin/env python3
+"""Stage 03: train a denoising autoencoder on datasets/<name>/ and save models/<run>/."""
+import sys
+from pathlib import Path
+
+from speech_dae.cli import config_from_args, make_parser, run
+
+parser = make_parser("03_train_autoencoder.py", __doc__, epilog=(
+    "models: type1 (Conv1D / Conv1DTranspose), type2 (dense)\n"
+    "example:\n  python 03_train_autoencoder.py --dataset datasets/logmag --model type2 --run logmag_type2"))
+parser.add_argument("--dataset", metavar="DIR", required=True, help="a folder written by 02_build_dataset.py")
+parser.add_argument("--model", help="registry name (default: model.name)")
+parser.add_argument("--run", help="run name under models/ (default: <dataset name>_<model>)")
+parser.add_argument("--epochs", type=int, help="maximum epochs (default: training.epochs)")
+
+
+def main(args):
+    extra = [f"model.name={args.model}"] if args.model else []
+    extra += [f"training.epochs={args.epochs}"] if args.epochs else []
+    cfg = config_from_args(args, extra)
+    from speech_dae.training import train
+
+    run_name = args.run or f"{Path(args.dataset).name}_{cfg.model.name}"
+    summary = train(cfg, dataset=args.dataset, run=run_name, force=args.force, progress=not args.no_progress)
+    yield from summary.lines()
+    yield f"next: python 04_reconstruct.py --model {summary.run_dir}"
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, parser))

@@ -1,0 +1,316 @@
+"""Configuration: frozen dataclasses loaded from YAML, with ``--set`` overrides.
+
+Defaults live in one place, ``configs/default.yaml``. A user file given with
+``--config`` is merged over it, then every ``--set section.key=value`` is
+applied (values are parsed as YAML, so ``--set mixing.snr_db=[0,5]`` works),
+then the result is validated. Unknown keys and bad values raise
+:class:`~speech_dae.errors.ConfigError` naming the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "Config",
+    "AudioConfig",
+    "MixingConfig",
+    "FeatureConfig",
+    "DatasetConfig",
+    "ModelConfig",
+    "TrainingConfig",
+    "ReconstructConfig",
+    "load_config",
+    "parse_override",
+]
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
+FEATURE_TYPES = ("fbank", "logmag")
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    sample_rate: int
+    min_duration_s: float
+    silence_rms_db: float
+
+    def __post_init__(self):
+        _check(8000 <= self.sample_rate <= 48000,
+               f"audio.sample_rate={self.sample_rate} Hz is outside 8000..48000; set a usual speech rate such as 16000")
+        _check(self.min_duration_s > 0, f"audio.min_duration_s={self.min_duration_s} must be > 0 seconds")
+
+
+@dataclass(frozen=True)
+class MixingConfig:
+    snr_db: tuple
+    clip_peak: float
+    val_fraction: float
+    test_fraction: float
+
+    def __post_init__(self):
+        snrs = self.snr_db if isinstance(self.snr_db, (list, tuple)) else (self.snr_db,)
+        _check(len(snrs) > 0, "mixing.snr_db is empty; give at least one SNR in dB, e.g. --snr 0 5")
+        for s in snrs:
+            _check(isinstance(s, (int, float)) and -40 <= s <= 60,
+                   f"mixing.snr_db value {s!r} is not a number in -40..60 dB")
+        object.__setattr__(self, "snr_db", tuple(float(s) for s in snrs))
+        _check(0 < self.clip_peak <= 1.0, f"mixing.clip_peak={self.clip_peak} must be in (0, 1]")
+        for key in ("val_fraction", "test_fraction"):
+            v = getattr(self, key)
+            _check(0 <= v < 0.9, f"mixing.{key}={v} must be in [0, 0.9)")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    type: str
+    n_fft: int
+    hop_length: int
+    win_length: int
+    window: str
+    eps: float
+    n_mels: int
+    fbank_win_length: int
+    fmin: float
+    fmax: float | None
+    preemphasis: float
+
+    def __post_init__(self):
+        _check(self.type in FEATURE_TYPES,
+               f"features.type={self.type!r} is unknown; choose one of {', '.join(FEATURE_TYPES)}")
+        _check(self.n_fft >= 16 and self.n_fft & (self.n_fft - 1) == 0,
+               f"features.n_fft={self.n_fft} must be a power of two >= 16")
+        _check(0 < self.hop_length <= self.win_length <= self.n_fft,
+               f"need 0 < hop_length ({self.hop_length}) <= win_length ({self.win_length}) <= n_fft ({self.n_fft})")
+        _check(0 < self.fbank_win_length <= self.n_fft,
+               f"features.fbank_win_length={self.fbank_win_length} must be in 1..n_fft ({self.n_fft})")
+        _check(self.hop_length <= self.fbank_win_length,
+               f"features.hop_length={self.hop_length} must not exceed fbank_win_length={self.fbank_win_length}")
+        _check(self.eps > 0, f"features.eps={self.eps} must be > 0")
+        _check(1 <= self.n_mels <= self.n_fft // 2 + 1, f"features.n_mels={self.n_mels} must be in 1..n_fft/2+1")
+        _check(0 <= self.preemphasis < 1, f"features.preemphasis={self.preemphasis} must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    context: int
+    stride: int
+    normalise: bool
+
+    def __post_init__(self):
+        _check(1 <= self.context <= 4096, f"dataset.context={self.context} frames must be in 1..4096")
+        _check(1 <= self.stride, f"dataset.stride={self.stride} must be >= 1 frame")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    hparams: Mapping[str, Mapping[str, Any]]
+
+    def params_for(self, name: str | None = None) -> dict:
+        """Hyper-parameters of model ``name`` (default: the configured one)."""
+        return dict(self.hparams.get(name or self.name) or {})
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    patience: int
+    loss: str
+
+    def __post_init__(self):
+        _check(self.epochs >= 1, f"training.epochs={self.epochs} must be >= 1")
+        _check(self.batch_size >= 1, f"training.batch_size={self.batch_size} must be >= 1")
+        _check(0 < self.learning_rate < 1, f"training.learning_rate={self.learning_rate} must be in (0, 1)")
+        _check(self.patience >= 0, f"training.patience={self.patience} must be >= 0")
+        _check(self.loss in ("mse", "mae"), f"training.loss={self.loss!r} is unknown; choose mse or mae")
+
+
+@dataclass(frozen=True)
+class ReconstructConfig:
+    patch_hop: int
+    batch_size: int
+    image_max_s: float
+
+    def __post_init__(self):
+        _check(self.patch_hop >= 1, f"reconstruct.patch_hop={self.patch_hop} must be >= 1")
+        _check(self.batch_size >= 1, f"reconstruct.batch_size={self.batch_size} must be >= 1")
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int
+    audio: AudioConfig
+    mixing: MixingConfig
+    features: FeatureConfig
+    dataset: DatasetConfig
+    model: ModelConfig
+    training: TrainingConfig
+    reconstruct: ReconstructConfig
+
+    def to_dict(self) -> dict:
+        """Plain, JSON-serialisable dict of every value (tuples become lists)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    def replace(self, **overrides: Any) -> "Config":
+        """A copy with dotted-key overrides applied, e.g. ``replace(**{"features.type": "fbank"})``."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            _set_dotted(data, key, value)
+        return config_from_dict(data)
+
+
+_SECTIONS = {
+    "audio": AudioConfig,
+    "mixing": MixingConfig,
+    "features": FeatureConfig,
+    "dataset": DatasetConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "reconstruct": ReconstructConfig,
+}
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _merge(base: dict, other: Mapping, where: str = "") -> dict:
+    """Recursive merge of ``other`` into a copy of ``base``; unknown keys are errors."""
+    out = copy.deepcopy(base)
+    for key, value in other.items():
+        path = f"{where}{key}"
+        if key not in out and not where.startswith("model.hparams"):
+            raise ConfigError(f"unknown config key {path!r}; valid keys here: {', '.join(sorted(out))}")
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value, f"{path}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"unknown config key {'.'.join(parts[:i + 1])!r} in --set {key}=...; "
+                              f"valid keys here: {', '.join(sorted(node)) if isinstance(node, dict) else '(none)'}")
+        node = node[part]
+    leaf = parts[-1]
+    if not isinstance(node, dict):
+        raise ConfigError(f"--set {key}: {'.'.join(parts[:-1])!r} is not a section")
+    if leaf not in node and not key.startswith("model.hparams."):
+        raise ConfigError(f"unknown config key {key!r}; valid keys here: {', '.join(sorted(node))}")
+    node[leaf] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split a ``key=value`` override; the value is parsed as YAML.
+
+    Raises
+    ------
+    ConfigError
+        If ``text`` has no ``=`` or the value is not valid YAML.
+    """
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r} is not of the form section.key=value (e.g. --set training.epochs=5)")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({exc.__class__.__name__})") from None
+    return key.strip(), value
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from a complete nested dict.
+
+    Raises
+    ------
+    ConfigError
+        On a missing or unknown key, or an invalid value.
+    """
+    kwargs: dict[str, Any] = {"seed": data.get("seed")}
+    if not isinstance(kwargs["seed"], int):
+        raise ConfigError(f"seed={kwargs['seed']!r} must be an integer")
+    for name, cls in _SECTIONS.items():
+        section = data.get(name)
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"config section {name!r} is missing or not a mapping")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(section) - fields
+        missing = fields - set(section)
+        if unknown:
+            raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))} in section {name!r}; "
+                              f"valid keys: {', '.join(sorted(fields))}")
+        if missing:
+            raise ConfigError(f"missing key(s) {', '.join(sorted(missing))} in section {name!r}")
+        try:
+            kwargs[name] = cls(**section)
+        except TypeError as exc:  # e.g. a comparison between str and int in validation
+            raise ConfigError(f"section {name!r} has a value of the wrong type: {exc}") from None
+    return Config(**kwargs)
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load ``configs/default.yaml``, merge ``path`` over it, apply ``overrides``.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A YAML file with any subset of the default keys.
+    overrides : sequence of str
+        ``section.key=value`` strings, applied in order (values parsed as YAML).
+
+    Returns
+    -------
+    Config
+        The validated, frozen configuration.
+
+    Raises
+    ------
+    ConfigError
+        If a file is missing or not valid YAML, a key is unknown, or a value is invalid.
+    """
+    data = _read_yaml(DEFAULT_CONFIG_PATH)
+    if path is not None:
+        user = _read_yaml(Path(path))
+        data = _merge(data, user)
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_dotted(data, key, value)
+    return config_from_dict(data)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing YAML file to --config")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections, not {type(data).__name__}")
+    return data

@@ -1,0 +1,272 @@
+"""Stage 02: context patches, train-only normalisation, shuffled splits -> ``datasets/<name>/``.
+
+Frames are stored once per split, patches are addressed by their start frame:
+
+- ``x_<split>.npy``, ``y_<split>.npy``: float32 ``(n_frames, n_bins)``, normalised noisy / clean
+  features of every utterance of the split, concatenated (memory-mappable)
+- ``windows_<split>.npy``: int64 ``(n_patches,)`` start frames of the ``context``-frame patches,
+  shuffled across utterances (a patch never crosses an utterance boundary)
+- ``utterances_<split>.csv``: id, first frame, n_frames of each utterance in the concatenation
+- ``norm.npz``: per-bin ``x_mean, x_std, y_mean, y_std`` from the training split only
+- ``dataset.json``: context, stride, counts, the feature parameters and the source fingerprint
+
+Storing frames and start indices instead of materialised patches keeps the
+dataset the size of the features, whatever the context; :class:`PatchSequence`
+gathers a batch of patches with one vectorised fancy index.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import __version__
+from .artifacts import (StagedOutput, fingerprint, read_csv, read_json, require_files, save_npy, write_csv,
+                        write_json)
+from .config import Config
+from .errors import ArtifactError
+from .extract import SPLITS, load_params
+from .mixing import seeded_rng
+
+__all__ = ["build_dataset", "load_dataset", "patch_starts", "gather_patches", "Normaliser", "DatasetSummary"]
+
+log = logging.getLogger(__name__)
+
+STAGE01 = "01_extract_features.py"
+STAGE02 = "02_build_dataset.py"
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """Per-bin standardisation of noisy inputs (``x``) and clean targets (``y``).
+
+    Arrays are float32, shape ``(n_bins,)``; statistics come from the training split only.
+    """
+
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    y_mean: np.ndarray
+    y_std: np.ndarray
+
+    @classmethod
+    def identity(cls, n_bins: int) -> "Normaliser":
+        z, o = np.zeros(n_bins, np.float32), np.ones(n_bins, np.float32)
+        return cls(z, o, z, o)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, *, floor: float = 1e-3) -> "Normaliser":
+        """Statistics of ``x`` and ``y`` (each ``(n_frames, n_bins)``), std floored at ``floor``."""
+        def stats(a):
+            a = np.asarray(a, dtype=np.float64)
+            return a.mean(0).astype(np.float32), np.maximum(a.std(0), floor).astype(np.float32)
+        (xm, xs), (ym, ys) = stats(x), stats(y)
+        return cls(xm, xs, ym, ys)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Normaliser":
+        try:
+            with np.load(path) as z:
+                return cls(*(z[k].astype(np.float32) for k in ("x_mean", "x_std", "y_mean", "y_std")))
+        except (FileNotFoundError, KeyError, ValueError) as exc:
+            raise ArtifactError(f"{path}: cannot read normalisation statistics ({exc}); "
+                                f"re-run {STAGE02}") from None
+
+    def save(self, path: str | Path) -> Path:
+        from .artifacts import atomic_path
+
+        with atomic_path(path) as tmp:
+            np.savez(tmp, x_mean=self.x_mean, x_std=self.x_std, y_mean=self.y_mean, y_std=self.y_std)
+        return Path(path)
+
+    def norm_x(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.x_mean) / self.x_std).astype(np.float32)
+
+    def norm_y(self, y: np.ndarray) -> np.ndarray:
+        return ((y - self.y_mean) / self.y_std).astype(np.float32)
+
+    def denorm_y(self, y: np.ndarray) -> np.ndarray:
+        return (y * self.y_std + self.y_mean).astype(np.float32)
+
+
+def patch_starts(n_frames: int, context: int, stride: int) -> np.ndarray:
+    """Start frames of ``context``-frame patches every ``stride`` frames, the last one flush with the end.
+
+    Parameters
+    ----------
+    n_frames : int
+    context : int
+        Patch length in frames.
+    stride : int
+        Frames between consecutive starts.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_patches,)], int64
+        Empty when ``n_frames < context``. Every frame is covered by at least one patch.
+    """
+    if n_frames < context:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.arange(0, n_frames - context + 1, stride, dtype=np.int64)
+    if starts[-1] != n_frames - context:
+        starts = np.append(starts, n_frames - context)
+    return starts
+
+
+def gather_patches(frames: np.ndarray, starts: np.ndarray, context: int) -> np.ndarray:
+    """Patches ``frames[s:s + context]`` for every ``s`` in ``starts``, in one fancy index.
+
+    Parameters
+    ----------
+    frames : np.ndarray [shape=(n_frames, n_bins)] (may be a memmap)
+    starts : np.ndarray [shape=(n_patches,)], int
+    context : int
+
+    Returns
+    -------
+    np.ndarray [shape=(n_patches, context, n_bins)], same dtype as ``frames``
+    """
+    idx = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(context, dtype=np.int64)
+    return np.asarray(frames[idx])
+
+
+@dataclass
+class DatasetSummary:
+    out: Path
+    info: dict
+    up_to_date: bool = False
+
+    def lines(self) -> list[str]:
+        if self.up_to_date:
+            return [f"{self.out} is up to date (same features and parameters); pass --force to rebuild"]
+        c = self.info["splits"]
+        parts = "; ".join(f"{s}: {c[s]['utterances']} utt, {c[s]['frames']} frames ({c[s]['minutes']:.1f} min), "
+                          f"{c[s]['patches']} patches" for s in SPLITS)
+        return [f"wrote {self.out}: context {self.info['context']} frames, stride {self.info['stride']}; {parts}"]
+
+
+def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: bool = False,
+                  progress: bool = True) -> DatasetSummary:
+    """Run stage 02 on a stage-01 folder.
+
+    Parameters
+    ----------
+    cfg : Config
+        Uses ``dataset.context``, ``dataset.stride``, ``dataset.normalise`` and ``seed``.
+    features : str or Path
+        A ``features/<name>/`` folder written by stage 01.
+    out : str or Path
+        Output folder, e.g. ``datasets/logmag``.
+
+    Raises
+    ------
+    ArtifactError
+        If ``features`` is missing or incomplete (names stage 01), or ``out`` holds
+        another configuration and ``force`` is false.
+    """
+    t0 = time.perf_counter()
+    features = Path(features)
+    params = load_params(features)
+    rows = read_csv(features / "manifest.csv", stage_hint=STAGE01)
+    missing = [r["id"] for r in rows for kind in ("noisy", "clean") if not (features / kind / f"{r['id']}.npy").exists()]
+    if missing:
+        raise ArtifactError(f"{features} is incomplete: {len(missing)} feature files listed in manifest.csv are "
+                            f"missing (first: {missing[0]}); re-run {STAGE01} with --force")
+    d = cfg.dataset
+    fp = fingerprint(__version__, params["fingerprint"], cfg.to_dict()["dataset"], cfg.seed)
+    staged = StagedOutput(out, fp, marker="dataset.json", force=force)
+    if staged.is_current():
+        return DatasetSummary(Path(out), read_json(Path(out) / "dataset.json"), up_to_date=True)
+    work = staged.begin()
+    by_split = {s: [r for r in rows if r["split"] == s] for s in SPLITS}
+    if not by_split["train"]:
+        raise ArtifactError(f"{features}/manifest.csv has no training utterance; re-run {STAGE01} with more data")
+    frame_rate = float(params["frame_rate_hz"])
+    raw: dict[str, tuple[np.ndarray, np.ndarray, list]] = {}
+    too_short = []
+    for split in SPLITS:
+        xs, ys, utts, start = [], [], [], 0
+        for r in tqdm(by_split[split], desc=f"02 {split}", unit="utt", disable=not progress):
+            x = np.load(features / "noisy" / f"{r['id']}.npy")
+            y = np.load(features / "clean" / f"{r['id']}.npy")
+            if x.shape != y.shape:
+                raise ArtifactError(f"{features}: noisy and clean features of {r['id']} differ in shape "
+                                    f"({x.shape} vs {y.shape}); re-run {STAGE01} with --force")
+            if x.shape[0] < d.context:
+                too_short.append(r["id"])
+                continue
+            xs.append(x), ys.append(y)
+            utts.append({"id": r["id"], "start": start, "n_frames": x.shape[0], "snr_db": r["snr_db"]})
+            start += x.shape[0]
+        n_bins = int(params["n_bins"])
+        raw[split] = (np.concatenate(xs) if xs else np.zeros((0, n_bins), np.float32),
+                      np.concatenate(ys) if ys else np.zeros((0, n_bins), np.float32), utts)
+    if too_short:
+        log.warning("%d utterances are shorter than context=%d frames and were left out (first: %s)",
+                    len(too_short), d.context, too_short[0])
+    if raw["train"][0].shape[0] == 0:
+        raise ArtifactError(f"every training utterance is shorter than dataset.context={d.context} frames; "
+                            "lower --context")
+    norm = Normaliser.fit(raw["train"][0], raw["train"][1]) if d.normalise else \
+        Normaliser.identity(raw["train"][0].shape[1])
+    norm.save(work / "norm.npz")
+    splits_info = {}
+    for split in SPLITS:
+        x, y, utts = raw[split]
+        starts = [u["start"] + patch_starts(u["n_frames"], d.context, d.stride) for u in utts]
+        windows = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+        if split != "test":
+            windows = windows[seeded_rng(cfg.seed, "windows", split).permutation(windows.size)]
+        save_npy(work / f"x_{split}.npy", norm.norm_x(x))
+        save_npy(work / f"y_{split}.npy", norm.norm_y(y))
+        save_npy(work / f"windows_{split}.npy", windows)
+        write_csv(work / f"utterances_{split}.csv", utts, ("id", "start", "n_frames", "snr_db"))
+        splits_info[split] = {"utterances": len(utts), "frames": int(x.shape[0]), "patches": int(windows.size),
+                              "minutes": round(x.shape[0] / frame_rate / 60, 3)}
+    info = {
+        "stage": "02_build_dataset",
+        "fingerprint": fp,
+        "source": str(features),
+        "source_fingerprint": params["fingerprint"],
+        "context": d.context,
+        "stride": d.stride,
+        "normalise": d.normalise,
+        "n_bins": int(params["n_bins"]),
+        "feature": params["feature"],
+        "split_rule": "by utterance (stage 01 manifest: val = held-out training utterances and noise recordings, "
+                      "test = test/ folder); patches shuffled across utterances",
+        "splits": splits_info,
+        "left_out_short": len(too_short),
+        "seed": cfg.seed,
+        "features_params": params,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    write_json(work / "dataset.json", info)
+    staged.commit()
+    return DatasetSummary(Path(out), info)
+
+
+def load_dataset(folder: str | Path, *, check_source: bool = True) -> dict:
+    """Read ``dataset.json`` of a stage-02 folder and check it is complete and current.
+
+    Raises
+    ------
+    ArtifactError
+        If files are missing (names stage 02), or the features it was built from
+        changed since (stale: names stage 02 to re-run).
+    """
+    names = ["dataset.json", "norm.npz"] + [f"{k}_{s}.npy" for s in SPLITS for k in ("x", "y", "windows")]
+    folder = require_files(folder, names, stage_hint=STAGE02)
+    info = read_json(folder / "dataset.json", stage_hint=STAGE02)
+    source = Path(info.get("source", ""))
+    if check_source and (source / "params.json").is_file():
+        current = read_json(source / "params.json").get("fingerprint")
+        if current != info.get("source_fingerprint"):
+            raise ArtifactError(f"{folder} is stale: {source} was rebuilt since (fingerprint {current} != "
+                                f"{info.get('source_fingerprint')}); re-run {STAGE02} --features {source} "
+                                f"--out {folder} --force")
+    return info

@@ -1,0 +1,317 @@
+"""Stage 01: mix clean speech with noise, extract features, write ``features/<name>/``.
+
+Output contract (see the README):
+
+- ``params.json``: sample rate, feature parameters, SNR list, seed, inputs, counts, versions, fingerprint
+- ``manifest.csv``: one row per utterance (id, split, speaker, clean_file, noise_file, snr_db, gain,
+  n_samples, n_frames)
+- ``skipped.csv``: every input file that could not be used, with the reason
+- ``noisy/<id>.npy``, ``clean/<id>.npy``: float32 features, shape (n_frames, n_bins)
+- ``mixtures/<id>.wav``: the noisy audio that was featurised (float WAV)
+- ``references/<id>.wav``: its clean component (same gain as the mixture), for scoring
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import __version__
+from .artifacts import StagedOutput, fingerprint, package_versions, save_npy, write_csv, write_json
+from .audio import file_stat_key, list_audio, load_audio, validate_audio, write_audio
+from .config import Config
+from .errors import AudioError, ConfigError
+from .features import FeatureExtractor
+from .mixing import mix_at_snr, seeded_rng, snr_db_of, split_items
+
+__all__ = ["ExtractSummary", "extract_features", "MANIFEST_FIELDS", "SPLITS"]
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+MANIFEST_FIELDS = ("id", "split", "speaker", "clean_file", "noise_file", "snr_db", "gain", "n_samples", "n_frames")
+SKIPPED_FIELDS = ("file", "reason")
+
+
+@dataclass
+class ExtractSummary:
+    out: Path
+    counts: dict = field(default_factory=dict)
+    skipped: int = 0
+    seconds: float = 0.0
+    up_to_date: bool = False
+    audio_s: float = 0.0
+
+    def lines(self) -> list[str]:
+        if self.up_to_date:
+            return [f"{self.out} is up to date (same inputs and parameters); pass --force to rebuild"]
+        parts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        rt = self.audio_s / self.seconds if self.seconds else 0.0
+        return [f"wrote {sum(self.counts.values())} utterances to {self.out} ({parts}); "
+                f"skipped {self.skipped} input file(s){' (see skipped.csv)' if self.skipped else ''}; "
+                f"{self.audio_s / 60:.1f} min of audio in {self.seconds:.1f} s ({rt:.0f}x real time)"]
+
+
+@dataclass(frozen=True)
+class _Job:
+    split: str
+    clean: Path
+    clean_root: Path
+    noise: Path | None  # None in paired mode (the "clean" of the pair is the reference, "noisy" given)
+    snr_db: float | None
+    noisy: Path | None = None
+
+
+def _stem_id(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    return "-".join(rel.parts)
+
+
+def _speaker(path: Path, root: Path) -> str:
+    stem = path.stem
+    if "__" in stem:
+        return stem.split("__", 1)[0]
+    rel = path.relative_to(root)
+    return rel.parts[0] if len(rel.parts) > 1 else "unknown"
+
+
+def _plan_mixed(cfg: Config, sources: dict[str, tuple[list[Path], list[Path], Path]], usable) -> list[_Job]:
+    jobs = []
+    for split, (cleans, noises, root) in sources.items():
+        noises = [n for n in noises if usable(n)]
+        if not noises:
+            raise AudioError(f"no usable noise recording for the {split} split (see the reasons above or in "
+                             "skipped.csv); add WAV/FLAC/OGG noise files")
+        for c in cleans:
+            for snr in cfg.mixing.snr_db:
+                noise = noises[int(seeded_rng(cfg.seed, "noise", str(c.relative_to(root)), snr).integers(len(noises)))]
+                jobs.append(_Job(split, c, root, noise, snr))
+    return jobs
+
+
+def _discover(cfg: Config, data, clean, noise, noisy, skipped: list, usable) -> tuple[list[_Job], dict]:
+    """Turn the input options into a list of jobs; returns (jobs, description of inputs)."""
+    m = cfg.mixing
+    if data is not None:
+        if clean or noise or noisy:
+            raise ConfigError("--data cannot be combined with --clean/--noise/--noisy; give one input layout")
+        data = Path(data)
+        for sub in ("train/clean", "train/noise", "test/clean", "test/noise"):
+            if not (data / sub).is_dir():
+                raise ConfigError(f"--data {data}: missing folder {sub}/; a corpus needs "
+                                  "train/clean, train/noise, test/clean, test/noise (see data_sample/)")
+        tr_clean, va_clean = split_items(list_audio(data / "train/clean"), [m.val_fraction], seed=cfg.seed, key="clean")
+        tr_noise, va_noise = split_items(list_audio(data / "train/noise"), [m.val_fraction], seed=cfg.seed, key="noise")
+        roots = {"train": data / "train/clean", "val": data / "train/clean", "test": data / "test/clean"}
+        sources = {"train": (tr_clean, tr_noise), "val": (va_clean, va_noise or tr_noise),
+                   "test": (list_audio(data / "test/clean"), list_audio(data / "test/noise"))}
+        if not va_noise:
+            log.warning("train/noise has too few recordings to hold some out; validation reuses training noises")
+        inputs = {"mode": "data", "data": str(data)}
+    elif noisy is not None:
+        if clean is None:
+            raise ConfigError("--noisy needs --clean: the clean references paired by relative path")
+        if noise is not None:
+            raise ConfigError("--noisy cannot be combined with --noise; use --noisy DIR --clean DIR")
+        noisy, clean = Path(noisy), Path(clean)
+        noisy_files = list_audio(noisy)
+        clean_by_rel = {p.relative_to(clean).with_suffix(""): p for p in list_audio(clean)}
+        pairs = []
+        for p in noisy_files:
+            ref = clean_by_rel.get(p.relative_to(noisy).with_suffix(""))
+            if ref is None:
+                skipped.append({"file": str(p), "reason": f"unpaired: no clean file with relative path "
+                                                          f"{p.relative_to(noisy).with_suffix('')} under {clean}"})
+            else:
+                pairs.append((p, ref))
+        tr, va, te = split_items(pairs, [m.val_fraction, m.test_fraction], seed=cfg.seed, key="pairs")
+        jobs = [_Job(split, c, clean, None, None, noisy=n) for split, group in zip(SPLITS, (tr, va, te))
+                for n, c in group]
+        return jobs, {"mode": "paired", "noisy": str(noisy), "clean": str(clean)}
+    elif clean is not None and noise is not None:
+        clean, noise = Path(clean), Path(noise)
+        c_groups = split_items(list_audio(clean), [m.val_fraction, m.test_fraction], seed=cfg.seed, key="clean")
+        n_groups = split_items(list_audio(noise), [m.val_fraction, m.test_fraction], seed=cfg.seed, key="noise")
+        if any(len(g) == 0 for g in n_groups):
+            log.warning("%s has too few recordings to give each split its own; the splits share them", noise)
+            n_groups = [list_audio(noise)] * 3
+        roots = {s: clean for s in SPLITS}
+        sources = dict(zip(SPLITS, zip(c_groups, n_groups)))
+        inputs = {"mode": "clean+noise", "clean": str(clean), "noise": str(noise)}
+    else:
+        raise ConfigError("no input given: use --data DIR, or --clean DIR --noise DIR, or --noisy DIR --clean DIR")
+    full = {s: (c, n, roots[s]) for s, (c, n) in sources.items() if c}
+    return _plan_mixed(cfg, full, usable), inputs
+
+
+def _input_fingerprint(cfg: Config, jobs: list[_Job], inputs: dict) -> str:
+    files = sorted({str(p) + "|" + file_stat_key(p) for j in jobs for p in (j.clean, j.noise, j.noisy) if p})
+    return fingerprint(__version__, inputs, cfg.seed, cfg.to_dict()["audio"], cfg.to_dict()["mixing"],
+                       cfg.to_dict()["features"], files)
+
+
+def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noise=None, noisy=None,
+                     force: bool = False, progress: bool = True) -> ExtractSummary:
+    """Run stage 01: mix, featurise and write the ``features/<name>/`` contract.
+
+    Parameters
+    ----------
+    cfg : Config
+    out : str or Path
+        Output folder, e.g. ``features/logmag``.
+    data : path, optional
+        A corpus with ``train/{clean,noise}`` and ``test/{clean,noise}`` (like ``data_sample/``).
+    clean, noise : path, optional
+        Clean speech and noise folders, split into train/val/test by utterance and by recording.
+    noisy : path, optional
+        With ``clean``: already-noisy recordings paired with clean ones by relative path.
+    force : bool
+        Rebuild even when ``out`` is up to date, or holds another configuration.
+
+    Returns
+    -------
+    ExtractSummary
+
+    Raises
+    ------
+    ConfigError
+        On contradictory or missing input options.
+    AudioError
+        When no usable clean file or no usable noise file is left.
+    ArtifactError
+        When ``out`` holds another configuration and ``force`` is false.
+    """
+    t0 = time.perf_counter()
+    skipped: list[dict] = []
+    sr = cfg.audio.sample_rate
+    fx = FeatureExtractor(cfg.features, sr)
+    noise_cache: dict[Path, np.ndarray] = {}
+    resampled: set[str] = set()
+
+    def load(path: Path, *, role: str) -> np.ndarray:
+        y, info = load_audio(path, sample_rate=sr)
+        if info.resampled:
+            resampled.add(f"{info.orig_sample_rate}")
+        silence = cfg.audio.silence_rms_db if role == "clean" else None
+        min_dur = cfg.audio.min_duration_s if role == "clean" else fx.cfg.win_length / sr
+        return validate_audio(y, sample_rate=sr, min_duration_s=min_dur, silence_rms_db=silence, name=str(path))
+
+    def usable_noise(path: Path) -> bool:
+        if path in noise_cache:
+            return True
+        try:
+            y = load(path, role="noise")
+            if not np.any(y):
+                raise AudioError(f"{path}: noise recording is all zeros (silent)")
+        except AudioError as exc:
+            if not any(r["file"] == str(path) for r in skipped):
+                skipped.append({"file": str(path), "reason": str(exc)})
+            return False
+        noise_cache[path] = y
+        return True
+
+    jobs, inputs = _discover(cfg, data, clean, noise, noisy, skipped, usable_noise)
+    if not jobs:
+        raise AudioError(f"no usable input files found in {inputs if isinstance(inputs, dict) else ''}"
+                         f"{'' if not skipped else f' ({len(skipped)} skipped, first: {skipped[0]}'}; "
+                         "check the folders hold WAV/FLAC/OGG audio")
+    fp = _input_fingerprint(cfg, jobs, inputs)
+    staged = StagedOutput(out, fp, marker="params.json", force=force)
+    if staged.is_current():
+        return ExtractSummary(Path(out), up_to_date=True)
+    work = staged.begin()
+    rows: list[dict] = []
+    bad_files: dict[str, str] = {}
+    seen_ids: set[str] = set()
+    clean_cache: tuple[Path | None, np.ndarray | None] = (None, None)
+    audio_s = 0.0
+    for job in tqdm(jobs, desc="01 extract", unit="utt", disable=not progress):
+        src = job.noisy or job.clean
+        if str(src) in bad_files or str(job.clean) in bad_files:
+            continue
+        try:
+            if clean_cache[0] != job.clean:
+                clean_cache = (job.clean, load(job.clean, role="clean"))
+            y_clean = clean_cache[1]
+            if job.noisy is None:
+                noise_path = job.noise
+                y_noise = noise_cache[noise_path]
+                base = _stem_id(job.clean, job.clean_root)
+                uid = f"{base}__{noise_path.stem}__snr{job.snr_db:+g}"
+                rng = seeded_rng(cfg.seed, "offset", uid)
+                mix = mix_at_snr(y_clean, y_noise, job.snr_db, rng=rng, clip_peak=cfg.mixing.clip_peak)
+                y_noisy, y_ref, gain, snr = mix.noisy, mix.clean, mix.gain, job.snr_db
+            else:
+                noise_path = job.noisy
+                y_noisy = load(job.noisy, role="noisy")
+                if abs(y_noisy.size - y_clean.size) > 0.01 * max(y_noisy.size, y_clean.size):
+                    raise AudioError(f"{job.noisy}: length {y_noisy.size} differs from its clean pair "
+                                     f"{job.clean} ({y_clean.size} samples) by more than 1%")
+                n = min(y_noisy.size, y_clean.size)
+                y_noisy, y_ref, gain = y_noisy[:n], y_clean[:n], 1.0
+                snr = snr_db_of(y_ref, y_noisy - y_ref)
+                uid = _stem_id(job.noisy, Path(inputs["noisy"]))
+        except AudioError as exc:
+            bad_files.setdefault(str(src), str(exc))
+            continue
+        if uid in seen_ids:
+            skipped.append({"file": str(src), "reason": f"duplicate id {uid}"})
+            continue
+        seen_ids.add(uid)
+        x_noisy, x_clean = fx(y_noisy), fx(y_ref)
+        save_npy(work / "noisy" / f"{uid}.npy", x_noisy)
+        save_npy(work / "clean" / f"{uid}.npy", x_clean)
+        write_audio(work / "mixtures" / f"{uid}.wav", y_noisy, sr)
+        write_audio(work / "references" / f"{uid}.wav", y_ref, sr)
+        audio_s += y_noisy.size / sr
+        rows.append({"id": uid, "split": job.split, "speaker": _speaker(job.clean, job.clean_root),
+                     "clean_file": str(job.clean), "noise_file": str(noise_path), "snr_db": round(float(snr), 3),
+                     "gain": round(gain, 6), "n_samples": y_noisy.size, "n_frames": x_noisy.shape[0]})
+    skipped.extend({"file": f, "reason": r} for f, r in bad_files.items())
+    counts = {s: sum(r["split"] == s for r in rows) for s in SPLITS}
+    for split in ("train", "test"):
+        if counts[split] == 0 and any(j.split == split for j in jobs):
+            raise AudioError(f"no usable {split} utterance is left ({len(skipped)} files skipped; first reason: "
+                             f"{skipped[0]['reason'] if skipped else 'none'}); fix the inputs and re-run")
+    if counts["train"] == 0:
+        raise AudioError("no usable training utterance; check the inputs")
+    if resampled:
+        log.info("resampled inputs from %s Hz to %d Hz", ", ".join(sorted(resampled)), sr)
+    write_csv(work / "manifest.csv", rows, MANIFEST_FIELDS)
+    write_csv(work / "skipped.csv", skipped, SKIPPED_FIELDS)
+    seconds = time.perf_counter() - t0
+    write_json(work / "params.json", {
+        "stage": "01_extract_features",
+        "fingerprint": fp,
+        "sample_rate": sr,
+        "feature": cfg.features.type,
+        "features": cfg.to_dict()["features"],
+        "n_bins": fx.n_bins,
+        "frame_rate_hz": sr / cfg.features.hop_length,
+        "description": fx.describe(),
+        "snr_db": list(cfg.mixing.snr_db),
+        "mixing": cfg.to_dict()["mixing"],
+        "audio": cfg.to_dict()["audio"],
+        "seed": cfg.seed,
+        "inputs": inputs,
+        "counts": counts,
+        "skipped": len(skipped),
+        "audio_minutes": round(audio_s / 60, 3),
+        "seconds": round(seconds, 2),
+        "versions": package_versions(),
+    })
+    staged.commit()
+    return ExtractSummary(Path(out), counts=counts, skipped=len(skipped), seconds=seconds, audio_s=audio_s)
+
+
+def load_params(features_dir: str | Path) -> dict:
+    """Read and check ``features/<name>/params.json`` (raises ArtifactError naming stage 01)."""
+    from .artifacts import read_json, require_files
+
+    folder = require_files(features_dir, ["params.json", "manifest.csv"], stage_hint="01_extract_features.py")
+    return read_json(Path(folder) / "params.json", stage_hint="01_extract_features.py")

@@ -1,0 +1,288 @@
+"""Stage 04: features -> model -> inverse -> waveform, plus spectrogram images and metrics.
+
+Needs only ``models/<run>/`` (``model.keras``, ``run.json``, ``norm.npz``) and
+audio files. For each input, the whole file goes through one batched
+``predict``: its features are cut into ``context``-frame patches every
+``reconstruct.patch_hop`` frames, the predicted patches are overlap-averaged
+back into one frame sequence, un-normalised, and inverted to audio (phase
+borrowing for logmag, mel-domain gain for fbank; see :mod:`speech_dae.features`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .artifacts import read_csv, read_json, require_files, write_csv
+from .audio import list_audio, load_audio, validate_audio, write_audio
+from .config import Config, FeatureConfig
+from .dataset import Normaliser, gather_patches, patch_starts
+from .errors import ArtifactError, AudioError
+from .features import FeatureExtractor
+from .metrics import si_sdr, snr
+
+__all__ = ["Denoiser", "overlap_average", "reconstruct", "ReconstructSummary"]
+
+log = logging.getLogger(__name__)
+
+STAGE03 = "03_train_autoencoder.py"
+
+
+def overlap_average(patches: np.ndarray, starts: np.ndarray, n_frames: int,
+                    window: np.ndarray | None = None) -> np.ndarray:
+    """Weighted average of overlapping patches: ``sum(w * patch) / sum(w)`` per frame.
+
+    Parameters
+    ----------
+    patches : np.ndarray [shape=(n_patches, context, n_bins)]
+    starts : np.ndarray [shape=(n_patches,)], int, unique
+        First frame of each patch.
+    n_frames : int
+        Length of the output sequence.
+    window : np.ndarray [shape=(context,)], optional
+        Weight of each patch position (default: all ones). Frames no patch covers are 0.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames, n_bins)], float32
+
+    Notes
+    -----
+    The loop runs over the ``context`` positions of a patch, each step
+    vectorised over all patches (starts are unique, so fancy-index ``+=`` is exact).
+    """
+    n_patches, context, n_bins = patches.shape
+    w = np.ones(context, np.float32) if window is None else np.asarray(window, np.float32)
+    acc = np.zeros((n_frames, n_bins), np.float64)
+    norm = np.zeros(n_frames, np.float64)
+    starts = np.asarray(starts, dtype=np.int64)
+    for r in range(context):
+        acc[starts + r] += w[r] * patches[:, r, :]
+        norm[starts + r] += w[r]
+    return (acc / np.where(norm > 0, norm, 1.0)[:, None]).astype(np.float32)
+
+
+class Denoiser:
+    """A trained run, ready to denoise waveforms.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        ``models/<run>/`` written by stage 03.
+    patch_hop : int
+        Frames between inference patches (1 = a patch at every frame).
+    batch_size : int
+        Patches per forward pass.
+
+    Raises
+    ------
+    ArtifactError
+        If the run folder is missing or incomplete (names stage 03).
+    """
+
+    def __init__(self, run_dir: str | Path, *, patch_hop: int = 1, batch_size: int = 1024):
+        run_dir = require_files(run_dir, ["model.keras", "run.json", "norm.npz"], stage_hint=STAGE03)
+        self.run_dir = Path(run_dir)
+        self.info = read_json(self.run_dir / "run.json", stage_hint=STAGE03)
+        self.norm = Normaliser.load(self.run_dir / "norm.npz")
+        self.sample_rate = int(self.info["sample_rate"])
+        self.fx = FeatureExtractor(FeatureConfig(**self.info["features"]), self.sample_rate)
+        self.context = int(self.info["context"])
+        self.patch_hop = int(patch_hop)
+        self.batch_size = int(batch_size)
+        import keras
+
+        try:
+            self.model = keras.saving.load_model(self.run_dir / "model.keras")
+        except (ValueError, OSError) as exc:
+            raise ArtifactError(f"{self.run_dir}/model.keras cannot be loaded ({exc}); re-run {STAGE03} --force") \
+                from None
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    def denoise_features(self, features: np.ndarray) -> np.ndarray:
+        """Denoise un-normalised features ``(n_frames, n_bins)`` -> same shape, float32."""
+        n = features.shape[0]
+        x = self.norm.norm_x(features)
+        if n < self.context:  # repeat the edge frames so one patch fits
+            x = np.pad(x, ((0, self.context - n), (0, 0)), mode="edge")
+        starts = patch_starts(x.shape[0], self.context, self.patch_hop)
+        patches = gather_patches(x, starts, self.context)
+        pred = np.concatenate([np.asarray(self.model(patches[i:i + self.batch_size], training=False))
+                               for i in range(0, len(patches), self.batch_size)])
+        return self.norm.denorm_y(overlap_average(pred, starts, x.shape[0])[:n])
+
+    def __call__(self, noisy: np.ndarray) -> np.ndarray:
+        """Denoise a waveform.
+
+        Parameters
+        ----------
+        noisy : np.ndarray [shape=(n_samples,)], float32, mono, at ``self.sample_rate``
+
+        Returns
+        -------
+        np.ndarray [shape=(n_samples,)], float32
+        """
+        feats = self.fx(noisy)
+        return self.fx.to_audio(self.denoise_features(feats), noisy, noisy_features=feats)
+
+
+@dataclass
+class ReconstructSummary:
+    run: str
+    rows: list = field(default_factory=list)
+    out_dir: Path | None = None
+    images_dir: Path | None = None
+    seconds: float = 0.0
+    audio_s: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = []
+        scored = [r for r in self.rows if r.get("si_sdr_out") not in (None, "")]
+        for r in self.rows:
+            if r in scored:
+                out.append(f"{r['id']}: SNR {r['snr_in']:6.2f} -> {r['snr_out']:6.2f} dB, "
+                           f"SI-SDR {r['si_sdr_in']:6.2f} -> {r['si_sdr_out']:6.2f} dB")
+            else:
+                out.append(f"{r['id']}: denoised (no clean reference to score against)")
+        if scored:
+            by_snr: dict[str, list] = {}
+            for r in scored:
+                by_snr.setdefault(str(r.get("snr_db", "")), []).append(r)
+            for key, group in sorted(by_snr.items(), key=lambda kv: float(kv[0]) if kv[0] else 0.0):
+                if key:
+                    out.append(f"  input SNR {float(key):+g} dB ({len(group)} files): " + _means(group))
+            out.append(f"mean over {len(scored)} files: " + _means(scored))
+        rt = self.audio_s / self.seconds if self.seconds else 0.0
+        out.append(f"wrote {len(self.rows)} denoised files to {self.out_dir}/ and images to {self.images_dir}/ "
+                   f"({rt:.0f}x real time)")
+        return out
+
+
+def _means(rows) -> str:
+    m = {k: float(np.mean([r[k] for r in rows])) for k in ("snr_in", "snr_out", "si_sdr_in", "si_sdr_out")}
+    return (f"SNR {m['snr_in']:.2f} -> {m['snr_out']:.2f} dB ({m['snr_out'] - m['snr_in']:+.2f}), "
+            f"SI-SDR {m['si_sdr_in']:.2f} -> {m['si_sdr_out']:.2f} dB ({m['si_sdr_out'] - m['si_sdr_in']:+.2f})")
+
+
+def _default_inputs(den: Denoiser) -> list[tuple[str, Path, Path | None, str]]:
+    fdir = Path(den.info.get("features_dir", ""))
+    if not (fdir / "manifest.csv").is_file():
+        raise ArtifactError(f"the features folder this model was trained from ({fdir}) is gone, so there are no "
+                            "default test mixtures; pass --input WAV_OR_DIR (and --clean DIR to score)")
+    rows = [r for r in read_csv(fdir / "manifest.csv") if r["split"] == "test"]
+    if not rows:
+        raise ArtifactError(f"{fdir}/manifest.csv lists no test utterance; pass --input WAV_OR_DIR")
+    return [(r["id"], fdir / "mixtures" / f"{r['id']}.wav", fdir / "references" / f"{r['id']}.wav", r["snr_db"])
+            for r in rows]
+
+
+def _given_inputs(inputs: str | Path, clean: str | Path | None) -> list[tuple[str, Path, Path | None, str]]:
+    inputs = Path(inputs)
+    if inputs.is_file():
+        files, root = [inputs], inputs.parent
+    elif inputs.is_dir():
+        files, root = list_audio(inputs), inputs
+    else:
+        raise AudioError(f"--input {inputs} is neither an audio file nor a folder")
+    if not files:
+        raise AudioError(f"--input {inputs} holds no WAV/FLAC/OGG file")
+    refs = {}
+    if clean is not None:
+        clean = Path(clean)
+        refs = {p.relative_to(clean).with_suffix(""): p for p in list_audio(clean)} if clean.is_dir() else \
+            {Path(clean.stem): clean}
+    out = []
+    for f in files:
+        rel = f.relative_to(root).with_suffix("")
+        ref = refs.get(rel)
+        if clean is not None and ref is None:
+            log.warning("no clean reference for %s under %s; it will not be scored", f, clean)
+        out.append(("-".join(rel.parts), f, ref, ""))
+    return out
+
+
+def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None = None,
+                clean: str | Path | None = None, out_root: str | Path = "outputs",
+                images_root: str | Path = "images", progress: bool = True) -> ReconstructSummary:
+    """Run stage 04: denoise files with a trained run, write WAVs, images and metrics.
+
+    Parameters
+    ----------
+    cfg : Config
+        Uses the ``reconstruct`` section.
+    model_dir : str or Path
+        ``models/<run>/``.
+    inputs : str or Path, optional
+        A noisy audio file or folder. Default: the test mixtures listed in the
+        manifest of the features the model was trained from (scored against their references).
+    clean : str or Path, optional
+        Clean references for ``inputs``, matched by relative path.
+
+    Returns
+    -------
+    ReconstructSummary
+        Also written: ``outputs/<run>/<id>_denoised.wav``, ``images/<run>/<id>.png`` and,
+        when references are known, ``outputs/<run>/metrics.csv``.
+
+    Raises
+    ------
+    ArtifactError
+        If the run folder is missing or incomplete (names stage 03).
+    AudioError
+        If ``inputs`` does not exist or holds no audio.
+    """
+    r = cfg.reconstruct
+    den = Denoiser(model_dir, patch_hop=r.patch_hop, batch_size=r.batch_size)
+    items = _default_inputs(den) if inputs is None else _given_inputs(inputs, clean)
+    out_dir, img_dir = Path(out_root) / den.name, Path(images_root) / den.name
+    sr = den.sample_rate
+    summary = ReconstructSummary(den.name, out_dir=out_dir, images_dir=img_dir)
+    t_model = 0.0
+    skipped = []
+    for uid, path, ref_path, snr_db in tqdm(items, desc="04 reconstruct", unit="file", disable=not progress):
+        try:
+            noisy, _ = load_audio(path, sample_rate=sr)
+            noisy = validate_audio(noisy, sample_rate=sr, min_duration_s=den.fx.cfg.n_fft / sr, name=str(path))
+        except AudioError as exc:
+            skipped.append(str(exc))
+            log.warning("skipped: %s", exc)
+            continue
+        t0 = time.perf_counter()
+        y_hat = den(noisy)
+        t_model += time.perf_counter() - t0
+        summary.audio_s += noisy.size / sr
+        write_audio(out_dir / f"{uid}_denoised.wav", y_hat, sr)
+        row = {"id": uid, "snr_db": snr_db, "noisy_file": str(path)}
+        panels = [("noisy", noisy), ("denoised", y_hat)]
+        if ref_path is not None:
+            ref, _ = load_audio(ref_path, sample_rate=sr)
+            n = min(ref.size, noisy.size)
+            ref = ref[:n]
+            row.update(snr_in=snr(ref, noisy[:n]), snr_out=snr(ref, y_hat[:n]),
+                       si_sdr_in=si_sdr(ref, noisy[:n]), si_sdr_out=si_sdr(ref, y_hat[:n]))
+            panels = [(f"noisy: SNR {row['snr_in']:.1f} dB, SI-SDR {row['si_sdr_in']:.1f} dB", noisy),
+                      (f"denoised ({den.info['model']}, {den.info['feature']}): SNR {row['snr_out']:.1f} dB, "
+                       f"SI-SDR {row['si_sdr_out']:.1f} dB", y_hat),
+                      ("clean reference", ref)]
+        c = den.fx.cfg
+        from .plots import plot_spectrograms
+
+        plot_spectrograms(panels, img_dir / f"{uid}.png", sample_rate=sr, n_fft=c.n_fft, hop_length=c.hop_length,
+                          max_s=r.image_max_s, suptitle=uid)
+        summary.rows.append(row)
+    if not summary.rows:
+        raise AudioError(f"no input could be denoised ({len(skipped)} skipped; first: {skipped[0] if skipped else '-'})")
+    if any("si_sdr_out" in row for row in summary.rows):
+        fields = ("id", "snr_db", "snr_in", "snr_out", "si_sdr_in", "si_sdr_out", "noisy_file")
+        write_csv(out_dir / "metrics.csv", [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                                            for row in summary.rows if "si_sdr_out" in row], fields)
+    summary.seconds = t_model
+    return summary

@@ -1,0 +1,202 @@
+"""Stage 03: train a registry model on a stage-02 dataset -> ``models/<run>/``.
+
+Plumbing is stock Keras: ``EarlyStopping`` (best weights restored),
+``ModelCheckpoint`` of the best ``val_loss`` to ``model.keras``, ``CSVLogger``
+to ``model_logs/<run>.csv`` and ``TensorBoard`` events in ``model_logs/<run>/``.
+The run folder is built as ``models/<run>.partial`` and renamed when training
+ends, so ``models/<run>/`` always holds a finished run: ``model.keras``,
+``run.json`` (everything stage 04 needs), ``norm.npz`` and ``training.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .artifacts import StagedOutput, fingerprint, package_versions, read_json, write_json
+from .config import Config
+from .dataset import gather_patches, load_dataset
+from .errors import ArtifactError, ConfigError
+
+__all__ = ["train", "TrainSummary", "PatchSequence"]
+
+log = logging.getLogger(__name__)
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def PatchSequence(x, y, windows, *, context: int, batch_size: int, shuffle: bool, seed: int):
+    """A ``keras.utils.PyDataset`` of ``(x_patch, y_patch)`` batches gathered from memory-mapped frames.
+
+    Parameters
+    ----------
+    x, y : np.ndarray [shape=(n_frames, n_bins)], float32 (memmaps)
+    windows : np.ndarray [shape=(n_patches,)], int64
+        Patch start frames.
+    context : int
+    batch_size : int
+    shuffle : bool
+        Reshuffle the patch order after every epoch (seeded).
+    seed : int
+    """
+    keras = _keras()
+
+    class _PatchSequence(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.order = np.asarray(windows)
+            self.rng = np.random.default_rng(seed)
+
+        def __len__(self):
+            return int(np.ceil(self.order.size / batch_size))
+
+        def __getitem__(self, i):
+            starts = self.order[i * batch_size:(i + 1) * batch_size]
+            return gather_patches(x, starts, context), gather_patches(y, starts, context)
+
+        def on_epoch_end(self):
+            if shuffle:
+                self.order = self.order[self.rng.permutation(self.order.size)]
+
+    return _PatchSequence()
+
+
+@dataclass
+class TrainSummary:
+    run_dir: Path
+    info: dict
+    up_to_date: bool = False
+
+    def lines(self) -> list[str]:
+        i = self.info
+        if self.up_to_date:
+            return [f"{self.run_dir} is up to date (same dataset, model and training parameters); "
+                    "pass --force to retrain"]
+        return [f"trained {i['model']} ({i['n_params']:,} parameters) for {i['epochs_run']} epochs in "
+                f"{i['train_seconds']:.0f} s ({i['stop_reason']}); best epoch {i['best_epoch']} "
+                f"val_loss {i['best_val_loss']:.4f}; saved {self.run_dir}/model.keras"]
+
+
+def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path = "models",
+          logs_dir: str | Path = "model_logs", force: bool = False, progress: bool = True) -> TrainSummary:
+    """Run stage 03: train ``cfg.model.name`` on ``dataset`` and write ``models/<run>/``.
+
+    Parameters
+    ----------
+    cfg : Config
+        ``model`` and ``training`` sections, ``seed``.
+    dataset : str or Path
+        A ``datasets/<name>/`` folder written by stage 02.
+    run : str
+        Run name: the folder under ``models_dir`` and the log names under ``logs_dir``.
+
+    Raises
+    ------
+    ArtifactError
+        If the dataset is missing, incomplete or stale (names stage 02), or
+        ``models/<run>`` holds a run of another configuration and ``force`` is false.
+    ConfigError
+        For an unknown model or hyper-parameter, or a bad run name.
+    """
+    if not run or "/" in run or run.startswith("."):
+        raise ConfigError(f"--run {run!r} must be a plain folder name such as logmag_type2")
+    dataset = Path(dataset)
+    info = load_dataset(dataset)
+    name = cfg.model.name
+    hparams = cfg.model.params_for(name)
+    t = cfg.training
+    fp = fingerprint(__version__, info["fingerprint"], name, hparams, cfg.to_dict()["training"], cfg.seed)
+    run_dir = Path(models_dir) / run
+    staged = StagedOutput(run_dir, fp, marker="run.json", force=force)
+    if staged.is_current():
+        return TrainSummary(run_dir, read_json(run_dir / "run.json"), up_to_date=True)
+    from .models import build_model
+
+    keras = _keras()
+    keras.utils.set_random_seed(cfg.seed)
+    context, n_bins = int(info["context"]), int(info["n_bins"])
+    model = build_model(name, (context, n_bins), **hparams)
+    work = staged.begin()
+    logs_dir = Path(logs_dir)
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    tb_dir = logs_dir / run
+    if tb_dir.exists():
+        shutil.rmtree(tb_dir)
+
+    def mm(kind, split):
+        return np.load(dataset / f"{kind}_{split}.npy", mmap_mode="r")
+
+    train_seq = PatchSequence(mm("x", "train"), mm("y", "train"), mm("windows", "train"), context=context,
+                              batch_size=t.batch_size, shuffle=True, seed=cfg.seed)
+    val_windows = mm("windows", "val")
+    if val_windows.size == 0:
+        raise ArtifactError(f"{dataset} has no validation patches; rebuild it with mixing.val_fraction > 0")
+    val_seq = PatchSequence(mm("x", "val"), mm("y", "val"), val_windows, context=context,
+                            batch_size=max(t.batch_size, 512), shuffle=False, seed=cfg.seed)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=t.learning_rate), loss=t.loss)
+    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True)
+    callbacks = [
+        early,
+        keras.callbacks.ModelCheckpoint(str(work / "model.keras"), monitor="val_loss", save_best_only=True),
+        keras.callbacks.CSVLogger(str(logs_dir / f"{run}.csv")),
+        keras.callbacks.TensorBoard(log_dir=str(tb_dir), write_graph=False),
+    ]
+    log.info("training %s on %s: %d train / %d val patches of %dx%d, up to %d epochs", name, dataset,
+             train_seq.order.size, val_windows.size, context, n_bins, t.epochs)
+    t0 = time.perf_counter()
+    history = model.fit(train_seq, validation_data=val_seq, epochs=t.epochs, callbacks=callbacks,
+                        verbose=1 if progress else 2)
+    seconds = time.perf_counter() - t0
+    h = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    epochs_run = len(h["loss"])
+    best = int(np.argmin(h["val_loss"]))
+    stop = (f"early stopping: val_loss did not improve for {t.patience} epochs" if early.stopped_epoch
+            else f"reached {t.epochs} epochs")
+    shutil.copy2(dataset / "norm.npz", work / "norm.npz")
+    from .plots import plot_training_curves
+
+    plot_training_curves(h, work / "training.png", title=f"{run}: {name} on {info['feature']}")
+    fparams = info["features_params"]
+    run_info = {
+        "stage": "03_train_autoencoder",
+        "fingerprint": fp,
+        "run": run,
+        "model": name,
+        "hparams": hparams,
+        "input_shape": [context, n_bins],
+        "target": "mapping",
+        "loss": t.loss,
+        "optimizer": {"name": "adam", "learning_rate": t.learning_rate},
+        "training": cfg.to_dict()["training"],
+        "epochs_run": epochs_run,
+        "best_epoch": best + 1,
+        "best_val_loss": h["val_loss"][best],
+        "stop_reason": stop,
+        "train_seconds": round(seconds, 1),
+        "train_patches": int(train_seq.order.size),
+        "n_params": int(model.count_params()),
+        "history": h,
+        "dataset": str(dataset),
+        "dataset_fingerprint": info["fingerprint"],
+        "context": context,
+        "n_bins": n_bins,
+        "feature": info["feature"],
+        "sample_rate": fparams["sample_rate"],
+        "features": fparams["features"],
+        "features_dir": info["source"],
+        "seed": cfg.seed,
+        "versions": {**package_versions(), "speech_dae": __version__},
+    }
+    write_json(work / "run.json", run_info)
+    staged.commit()
+    return TrainSummary(run_dir, run_info)
