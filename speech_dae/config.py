@@ -43,6 +43,14 @@ def _check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _ints(section: str, obj, *names: str) -> None:
+    """Whole-number fields must be ints (not floats, not bools)."""
+    for name in names:
+        v = getattr(obj, name)
+        _check(isinstance(v, int) and not isinstance(v, bool),
+               f"{section}.{name}={v!r} must be a whole number")
+
+
 @dataclass(frozen=True)
 class AudioConfig:
     sample_rate: int
@@ -50,6 +58,7 @@ class AudioConfig:
     silence_rms_db: float
 
     def __post_init__(self):
+        _ints("audio", self, "sample_rate")
         _check(8000 <= self.sample_rate <= 48000,
                f"audio.sample_rate={self.sample_rate} Hz is outside 8000..48000; set a usual speech rate such as 16000")
         _check(self.min_duration_s > 0, f"audio.min_duration_s={self.min_duration_s} must be > 0 seconds")
@@ -73,6 +82,9 @@ class MixingConfig:
         for key in ("val_fraction", "test_fraction"):
             v = getattr(self, key)
             _check(0 <= v < 0.9, f"mixing.{key}={v} must be in [0, 0.9)")
+        _check(self.val_fraction + self.test_fraction < 0.95,
+               f"mixing.val_fraction + mixing.test_fraction = {self.val_fraction + self.test_fraction:g} leaves "
+               "(almost) nothing for training; keep the sum below 0.95")
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,7 @@ class FeatureConfig:
     preemphasis: float
 
     def __post_init__(self):
+        _ints("features", self, "n_fft", "hop_length", "win_length", "n_mels", "fbank_win_length")
         _check(self.type in FEATURE_TYPES,
                f"features.type={self.type!r} is unknown; choose one of {', '.join(FEATURE_TYPES)}")
         _check(self.n_fft >= 16 and self.n_fft & (self.n_fft - 1) == 0,
@@ -109,9 +122,12 @@ class FeatureConfig:
 class DatasetConfig:
     context: int
     stride: int
-    normalise: bool
+    normalise: str
 
     def __post_init__(self):
+        _ints("dataset", self, "context", "stride")
+        _check(self.normalise in ("shared", "separate", "none"),
+               f"dataset.normalise={self.normalise!r} is unknown; choose shared, separate or none")
         _check(1 <= self.context <= 4096, f"dataset.context={self.context} frames must be in 1..4096")
         _check(1 <= self.stride, f"dataset.stride={self.stride} must be >= 1 frame")
 
@@ -135,6 +151,7 @@ class TrainingConfig:
     loss: str
 
     def __post_init__(self):
+        _ints("training", self, "epochs", "batch_size", "patience")
         _check(self.epochs >= 1, f"training.epochs={self.epochs} must be >= 1")
         _check(self.batch_size >= 1, f"training.batch_size={self.batch_size} must be >= 1")
         _check(0 < self.learning_rate < 1, f"training.learning_rate={self.learning_rate} must be in (0, 1)")
@@ -147,8 +164,12 @@ class ReconstructConfig:
     patch_hop: int
     batch_size: int
     image_max_s: float
+    max_gain: float | None
 
     def __post_init__(self):
+        _ints("reconstruct", self, "patch_hop", "batch_size")
+        _check(self.max_gain is None or self.max_gain > 0,
+               f"reconstruct.max_gain={self.max_gain} must be > 0 (or null for no bound)")
         _check(self.patch_hop >= 1, f"reconstruct.patch_hop={self.patch_hop} must be >= 1")
         _check(self.batch_size >= 1, f"reconstruct.batch_size={self.batch_size} must be >= 1")
 
@@ -240,6 +261,11 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({exc.__class__.__name__})") from None
+    if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
+        except ValueError:
+            pass
     return key.strip(), value
 
 
@@ -270,6 +296,10 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
             kwargs[name] = cls(**section)
         except TypeError as exc:  # e.g. a comparison between str and int in validation
             raise ConfigError(f"section {name!r} has a value of the wrong type: {exc}") from None
+    f, sr = kwargs["features"], kwargs["audio"].sample_rate
+    fmax = sr / 2 if f.fmax is None else f.fmax
+    _check(0 <= f.fmin < fmax <= sr / 2,
+           f"need 0 <= features.fmin ({f.fmin}) < features.fmax ({f.fmax}) <= sample_rate / 2 ({sr / 2:g} Hz)")
     return Config(**kwargs)
 
 

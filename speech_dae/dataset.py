@@ -8,6 +8,8 @@ Frames are stored once per split, patches are addressed by their start frame:
   shuffled across utterances (a patch never crosses an utterance boundary)
 - ``utterances_<split>.csv``: id, first frame, n_frames of each utterance in the concatenation
 - ``norm.npz``: per-bin ``x_mean, x_std, y_mean, y_std`` from the training split only
+  (``dataset.normalise``: ``shared`` scales the clean targets with the noisy statistics,
+  ``separate`` gives each its own, ``none`` leaves features as they are)
 - ``dataset.json``: context, stride, counts, the feature parameters and the source fingerprint
 
 Storing frames and start indices instead of materialised patches keeps the
@@ -59,12 +61,17 @@ class Normaliser:
         return cls(z, o, z, o)
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, *, floor: float = 1e-3) -> "Normaliser":
-        """Statistics of ``x`` and ``y`` (each ``(n_frames, n_bins)``), std floored at ``floor``."""
+    def fit(cls, x: np.ndarray, y: np.ndarray, *, shared: bool = True, floor: float = 1e-3) -> "Normaliser":
+        """Statistics of ``x`` and ``y`` (each ``(n_frames, n_bins)``), std floored at ``floor``.
+
+        With ``shared`` the clean targets are scaled with the noisy statistics, so
+        one affine map puts both on the same scale (identity = "no denoising").
+        """
         def stats(a):
             a = np.asarray(a, dtype=np.float64)
             return a.mean(0).astype(np.float32), np.maximum(a.std(0), floor).astype(np.float32)
-        (xm, xs), (ym, ys) = stats(x), stats(y)
+        xm, xs = stats(x)
+        ym, ys = (xm, xs) if shared else stats(y)
         return cls(xm, xs, ym, ys)
 
     @classmethod
@@ -107,7 +114,9 @@ def patch_starts(n_frames: int, context: int, stride: int) -> np.ndarray:
     Returns
     -------
     np.ndarray [shape=(n_patches,)], int64
-        Empty when ``n_frames < context``. Every frame is covered by at least one patch.
+        Empty when ``n_frames < context``. When ``stride <= context`` every frame
+        is covered by at least one patch (larger strides skip frames, which only
+        training may want).
     """
     if n_frames < context:
         return np.zeros(0, dtype=np.int64)
@@ -211,8 +220,8 @@ def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: 
     if raw["train"][0].shape[0] == 0:
         raise ArtifactError(f"every training utterance is shorter than dataset.context={d.context} frames; "
                             "lower --context")
-    norm = Normaliser.fit(raw["train"][0], raw["train"][1]) if d.normalise else \
-        Normaliser.identity(raw["train"][0].shape[1])
+    norm = Normaliser.identity(raw["train"][0].shape[1]) if d.normalise == "none" else \
+        Normaliser.fit(raw["train"][0], raw["train"][1], shared=d.normalise == "shared")
     norm.save(work / "norm.npz")
     splits_info = {}
     for split in SPLITS:

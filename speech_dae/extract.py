@@ -244,7 +244,11 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
                 base = _stem_id(job.clean, job.clean_root)
                 uid = f"{base}__{noise_path.stem}__snr{job.snr_db:+g}"
                 rng = seeded_rng(cfg.seed, "offset", uid)
-                mix = mix_at_snr(y_clean, y_noise, job.snr_db, rng=rng, clip_peak=cfg.mixing.clip_peak)
+                try:
+                    mix = mix_at_snr(y_clean, y_noise, job.snr_db, rng=rng, clip_peak=cfg.mixing.clip_peak)
+                except AudioError as exc:  # the noise's fault: skip this mixture only, keep the clean file
+                    skipped.append({"file": str(noise_path), "reason": f"cannot mix with {job.clean.name}: {exc}"})
+                    continue
                 y_noisy, y_ref, gain, snr = mix.noisy, mix.clean, mix.gain, job.snr_db
             else:
                 noise_path = job.noisy

@@ -152,7 +152,7 @@ class FeatureExtractor:
         return self._mel_weights
 
     def to_audio(self, denoised: np.ndarray, noisy: np.ndarray, *, noisy_features: np.ndarray | None = None,
-                 max_gain: float = 1.0) -> np.ndarray:
+                 max_gain: float | None = 1.0) -> np.ndarray:
         """Turn denoised features back into a waveform, borrowing the noisy signal's phase.
 
         Parameters
@@ -163,8 +163,9 @@ class FeatureExtractor:
             The noisy waveform the features came from; supplies the phase.
         noisy_features : np.ndarray [shape=(n_frames, n_bins)], optional
             ``self(noisy)`` if already computed (fbank only).
-        max_gain : float
-            fbank only: upper bound of the per-bin magnitude gain (1 = never amplify).
+        max_gain : float or None
+            Upper bound of the per-bin magnitude gain over the noisy STFT
+            (1 = never louder than the input in any bin; None = unbounded).
 
         Returns
         -------
@@ -173,7 +174,8 @@ class FeatureExtractor:
         Notes
         -----
         logmag: ``|S| = exp(x) - eps`` (clipped at 0) with the noisy STFT phase
-        ("phase borrowing", as libdse's inference with ``librosa.istft``).
+        ("phase borrowing", as libdse's inference with ``librosa.istft``), bounded
+        by ``max_gain * |S_noisy|``.
         fbank: the mel-domain power gain ``(exp(d) - eps) / (exp(n) - eps)`` is
         spread to STFT bins through the column-normalised filterbank, its square
         root multiplies the noisy STFT, and the result is inverted.
@@ -185,6 +187,8 @@ class FeatureExtractor:
                              f"{(S_noisy.shape[0], self.n_bins)} for {noisy.size} samples")
         if self.kind == "logmag":
             magnitude = np.maximum(np.exp(denoised.astype(np.float64)) - self.cfg.eps, 0.0)
+            if max_gain is not None:
+                magnitude = np.minimum(magnitude, max_gain * np.abs(S_noisy))
             S = magnitude * np.exp(1j * np.angle(S_noisy))
         else:
             if noisy_features is None:
@@ -193,7 +197,7 @@ class FeatureExtractor:
             e_denoised = np.maximum(np.exp(denoised.astype(np.float64)) - self.cfg.eps, 0.0)
             mel_gain = np.where(e_noisy > 0, e_denoised / np.maximum(e_noisy, 1e-30), 1.0)
             gain = np.sqrt(mel_gain_to_stft_gain(mel_gain, self.mel_weights))
-            S = S_noisy * np.minimum(gain, max_gain)
+            S = S_noisy * (gain if max_gain is None else np.minimum(gain, max_gain))
         return self.istft(S, length=noisy.size)
 
 

@@ -15,7 +15,7 @@ from typing import Sequence, TypeVar
 
 import numpy as np
 
-from .errors import AudioError
+from .errors import AudioError, ConfigError
 
 __all__ = ["Mixture", "fit_noise", "mix_at_snr", "seeded_rng", "split_items", "snr_db_of"]
 
@@ -53,11 +53,22 @@ def fit_noise(noise: np.ndarray, n_samples: int, rng: np.random.Generator) -> tu
     segment : np.ndarray [shape=(n_samples,)], float32
     offset : int
         Start sample in ``noise`` (a looped noise starts at a random offset too).
+        Offsets whose segment would be all zeros are never drawn.
+
+    Raises
+    ------
+    AudioError
+        If ``noise`` is empty or has no non-silent segment of ``n_samples``.
     """
     if noise.size == 0:
         raise AudioError("noise signal is empty")
     if noise.size >= n_samples:
-        offset = int(rng.integers(0, noise.size - n_samples + 1))
+        # draw among the offsets whose segment is not digital silence (all of them for ordinary noise)
+        energy = np.concatenate([[0.0], np.cumsum(np.square(noise, dtype=np.float64))])
+        valid = np.flatnonzero(energy[n_samples:] - energy[:-n_samples] > 0)
+        if valid.size == 0:
+            raise AudioError(f"noise holds no non-silent stretch of {n_samples} samples")
+        offset = int(valid[rng.integers(0, valid.size)])
         return noise[offset:offset + n_samples].astype(np.float32, copy=True), offset
     offset = int(rng.integers(0, noise.size))
     idx = (offset + np.arange(n_samples)) % noise.size
@@ -144,11 +155,16 @@ def split_items(items: Sequence[T], fractions: Sequence[float], *, seed: int, ke
     order = [order[i] for i in perm]
     n = len(order)
     wanted = [f for f in fractions]
+    if sum(wanted) >= 1:
+        raise ConfigError(f"split fractions {list(wanted)} add up to {sum(wanted):g}; they must leave a share "
+                          "(> 0) for training")
     counts = [int(round(f * n)) for f in wanted]
     if n > sum(1 for f in wanted if f > 0):
         counts = [max(c, 1) if f > 0 else 0 for c, f in zip(counts, wanted)]
     else:
         counts = [0 for _ in wanted]
+    while sum(counts) > n - 1 and any(counts):  # rounding up to 1 each must still leave a training item
+        counts[counts.index(max(counts))] -= 1
     groups, start = [], n - sum(counts)
     groups.append(order[:start])
     for c in counts:

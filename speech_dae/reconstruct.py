@@ -78,6 +78,9 @@ class Denoiser:
         Frames between inference patches (1 = a patch at every frame).
     batch_size : int
         Patches per forward pass.
+    max_gain : float or None
+        Bound on the per-bin magnitude gain over the noisy STFT (see
+        :meth:`FeatureExtractor.to_audio`).
 
     Raises
     ------
@@ -85,7 +88,8 @@ class Denoiser:
         If the run folder is missing or incomplete (names stage 03).
     """
 
-    def __init__(self, run_dir: str | Path, *, patch_hop: int = 1, batch_size: int = 1024):
+    def __init__(self, run_dir: str | Path, *, patch_hop: int = 1, batch_size: int = 1024,
+                 max_gain: float | None = 1.0):
         run_dir = require_files(run_dir, ["model.keras", "run.json", "norm.npz"], stage_hint=STAGE03)
         self.run_dir = Path(run_dir)
         self.info = read_json(self.run_dir / "run.json", stage_hint=STAGE03)
@@ -93,8 +97,9 @@ class Denoiser:
         self.sample_rate = int(self.info["sample_rate"])
         self.fx = FeatureExtractor(FeatureConfig(**self.info["features"]), self.sample_rate)
         self.context = int(self.info["context"])
-        self.patch_hop = int(patch_hop)
+        self.patch_hop = min(int(patch_hop), self.context)  # a larger hop would leave frames uncovered
         self.batch_size = int(batch_size)
+        self.max_gain = max_gain
         import keras
 
         try:
@@ -131,7 +136,7 @@ class Denoiser:
         np.ndarray [shape=(n_samples,)], float32
         """
         feats = self.fx(noisy)
-        return self.fx.to_audio(self.denoise_features(feats), noisy, noisy_features=feats)
+        return self.fx.to_audio(self.denoise_features(feats), noisy, noisy_features=feats, max_gain=self.max_gain)
 
 
 @dataclass
@@ -240,7 +245,7 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
         If ``inputs`` does not exist or holds no audio.
     """
     r = cfg.reconstruct
-    den = Denoiser(model_dir, patch_hop=r.patch_hop, batch_size=r.batch_size)
+    den = Denoiser(model_dir, patch_hop=r.patch_hop, batch_size=r.batch_size, max_gain=r.max_gain)
     items = _default_inputs(den) if inputs is None else _given_inputs(inputs, clean)
     out_dir, img_dir = Path(out_root) / den.name, Path(images_root) / den.name
     sr = den.sample_rate
@@ -266,8 +271,8 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
             ref, _ = load_audio(ref_path, sample_rate=sr)
             n = min(ref.size, noisy.size)
             ref = ref[:n]
-            row.update(snr_in=snr(ref, noisy[:n]), snr_out=snr(ref, y_hat[:n]),
-                       si_sdr_in=si_sdr(ref, noisy[:n]), si_sdr_out=si_sdr(ref, y_hat[:n]))
+            row.update(snr_in=snr(ref, noisy[:n]) + 0.0, snr_out=snr(ref, y_hat[:n]) + 0.0,  # + 0.0: no "-0.0"
+                       si_sdr_in=si_sdr(ref, noisy[:n]) + 0.0, si_sdr_out=si_sdr(ref, y_hat[:n]) + 0.0)
             panels = [(f"noisy: SNR {row['snr_in']:.1f} dB, SI-SDR {row['si_sdr_in']:.1f} dB", noisy),
                       (f"denoised ({den.info['model']}, {den.info['feature']}): SNR {row['snr_out']:.1f} dB, "
                        f"SI-SDR {row['si_sdr_out']:.1f} dB", y_hat),
