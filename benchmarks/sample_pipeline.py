@@ -65,7 +65,7 @@ def main() -> None:
     print()
     print(f"| feature | model | params | epochs (best) | train s | SNR dB | SI-SDR dB | "
           + " | ".join(f"ΔSI-SDR @{s:+g} dB" for s in snrs) + " | inference × real time |")
-    print("|" + "---|" * (9 + len(snrs)))
+    print("|" + "---|" * (8 + len(snrs)))
     if rows:
         m = rows[0][4]
         print(f"| noisy input | - | - | - | - | {m['snr_in']:.2f} | {m['si_sdr_in']:.2f} | "
