@@ -22,7 +22,8 @@ def main(args):
     summary = reconstruct(cfg, model_dir=args.model, inputs=args.input, clean=args.clean, out_root=args.outputs,
                           images_root=args.images, progress=not args.no_progress)
     yield from summary.lines()
-    yield f"next: listen to {summary.out_dir}/*_denoised.wav and look at {summary.images_dir}/*.png"
+    yield (f"next: listen to {summary.out_dir}/*_denoised.wav, look at {summary.images_dir}/*.png, and score it "
+           f"against the baselines: python 05_evaluate.py --models {args.model} --baselines all")
 
 
 if __name__ == "__main__":

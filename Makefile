@@ -11,9 +11,9 @@ export TF_CPP_MIN_LOG_LEVEL = 2
 .PHONY: demo test setup clean help
 
 help:
-	@echo "make demo   set up .venv and run 01 -> 04 on $(DATA)/ (FEATURE=$(FEATURE) MODEL=$(MODEL))"
+	@echo "make demo   set up .venv and run 01 -> 05 on $(DATA)/ (FEATURE=$(FEATURE) MODEL=$(MODEL))"
 	@echo "make test   set up .venv and run the test suite"
-	@echo "make clean  remove generated folders (features, datasets, models, model_logs, outputs, images)"
+	@echo "make clean  remove generated folders (features, datasets, models, model_logs, outputs, images, reports)"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,7 @@ demo: setup
 	$(PY) 02_build_dataset.py --features features/$(FEATURE) --out datasets/$(FEATURE)
 	$(PY) 03_train_autoencoder.py --dataset datasets/$(FEATURE) --model $(MODEL) --run $(RUN)
 	$(PY) 04_reconstruct.py --model models/$(RUN)
+	$(PY) 05_evaluate.py --models models/$(RUN) --baselines all --out reports/$(RUN) --jobs 2
 
 test: setup
 	$(PY) -m pytest -q

@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .artifacts import read_csv, read_json, require_files, write_csv
-from .audio import list_audio, load_audio, validate_audio, write_audio
+from .artifacts import read_json, require_files, write_csv
+from .audio import load_audio, validate_audio, write_audio
 from .config import Config, FeatureConfig
 from .dataset import Normaliser, gather_patches, patch_starts
 from .errors import ArtifactError, AudioError
 from .features import FeatureExtractor
+from .inputs import Item, folder_items, manifest_items
 from .metrics import si_sdr, snr
 
 __all__ = ["Denoiser", "overlap_average", "reconstruct", "ReconstructSummary"]
@@ -177,41 +178,12 @@ def _means(rows) -> str:
             f"SI-SDR {m['si_sdr_in']:.2f} -> {m['si_sdr_out']:.2f} dB ({m['si_sdr_out'] - m['si_sdr_in']:+.2f})")
 
 
-def _default_inputs(den: Denoiser) -> list[tuple[str, Path, Path | None, str]]:
+def _default_inputs(den: Denoiser) -> list[Item]:
     fdir = Path(den.info.get("features_dir", ""))
     if not (fdir / "manifest.csv").is_file():
         raise ArtifactError(f"the features folder this model was trained from ({fdir}) is gone, so there are no "
                             "default test mixtures; pass --input WAV_OR_DIR (and --clean DIR to score)")
-    rows = [r for r in read_csv(fdir / "manifest.csv") if r["split"] == "test"]
-    if not rows:
-        raise ArtifactError(f"{fdir}/manifest.csv lists no test utterance; pass --input WAV_OR_DIR")
-    return [(r["id"], fdir / "mixtures" / f"{r['id']}.wav", fdir / "references" / f"{r['id']}.wav", r["snr_db"])
-            for r in rows]
-
-
-def _given_inputs(inputs: str | Path, clean: str | Path | None) -> list[tuple[str, Path, Path | None, str]]:
-    inputs = Path(inputs)
-    if inputs.is_file():
-        files, root = [inputs], inputs.parent
-    elif inputs.is_dir():
-        files, root = list_audio(inputs), inputs
-    else:
-        raise AudioError(f"--input {inputs} is neither an audio file nor a folder")
-    if not files:
-        raise AudioError(f"--input {inputs} holds no WAV/FLAC/OGG file")
-    refs = {}
-    if clean is not None:
-        clean = Path(clean)
-        refs = {p.relative_to(clean).with_suffix(""): p for p in list_audio(clean)} if clean.is_dir() else \
-            {Path(clean.stem): clean}
-    out = []
-    for f in files:
-        rel = f.relative_to(root).with_suffix("")
-        ref = refs.get(rel)
-        if clean is not None and ref is None:
-            log.warning("no clean reference for %s under %s; it will not be scored", f, clean)
-        out.append(("-".join(rel.parts), f, ref, ""))
-    return out
+    return manifest_items(fdir)
 
 
 def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None = None,
@@ -246,7 +218,7 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
     """
     r = cfg.reconstruct
     den = Denoiser(model_dir, patch_hop=r.patch_hop, batch_size=r.batch_size, max_gain=r.max_gain)
-    items = _default_inputs(den) if inputs is None else _given_inputs(inputs, clean)
+    items = _default_inputs(den) if inputs is None else folder_items(inputs, clean)
     out_dir, img_dir = Path(out_root) / den.name, Path(images_root) / den.name
     sr = den.sample_rate
     summary = ReconstructSummary(den.name, out_dir=out_dir, images_dir=img_dir)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -58,7 +59,8 @@ TINY_SETS = PINNED_SETS + [
     "mixing.snr_db=[0,10]",
 ]
 
-SCRIPTS = ("01_extract_features.py", "02_build_dataset.py", "03_train_autoencoder.py", "04_reconstruct.py")
+SCRIPTS = ("01_extract_features.py", "02_build_dataset.py", "03_train_autoencoder.py", "04_reconstruct.py",
+           "05_evaluate.py")
 
 # Real recordings used for the tiny corpus (all long enough to crop from).
 _CLEAN_TRAIN = ["en_US_f_Allison__conf-adminmenu-18.wav", "it_IT_m_Carlo__conf-usermenu-162.wav",
@@ -189,6 +191,27 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
 
 def stdout_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [ln for ln in proc.stdout.splitlines() if ln.strip()]
+
+
+def identity_run_dir(run_dir: Path, cfg, *, context: int = 11) -> Path:
+    """A stage-03-like run folder whose model is the identity (so denoising should return the input)."""
+    import keras
+
+    from speech_dae.dataset import Normaliser
+    from speech_dae.features import FeatureExtractor
+
+    fx = FeatureExtractor(cfg.features, SR)
+    run_dir.mkdir(parents=True)
+    inp = keras.Input(shape=(context, fx.n_bins))
+    keras.Model(inp, keras.layers.Identity()(inp)).save(run_dir / "model.keras")
+    # a non-trivial normaliser, shared by inputs and targets: norm_x then denorm_y is the identity
+    rng = np.random.default_rng(0)
+    m, s = rng.normal(-3, 1, fx.n_bins).astype(np.float32), rng.uniform(0.5, 2, fx.n_bins).astype(np.float32)
+    Normaliser(m, s, m, s).save(run_dir / "norm.npz")
+    (run_dir / "run.json").write_text(json.dumps({
+        "model": "identity", "feature": cfg.features.type, "sample_rate": SR, "features": cfg.to_dict()["features"],
+        "context": context, "n_bins": fx.n_bins, "input_shape": [context, fx.n_bins]}))
+    return run_dir
 
 
 # -------------------------------------------------------------------- fixtures

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import (PINNED_SETS, SCRIPTS, SR, TINY_SETS, build_corpus, error_line, run_script, si_sdr_db, speech_clip,
-                      stdout_lines, tree_checksums, write_wav)
+from conftest import (PINNED_SETS, SCRIPTS, SR, TINY_SETS, build_corpus, error_line, identity_run_dir, run_script,
+                      si_sdr_db, speech_clip, stdout_lines, tree_checksums, write_wav)
 from speech_dae.config import load_config
 from speech_dae.dataset import Normaliser, build_dataset, gather_patches, load_dataset, patch_starts
 from speech_dae.errors import ArtifactError, AudioError
@@ -225,30 +225,10 @@ def test_overlap_average_averages_the_covering_patches():
     np.testing.assert_allclose(out, [0, 0, 0.5, 0.5, 1.5, 1.5, 2, 2, 0])
 
 
-def _identity_run(run_dir, cfg, *, context=11):
-    """A stage-03-like run folder whose model is the identity (so denoising should return the input)."""
-    import keras
-
-    from speech_dae.features import FeatureExtractor
-
-    fx = FeatureExtractor(cfg.features, SR)
-    run_dir.mkdir(parents=True)
-    inp = keras.Input(shape=(context, fx.n_bins))
-    keras.Model(inp, keras.layers.Identity()(inp)).save(run_dir / "model.keras")
-    # a non-trivial normaliser, shared by inputs and targets: norm_x then denorm_y is the identity
-    rng = np.random.default_rng(0)
-    m, s = rng.normal(-3, 1, fx.n_bins).astype(np.float32), rng.uniform(0.5, 2, fx.n_bins).astype(np.float32)
-    Normaliser(m, s, m, s).save(run_dir / "norm.npz")
-    (run_dir / "run.json").write_text(json.dumps({
-        "model": "identity", "feature": cfg.features.type, "sample_rate": SR, "features": cfg.to_dict()["features"],
-        "context": context, "n_bins": fx.n_bins, "input_shape": [context, fx.n_bins]}))
-    return run_dir
-
-
 @pytest.fixture(scope="module", params=["logmag", "fbank"])
 def identity_run(request, tmp_path_factory):
     cfg = load_config(overrides=[*PINNED_SETS, f"features.type={request.param}", "reconstruct.patch_hop=1"])
-    return _identity_run(tmp_path_factory.mktemp("idrun") / "models" / "ident", cfg), cfg
+    return identity_run_dir(tmp_path_factory.mktemp("idrun") / "models" / "ident", cfg), cfg
 
 
 @pytest.mark.parametrize("patch_hop", [1, 4, 11])
@@ -335,6 +315,8 @@ def e2e(tmp_path_factory):
     procs["03"] = run_script(STAGE03, "--dataset", "datasets/tiny", "--model", "type2", "--run", "tiny_type2",
                              "--epochs", "1", *sets, cwd=root)
     procs["04"] = run_script(SCRIPTS[3], "--model", "models/tiny_type2", *sets, cwd=root)
+    procs["05"] = run_script(SCRIPTS[4], "--models", "models/tiny_type2", "--baselines", "wiener",
+                             "--metrics", "si_sdr", "stoi", "pesq", "--out", "reports/tiny", *sets, cwd=root)
     procs["01again"] = run_script(STAGE01, "--data", "corpus", "--feature", "logmag", "--snr", "0", "10",
                                   "--out", "features/tiny", *sets, cwd=root)
     procs["02again"] = run_script(STAGE02, "--features", "features/tiny", "--out", "datasets/tiny", *sets,
@@ -346,7 +328,7 @@ def _ok(proc):
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
 
 
-@pytest.mark.parametrize("stage", ["01", "02", "03", "04", "01again", "02again"])
+@pytest.mark.parametrize("stage", ["01", "02", "03", "04", "05", "01again", "02again"])
 def test_e2e_every_stage_succeeds_and_ends_with_next(e2e, stage):
     _, procs, _ = e2e
     _ok(procs[stage])
@@ -359,6 +341,21 @@ def test_e2e_next_lines_chain_the_stages(e2e):
     assert "02_build_dataset.py --features features/tiny" in nxt["01"]
     assert "03_train_autoencoder.py --dataset datasets/tiny" in nxt["02"]
     assert "04_reconstruct.py --model models/tiny_type2" in nxt["03"]
+    assert "reports/tiny/summary.md" in nxt["05"]
+
+
+def test_e2e_evaluate_contract(e2e):
+    root, procs, _ = e2e
+    _ok(procs["05"])
+    rep = root / "reports" / "tiny"
+    rows = _rows(rep / "results.csv")
+    assert sorted({r["system"] for r in rows}) == ["noisy", "tiny_type2", "wiener"]
+    assert len(rows) == 2 * 3  # 2 test mixtures x 3 systems
+    assert all(np.isfinite(float(r["si_sdr"])) and 0 <= float(r["stoi"]) <= 1 for r in rows)
+    text = (rep / "summary.md").read_text()
+    assert "tiny_type2" in text and "±" in text and "+10 dB" in text
+    assert (rep / "metrics_by_snr.png").stat().st_size > 5000
+    assert not (root / "reports" / "tiny.partial").exists()
 
 
 def test_e2e_rerun_of_01_and_02_is_up_to_date(e2e):

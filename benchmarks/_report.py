@@ -1,0 +1,44 @@
+"""Shared helpers of the benchmark scripts: write one section of BENCHMARKS.md in place.
+
+Each script owns the text between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``
+and replaces only that, so the scripts can be re-run in any order.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS_MD = ROOT / "benchmarks" / "BENCHMARKS.md"
+
+
+def machine_line() -> str:
+    """One line naming the machine, the date and the commit the figures come from."""
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    import datetime
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{platform.processor() or platform.machine()}, {cores} cores, Python {sys.version.split()[0]}, "
+            f"commit {commit}, {datetime.date.today().isoformat()}")
+
+
+def update_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> Path:
+    """Replace the ``name`` section of ``path`` with ``text`` (appended when the markers are absent)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{text.strip()}\n{end}"
+    old = path.read_text(encoding="utf-8") if path.exists() else "# speech-dae benchmarks\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(new, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
