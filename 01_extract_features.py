@@ -3,6 +3,7 @@
 import sys
 
 from speech_dae.cli import config_from_args, make_parser, run
+from speech_dae.config import FEATURE_TYPES
 
 parser = make_parser("01_extract_features.py", __doc__, epilog=(
     "input layouts:\n"
@@ -15,7 +16,7 @@ src.add_argument("--data", metavar="DIR", help="corpus with train/ and test/, ea
 src.add_argument("--clean", metavar="DIR", help="clean speech folder")
 src.add_argument("--noise", metavar="DIR", help="noise recordings folder")
 src.add_argument("--noisy", metavar="DIR", help="noisy recordings paired with --clean by relative path")
-parser.add_argument("--feature", choices=["fbank", "logmag"], help="feature type (default: features.type)")
+parser.add_argument("--feature", choices=FEATURE_TYPES, help="feature type (default: features.type)")
 parser.add_argument("--snr", metavar="DB", type=float, nargs="+", help="SNRs in dB (default: mixing.snr_db)")
 parser.add_argument("--out", metavar="DIR", help="output folder (default: features/<feature>)")
 

@@ -35,7 +35,9 @@ __all__ = [
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
-FEATURE_TYPES = ("fbank", "logmag")
+FEATURE_TYPES = ("fbank", "logmag", "logmel", "power", "waveform")
+#: Training targets: predict the clean features, or a bounded gain applied to the noisy features.
+TARGETS = ("mapping", "mask")
 
 
 def _check(cond: bool, message: str) -> None:
@@ -100,9 +102,12 @@ class FeatureConfig:
     fmin: float
     fmax: float | None
     preemphasis: float
+    chunk_size: int = 2048
 
     def __post_init__(self):
-        _ints("features", self, "n_fft", "hop_length", "win_length", "n_mels", "fbank_win_length")
+        _ints("features", self, "n_fft", "hop_length", "win_length", "n_mels", "fbank_win_length", "chunk_size")
+        _check(self.chunk_size >= 16 and self.chunk_size % 2 == 0,
+               f"features.chunk_size={self.chunk_size} must be an even number of samples >= 16")
         _check(self.type in FEATURE_TYPES,
                f"features.type={self.type!r} is unknown; choose one of {', '.join(FEATURE_TYPES)}")
         _check(self.n_fft >= 16 and self.n_fft & (self.n_fft - 1) == 0,
@@ -149,8 +154,10 @@ class TrainingConfig:
     learning_rate: float
     patience: int
     loss: str
+    target: str = "mapping"
 
     def __post_init__(self):
+        _check(self.target in TARGETS, f"training.target={self.target!r} is unknown; choose {' or '.join(TARGETS)}")
         _ints("training", self, "epochs", "batch_size", "patience")
         _check(self.epochs >= 1, f"training.epochs={self.epochs} must be >= 1")
         _check(self.batch_size >= 1, f"training.batch_size={self.batch_size} must be >= 1")
