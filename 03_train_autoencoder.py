@@ -6,21 +6,26 @@ from pathlib import Path
 from speech_dae.cli import config_from_args, make_parser, run
 
 parser = make_parser("03_train_autoencoder.py", __doc__, epilog=(
-    "models: type1 (Conv1D / Conv1DTranspose), type2 (dense)\n"
+    "models: type1 (Conv1D / Conv1DTranspose), type2 (dense), dense_ln (libdse LayerNorm dense),\n"
+    "        cnn2d and unet (2-D conv on patches), conv1d_time (waveform chunks; needs --feature waveform)\n"
     "example:\n  python 03_train_autoencoder.py --dataset datasets/logmag --model type2 --run logmag_type2"))
 parser.add_argument("--dataset", metavar="DIR", required=True, help="a folder written by 02_build_dataset.py")
 parser.add_argument("--model", help="registry name (default: model.name)")
 parser.add_argument("--run", help="run name under models/ (default: <dataset name>_<model>)")
 parser.add_argument("--epochs", type=int, help="maximum epochs (default: training.epochs)")
+parser.add_argument("--target", choices=["mapping", "mask"],
+                    help="mapping: predict clean features; mask: predict a gain in [0, 1] (default: training.target)")
 
 
 def main(args):
     extra = [f"model.name={args.model}"] if args.model else []
     extra += [f"training.epochs={args.epochs}"] if args.epochs else []
+    extra += [f"training.target={args.target}"] if args.target else []
     cfg = config_from_args(args, extra)
     from speech_dae.training import train
 
-    run_name = args.run or f"{Path(args.dataset).name}_{cfg.model.name}"
+    suffix = "_mask" if cfg.training.target == "mask" else ""
+    run_name = args.run or f"{Path(args.dataset).name}_{cfg.model.name}{suffix}"
     summary = train(cfg, dataset=args.dataset, run=run_name, force=args.force, progress=not args.no_progress)
     yield from summary.lines()
     yield f"next: python 04_reconstruct.py --model {summary.run_dir}"

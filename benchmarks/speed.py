@@ -121,8 +121,12 @@ def matmul_flops(n: int = 2048, repeats: int = 5) -> tuple[float, float]:
     return 2 * n ** 3 / t_tf, 2 * n ** 3 / t_np
 
 
-def train_throughput(name, hparams, shape, cfg, n_batches: int) -> dict:
-    """Patches/s of the second of two ``fit`` epochs on random data, compiled as speech_dae.training does."""
+def train_throughput(name, hparams, shape, cfg, max_batches: int, budget_s: float = 5.0) -> dict:
+    """Patches/s of ``train_on_batch`` (Adam, compiled as speech_dae.training does) after two untimed steps.
+
+    Steps are timed until ``budget_s`` seconds or ``max_batches`` batches have passed (at least 2), so large
+    models stay affordable on 2 cores.
+    """
     import keras
     from speech_dae.models import build_model
 
@@ -131,14 +135,16 @@ def train_throughput(name, hparams, shape, cfg, n_batches: int) -> dict:
     t = cfg.training
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=t.learning_rate), loss=t.loss)
     rng = np.random.default_rng(cfg.seed)
-    x = rng.standard_normal((n_batches * t.batch_size, *shape), dtype=np.float32)
+    x = rng.standard_normal((t.batch_size, *shape), dtype=np.float32)
     y = rng.standard_normal(x.shape, dtype=np.float32)
-    stamps = []
-    timer = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: stamps.append(time.perf_counter()),
-                                           on_epoch_end=lambda e, logs: stamps.append(time.perf_counter()))
-    model.fit(x, y, batch_size=t.batch_size, epochs=2, shuffle=True, verbose=0, callbacks=[timer])
+    for _ in range(2):  # tracing and warm-up
+        model.train_on_batch(x, y)
+    n, t0 = 0, time.perf_counter()
+    while n < 2 or (n < max_batches and time.perf_counter() - t0 < budget_s):
+        model.train_on_batch(x, y)
+        n += 1
     out = {"params": model.count_params(), "flops": forward_flops(model),
-           "patches_s": len(x) / (stamps[3] - stamps[2])}  # stamps: begin/end of epoch 1, then of epoch 2
+           "patches_s": n * t.batch_size / (time.perf_counter() - t0), "batches": n}
     keras.backend.clear_session()
     return out
 
@@ -157,7 +163,7 @@ def main() -> None:
                     help=f"registry models to time training of (default: all of {', '.join(model_names())}; "
                          "give the option with no name to skip training)")
     ap.add_argument("--train-batches", type=int, default=64,
-                    help="batches of training.batch_size per timed epoch (default: 64)")
+                    help="at most this many timed training batches per model (default: 64; timing stops after 5 s)")
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                     help="config override, as for the numbered scripts (repeatable)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
@@ -247,28 +253,36 @@ def run(args) -> str:
     out += ["### Training throughput", "",
             f"Dense float32 2048×2048 matmul on this machine: TensorFlow {tf_flops / 1e9:.1f} GFLOP/s, "
             f"NumPy {np_flops / 1e9:.1f} GFLOP/s.", "",
-            f"`model.fit` on {args.train_batches} batches of {t.batch_size} random {ctx}-frame patches held in "
-            f"memory (Adam, loss {t.loss}, verbose 0); the first epoch (tracing, warm-up) is excluded and the second "
-            "is timed, so the figures are the model's ceiling: real training also gathers patches from memory-mapped "
-            "files and validates every epoch. Output frames/s = patches/s × context (training patches overlap, so "
-            f"these are not distinct frames); audio × real time = patches/s × dataset.stride ({cfg.dataset.stride}) "
-            f"× hop ({hop_s * 1000:g} ms), the audio a training epoch covers per second. Forward FLOPs count only "
+            f"`train_on_batch` with batches of {t.batch_size} random patches held in memory (Adam, loss {t.loss}); "
+            f"two untimed steps (tracing, warm-up), then steps timed for 5 s (at most {args.train_batches}), so the "
+            "figures are the model's ceiling: real training also gathers patches from memory-mapped files and "
+            f"validates every epoch. Spectral models: {ctx}-frame patches of fbank (40 bins) and logmag (257 bins); "
+            "conv1d_time: waveform chunks of features.chunk_size samples. Output frames/s = patches/s × patch "
+            "length (training patches overlap, so these are not distinct frames); audio × real time = patches/s × "
+            f"the training stride (dataset.stride {cfg.dataset.stride} × hop {hop_s * 1000:g} ms, or chunk_size / 2 "
+            "for waveform), the audio a training epoch covers per second. Forward FLOPs count only "
             "the Dense and convolution kernels (2 per multiply-add; biases, activations and other layers are "
             "ignored); training FLOPs ≈ 3 × forward.", "",
             "| model | feature | patch | params | forward MFLOP/patch | patches/s | output frames/s | "
             "audio × real time | training GFLOP/s | % of TF matmul |", "|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
+    from speech_dae.models import MODEL_FEATURES
+
     for name in train_models:
-        for kind, fx in extractors.items():
-            shape = (ctx, fx.n_bins)
+        for kind in [k for k in ("fbank", "logmag", "waveform") if k in MODEL_FEATURES.get(name, FEATURE_TYPES)]:
+            if kind not in extractors:
+                continue
+            wave = kind == "waveform"
+            shape = (cfg.features.chunk_size, 1) if wave else (ctx, extractors[kind].n_bins)
+            step_s = cfg.features.chunk_size // 2 / sr if wave else cfg.dataset.stride * hop_s
             try:
                 m = train_throughput(name, cfg.model.params_for(name), shape, cfg, args.train_batches)
             except (SpeechDAEError, ValueError) as exc:
                 notes.append(f"{name} on {kind} {shape} skipped: {str(exc).splitlines()[0]}")
                 continue
             p, gflops = m["patches_s"], 3 * m["flops"] * m["patches_s"] / 1e9
-            out.append(f"| {name} | {kind} | {ctx}×{fx.n_bins} | {m['params']:,} | {m['flops'] / 1e6:.2f} | "
-                       f"{fmt(p)} | {fmt(p * ctx)} | {fmt(p * cfg.dataset.stride * hop_s)} | {gflops:.1f} | "
+            out.append(f"| {name} | {kind} | {shape[0]}×{shape[1]} | {m['params']:,} | {m['flops'] / 1e6:.2f} | "
+                       f"{fmt(p)} | {fmt(p * shape[0])} | {fmt(p * step_s)} | {gflops:.1f} | "
                        f"{100 * gflops * 1e9 / tf_flops:.0f} % |")
     out += [f"- {n}" for n in notes]
     return "\n".join(out).rstrip() + "\n"

@@ -35,7 +35,8 @@ from .errors import ArtifactError
 from .extract import SPLITS, load_params
 from .mixing import seeded_rng
 
-__all__ = ["build_dataset", "load_dataset", "patch_starts", "gather_patches", "Normaliser", "DatasetSummary"]
+__all__ = ["build_dataset", "load_dataset", "patch_framing", "patch_starts", "gather_patches", "Normaliser",
+           "DatasetSummary"]
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,24 @@ class Normaliser:
     def norm_y(self, y: np.ndarray) -> np.ndarray:
         return ((y - self.y_mean) / self.y_std).astype(np.float32)
 
+    def denorm_x(self, x: np.ndarray) -> np.ndarray:
+        return (x * self.x_std + self.x_mean).astype(np.float32)
+
     def denorm_y(self, y: np.ndarray) -> np.ndarray:
         return (y * self.y_std + self.y_mean).astype(np.float32)
+
+
+def patch_framing(cfg: Config, feature: str, features_params: dict) -> tuple[int, int]:
+    """``(context, stride)`` of the training patches for a feature type.
+
+    Spectral features use ``dataset.context`` and ``dataset.stride`` (frames).
+    ``waveform`` features are samples: patches are ``features.chunk_size``
+    samples every ``chunk_size // 2`` (the Conv1D audio-restoration design).
+    """
+    if feature == "waveform":
+        chunk = int(features_params["features"].get("chunk_size", cfg.features.chunk_size))
+        return chunk, chunk // 2
+    return cfg.dataset.context, cfg.dataset.stride
 
 
 def patch_starts(n_frames: int, context: int, stride: int) -> np.ndarray:
@@ -186,6 +203,7 @@ def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: 
         raise ArtifactError(f"{features} is incomplete: {len(missing)} feature files listed in manifest.csv are "
                             f"missing (first: {missing[0]}); re-run {STAGE01} with --force")
     d = cfg.dataset
+    context, stride = patch_framing(cfg, params["feature"], params)
     fp = fingerprint(__version__, params["fingerprint"], cfg.to_dict()["dataset"], cfg.seed)
     staged = StagedOutput(out, fp, marker="dataset.json", force=force)
     if staged.is_current():
@@ -205,7 +223,7 @@ def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: 
             if x.shape != y.shape:
                 raise ArtifactError(f"{features}: noisy and clean features of {r['id']} differ in shape "
                                     f"({x.shape} vs {y.shape}); re-run {STAGE01} with --force")
-            if x.shape[0] < d.context:
+            if x.shape[0] < context:
                 too_short.append(r["id"])
                 continue
             xs.append(x), ys.append(y)
@@ -216,17 +234,17 @@ def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: 
                       np.concatenate(ys) if ys else np.zeros((0, n_bins), np.float32), utts)
     if too_short:
         log.warning("%d utterances are shorter than context=%d frames and were left out (first: %s)",
-                    len(too_short), d.context, too_short[0])
+                    len(too_short), context, too_short[0])
     if raw["train"][0].shape[0] == 0:
-        raise ArtifactError(f"every training utterance is shorter than dataset.context={d.context} frames; "
-                            "lower --context")
+        raise ArtifactError(f"every training utterance is shorter than the context of {context} frames; "
+                            "lower --context (or features.chunk_size for waveform)")
     norm = Normaliser.identity(raw["train"][0].shape[1]) if d.normalise == "none" else \
         Normaliser.fit(raw["train"][0], raw["train"][1], shared=d.normalise == "shared")
     norm.save(work / "norm.npz")
     splits_info = {}
     for split in SPLITS:
         x, y, utts = raw[split]
-        starts = [u["start"] + patch_starts(u["n_frames"], d.context, d.stride) for u in utts]
+        starts = [u["start"] + patch_starts(u["n_frames"], context, stride) for u in utts]
         windows = np.concatenate(starts) if starts else np.zeros(0, np.int64)
         if split != "test":
             windows = windows[seeded_rng(cfg.seed, "windows", split).permutation(windows.size)]
@@ -241,8 +259,8 @@ def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: 
         "fingerprint": fp,
         "source": str(features),
         "source_fingerprint": params["fingerprint"],
-        "context": d.context,
-        "stride": d.stride,
+        "context": context,
+        "stride": stride,
         "normalise": d.normalise,
         "n_bins": int(params["n_bins"]),
         "feature": params["feature"],

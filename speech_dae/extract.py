@@ -296,7 +296,7 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
         "feature": cfg.features.type,
         "features": cfg.to_dict()["features"],
         "n_bins": fx.n_bins,
-        "frame_rate_hz": sr / cfg.features.hop_length,
+        "frame_rate_hz": float(sr) if cfg.features.type == "waveform" else sr / cfg.features.hop_length,
         "description": fx.describe(),
         "snr_db": list(cfg.mixing.snr_db),
         "mixing": cfg.to_dict()["mixing"],

@@ -2,9 +2,10 @@
 
 All STFT-based features share one frame grid: frame ``t`` is centred on sample
 ``t * hop_length`` (``librosa.stft(center=True)``), so a signal of ``n``
-samples has ``1 + n // hop_length`` frames whatever the feature. The same
-framing parameters (``n_fft``, ``hop_length``, ``win_length``, ``window``) are
-used forward and inverse; they travel in ``params.json`` and ``run.json``.
+samples has ``1 + n // hop_length`` frames whatever the spectral feature. The
+same framing parameters (``n_fft``, ``hop_length``, ``win_length``, ``window``)
+are used forward and inverse; they travel in ``params.json`` and ``run.json``.
+``waveform`` is the exception: one "frame" per sample.
 
 =========  ==============================================  ============================================
 name       features (n_frames, n_bins), float32             inverse to audio
@@ -13,8 +14,27 @@ fbank      log mel filterbank energies,                     mel-domain gain (den
            ``python_speech_features.fbank`` (the seed's     spread to STFT bins through the same
            ``logfbank``), n_mels bands                       filterbank, applied to the noisy STFT, ISTFT
 logmag     ``log(|STFT| + eps)``, n_fft // 2 + 1 bins       ``exp(x) - eps`` with the noisy phase
-                                                            ("phase borrowing"), ``librosa.istft``
+           (libdse's production feature)                    ("phase borrowing"), ``librosa.istft``
+logmel     ``log(mel power + eps)``: ``|STFT|**2``          as fbank: mel-domain power gain spread to
+           through ``librosa.filters.mel``, n_mels bands    STFT bins through the same librosa
+           (libdse's log-mel variant)                       filterbank, noisy STFT, ISTFT
+power      ``|STFT|**2``, uncompressed, n_fft // 2 + 1      ``sqrt(max(x, 0))`` with the noisy phase,
+           bins (libdse's power variant)                    ``librosa.istft``
+waveform   the samples themselves, shape (n_samples, 1)     the model output's single channel, cropped
+           (Conv1D audio-restoration design; the model      or zero-padded to the noisy length
+           sees ``chunk_size``-sample chunks)
 =========  ==============================================  ============================================
+
+``power`` follows libdse and is **not** compressed: the network sees raw
+``|STFT|**2`` (only the dataset's per-bin mean/std standardisation scales it),
+so its inverse and mask are exact in the power domain; its dynamic range is
+large (speech peaks against ~0 in silence), so for a log-compressed input use
+``logmag`` (log magnitude) or ``logmel`` (log mel power) instead.
+
+Every spectral type (all but ``waveform``) also defines the ideal ratio mask
+of its linear magnitude (:meth:`FeatureExtractor.mask_target`) and its
+application to noisy features (:meth:`FeatureExtractor.apply_mask`), used by
+``training.target: mask``.
 """
 
 from __future__ import annotations
@@ -24,9 +44,14 @@ import librosa
 import python_speech_features as psf
 
 from .config import FeatureConfig
-from .errors import AudioError
+from .errors import AudioError, ConfigError
 
-__all__ = ["FeatureExtractor", "mel_gain_to_stft_gain"]
+__all__ = ["FeatureExtractor", "mel_gain_to_stft_gain", "SPECTRAL_TYPES"]
+
+#: Feature types with a time-frequency magnitude (mask targets, phase-borrowing inverses).
+SPECTRAL_TYPES = ("fbank", "logmag", "logmel", "power")
+#: Feature types whose bins are mel bands.
+_MEL_TYPES = ("fbank", "logmel")
 
 
 class FeatureExtractor:
@@ -49,11 +74,26 @@ class FeatureExtractor:
     # ---------------------------------------------------------------- shapes
     @property
     def n_bins(self) -> int:
-        """Width of one feature frame."""
-        return self.cfg.n_mels if self.kind == "fbank" else self.cfg.n_fft // 2 + 1
+        """Width of one feature frame: n_mels (fbank, logmel), n_fft // 2 + 1 (logmag, power), 1 (waveform)."""
+        if self.kind in _MEL_TYPES:
+            return self.cfg.n_mels
+        if self.kind == "waveform":
+            return 1
+        return self.cfg.n_fft // 2 + 1
+
+    @property
+    def is_spectral(self) -> bool:
+        """True for the time-frequency features (:data:`SPECTRAL_TYPES`), False for ``waveform``."""
+        return self.kind in SPECTRAL_TYPES
 
     def n_frames(self, n_samples: int) -> int:
-        """Frames for a signal of ``n_samples`` samples: ``1 + n_samples // hop_length``."""
+        """Frames for a signal of ``n_samples`` samples.
+
+        ``1 + n_samples // hop_length`` for the spectral features; ``n_samples``
+        for ``waveform`` (one frame per sample).
+        """
+        if self.kind == "waveform":
+            return int(n_samples)
         return 1 + int(n_samples) // self.cfg.hop_length
 
     def describe(self) -> str:
@@ -62,6 +102,15 @@ class FeatureExtractor:
         if self.kind == "fbank":
             return (f"fbank: {c.n_mels} log mel filterbank energies, {c.fbank_win_length * ms:.0f} ms window, "
                     f"{c.hop_length * ms:.0f} ms hop")
+        if self.kind == "logmel":
+            return (f"logmel: log mel power, {c.n_mels} librosa mel bands from n_fft {c.n_fft}, "
+                    f"{c.win_length * ms:.0f} ms {c.window} window, {c.hop_length * ms:.0f} ms hop")
+        if self.kind == "power":
+            return (f"power: |STFT|^2 (uncompressed), n_fft {c.n_fft} ({self.n_bins} bins), "
+                    f"{c.win_length * ms:.0f} ms {c.window} window, {c.hop_length * ms:.0f} ms hop")
+        if self.kind == "waveform":
+            return (f"waveform: raw samples, chunk_size {c.chunk_size} samples ({c.chunk_size * ms:.0f} ms), "
+                    f"chunk hop {c.chunk_size // 2} samples")
         return (f"logmag: log|STFT|, n_fft {c.n_fft} ({self.n_bins} bins), {c.win_length * ms:.0f} ms {c.window} window, "
                 f"{c.hop_length * ms:.0f} ms hop")
 
@@ -109,20 +158,40 @@ class FeatureExtractor:
         Returns
         -------
         np.ndarray [shape=(n_frames, n_bins)], float32
+            fbank: ``log(E + eps)``, E the ``python_speech_features`` filterbank
+            energies (power spectrum / n_fft, natural log);
+            logmag: ``log(|STFT| + eps)``;
+            logmel: ``log(|STFT|**2 @ mel_weights.T + eps)`` (natural log);
+            power: ``|STFT|**2`` (linear, uncompressed);
+            waveform: ``y[:, None]`` (shape ``(n_samples, 1)``).
 
         Raises
         ------
         AudioError
-            If ``y`` is not 1-D or is shorter than one analysis window.
+            If ``y`` is not 1-D or is shorter than one analysis window
+            (waveform: if it is empty).
         """
         y = np.asarray(y, dtype=np.float32)
+        if self.kind == "waveform":
+            if y.ndim != 1 or y.size == 0:
+                raise AudioError(f"waveform features need a non-empty 1-D signal, got shape {y.shape}")
+            return y[:, None].copy()
         min_len = self.cfg.fbank_win_length if self.kind == "fbank" else self.cfg.win_length
         if y.ndim != 1 or y.size < min_len:
             raise AudioError(f"signal of shape {y.shape} is shorter than one analysis window "
                              f"({min_len} samples); use longer clips")
         if self.kind == "logmag":
             return np.log(np.abs(self.stft(y)) + self.cfg.eps).astype(np.float32)
+        if self.kind == "logmel":
+            return self._logmel_from_stft(self.stft(y))
+        if self.kind == "power":
+            return _power(self.stft(y)).astype(np.float32)
         return np.log(self._fbank_energies(y) + self.cfg.eps).astype(np.float32)
+
+    def _logmel_from_stft(self, S: np.ndarray) -> np.ndarray:
+        """``log(|S|**2 @ mel_weights.T + eps)``, float32 ``(n_frames, n_mels)`` (libdse's log-mel power)."""
+        mel = _power(S) @ self.mel_weights.T
+        return np.log(mel + self.cfg.eps).astype(np.float32)
 
     def _fbank_energies(self, y: np.ndarray) -> np.ndarray:
         """Mel filterbank energies from ``python_speech_features.fbank``, centred on the STFT grid.
@@ -144,11 +213,20 @@ class FeatureExtractor:
     # --------------------------------------------------------------- inverse
     @property
     def mel_weights(self) -> np.ndarray:
-        """``(n_mels, n_fft // 2 + 1)`` filterbank of ``python_speech_features`` used by fbank."""
+        """Mel filterbank of the mel features, ``(n_mels, n_fft // 2 + 1)`` float64, cached.
+
+        fbank: ``python_speech_features.get_filterbanks`` (triangles of peak 1);
+        logmel (and the STFT types): ``librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)``
+        (Slaney mel scale and area normalisation, librosa's defaults).
+        """
         if self._mel_weights is None:
             c = self.cfg
-            self._mel_weights = psf.get_filterbanks(nfilt=c.n_mels, nfft=c.n_fft, samplerate=self.sample_rate,
-                                                    lowfreq=c.fmin, highfreq=c.fmax)
+            if self.kind == "fbank":
+                self._mel_weights = psf.get_filterbanks(nfilt=c.n_mels, nfft=c.n_fft, samplerate=self.sample_rate,
+                                                        lowfreq=c.fmin, highfreq=c.fmax)
+            else:
+                self._mel_weights = librosa.filters.mel(sr=self.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels,
+                                                        fmin=c.fmin, fmax=c.fmax, dtype=np.float64)
         return self._mel_weights
 
     def to_audio(self, denoised: np.ndarray, noisy: np.ndarray, *, noisy_features: np.ndarray | None = None,
@@ -158,41 +236,66 @@ class FeatureExtractor:
         Parameters
         ----------
         denoised : np.ndarray [shape=(n_frames, n_bins)], float32
-            Denoised features (same kind and grid as ``self(noisy)``).
+            Denoised features (same kind and grid as ``self(noisy)``). For
+            waveform any number of rows ``(n, 1)`` (or 1-D ``(n,)``).
         noisy : np.ndarray [shape=(n_samples,)], float32
             The noisy waveform the features came from; supplies the phase.
         noisy_features : np.ndarray [shape=(n_frames, n_bins)], optional
-            ``self(noisy)`` if already computed (fbank only).
+            ``self(noisy)`` if already computed (fbank and logmel only; ignored otherwise).
         max_gain : float or None
             Upper bound of the per-bin magnitude gain over the noisy STFT
             (1 = never louder than the input in any bin; None = unbounded).
+            Not used by waveform.
 
         Returns
         -------
         np.ndarray [shape=(n_samples,)], float32
+
+        Raises
+        ------
+        AudioError
+            If ``denoised`` does not have the shape of ``self(noisy)``
+            (waveform: if it is not ``(n, 1)`` or ``(n,)``).
 
         Notes
         -----
         logmag: ``|S| = exp(x) - eps`` (clipped at 0) with the noisy STFT phase
         ("phase borrowing", as libdse's inference with ``librosa.istft``), bounded
         by ``max_gain * |S_noisy|``.
-        fbank: the mel-domain power gain ``(exp(d) - eps) / (exp(n) - eps)`` is
-        spread to STFT bins through the column-normalised filterbank, its square
-        root multiplies the noisy STFT, and the result is inverted.
+        power: ``|S| = sqrt(max(x, 0))`` with the noisy phase, bounded the same way.
+        fbank and logmel: the mel-domain power gain ``(exp(d) - eps) / (exp(n) - eps)``
+        is spread to STFT bins through the column-normalised filterbank
+        (:func:`mel_gain_to_stft_gain`, :attr:`mel_weights`), its square root,
+        capped at ``max_gain``, multiplies the noisy STFT, and the result is inverted.
+        waveform: ``denoised[:, 0]`` cropped or zero-padded to ``noisy.size``
+        (overlap-adding the model's chunks is the caller's business).
         """
         noisy = np.asarray(noisy, dtype=np.float32)
+        if self.kind == "waveform":
+            d = np.asarray(denoised)
+            if d.ndim == 2 and d.shape[1] == 1:
+                d = d[:, 0]
+            elif d.ndim != 1:
+                raise AudioError(f"denoised waveform has shape {d.shape}, expected (n_samples, 1)")
+            out = np.zeros(noisy.size, np.float32)
+            n = min(d.size, noisy.size)
+            out[:n] = d[:n]
+            return out
         S_noisy = self.stft(noisy)
         if denoised.shape != (S_noisy.shape[0], self.n_bins):
             raise AudioError(f"denoised features have shape {denoised.shape}, expected "
                              f"{(S_noisy.shape[0], self.n_bins)} for {noisy.size} samples")
-        if self.kind == "logmag":
-            magnitude = np.maximum(np.exp(denoised.astype(np.float64)) - self.cfg.eps, 0.0)
+        if self.kind in ("logmag", "power"):
+            if self.kind == "logmag":
+                magnitude = np.maximum(np.exp(denoised.astype(np.float64)) - self.cfg.eps, 0.0)
+            else:
+                magnitude = np.sqrt(np.maximum(denoised.astype(np.float64), 0.0))
             if max_gain is not None:
                 magnitude = np.minimum(magnitude, max_gain * np.abs(S_noisy))
             S = magnitude * np.exp(1j * np.angle(S_noisy))
         else:
             if noisy_features is None:
-                noisy_features = self(noisy)
+                noisy_features = self._logmel_from_stft(S_noisy) if self.kind == "logmel" else self(noisy)
             e_noisy = np.exp(noisy_features.astype(np.float64)) - self.cfg.eps
             e_denoised = np.maximum(np.exp(denoised.astype(np.float64)) - self.cfg.eps, 0.0)
             mel_gain = np.where(e_noisy > 0, e_denoised / np.maximum(e_noisy, 1e-30), 1.0)
@@ -200,21 +303,131 @@ class FeatureExtractor:
             S = S_noisy * (gain if max_gain is None else np.minimum(gain, max_gain))
         return self.istft(S, length=noisy.size)
 
+    # ------------------------------------------------------------------ masks
+    def _require_spectral(self, what: str) -> None:
+        if not self.is_spectral:
+            raise ConfigError(f"{what}: mask targets need a spectral feature ({', '.join(SPECTRAL_TYPES)}), "
+                              f"but features.type={self.kind!r}; set training.target=mapping or choose a "
+                              "spectral features.type")
+
+    def _check_mask_shapes(self, a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
+        if a.shape != b.shape or a.ndim < 1 or a.shape[-1] != self.n_bins:
+            raise AudioError(f"{names[0]} {a.shape} and {names[1]} {b.shape} must have the same shape "
+                             f"(..., n_bins={self.n_bins})")
+
+    def mask_target(self, noisy_features: np.ndarray, clean_features: np.ndarray) -> np.ndarray:
+        """Ideal ratio mask of the linear magnitude implied by the features, in [0, 1].
+
+        ``clip(|S| / |X|, 0, 1)`` where ``|.|`` is the linear magnitude each
+        feature encodes: logmag ``exp(x) - eps`` (clipped at 0); power
+        ``sqrt(max(x, 0))``; fbank and logmel ``sqrt(exp(x))``, the square root
+        of the band energy including the ``eps`` floor, i.e. ``exp((s - x) / 2)``.
+        Where the noisy magnitude is 0 the mask is 1. The mask is the "ratio
+        mask" (IRM-style magnitude ratio, Wang et al.) bounded at 1 so that
+        :meth:`apply_mask` never amplifies, the same bound as ``max_gain=1``.
+
+        Parameters
+        ----------
+        noisy_features, clean_features : np.ndarray [shape=(..., n_bins)], float
+            Features of this extractor (any leading shape: one utterance
+            ``(n_frames, n_bins)``, a batch of patches ``(batch, context, n_bins)``).
+            Raw features, not normalised ones.
+
+        Returns
+        -------
+        np.ndarray [shape=(..., n_bins)], float32, in [0, 1]
+
+        Raises
+        ------
+        ConfigError
+            For ``waveform`` features (no magnitude to mask).
+        AudioError
+            If the shapes differ or the last axis is not ``n_bins``.
+        """
+        self._require_spectral("mask_target")
+        x = np.asarray(noisy_features, dtype=np.float64)
+        s = np.asarray(clean_features, dtype=np.float64)
+        self._check_mask_shapes(x, s, ("noisy_features", "clean_features"))
+        if self.kind in _MEL_TYPES:
+            mask = np.exp(0.5 * np.minimum(s - x, 0.0))  # sqrt(exp(s) / exp(x)), <= 1
+        else:
+            if self.kind == "logmag":
+                mx = np.maximum(np.exp(x) - self.cfg.eps, 0.0)
+                ms = np.maximum(np.exp(s) - self.cfg.eps, 0.0)
+            else:  # power
+                mx = np.sqrt(np.maximum(x, 0.0))
+                ms = np.sqrt(np.maximum(s, 0.0))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mask = np.where(mx > 0, ms / np.where(mx > 0, mx, 1.0), 1.0)
+        return np.clip(mask, 0.0, 1.0).astype(np.float32)
+
+    def apply_mask(self, noisy_features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Denoised features: the noisy linear magnitude times ``mask``, back in the feature's domain.
+
+        ``mask`` is clipped to [0, 1] first. logmag ``log(m * (exp(x) - eps) + eps)``;
+        power ``m**2 * x``; fbank and logmel ``x + 2 log m`` (natural log of the
+        band energy, the convention of :meth:`mask_target`), floored at
+        ``min(x, log(eps))``, the value of an all-zero band. The result never
+        exceeds ``x``; ``apply_mask(x, 1) == x`` and
+        ``apply_mask(x, mask_target(x, s)) == s`` wherever the clean magnitude
+        does not exceed the noisy one (up to float32 rounding).
+
+        Parameters
+        ----------
+        noisy_features : np.ndarray [shape=(..., n_bins)], float
+            Raw (not normalised) features of this extractor.
+        mask : np.ndarray [shape=(..., n_bins)], float
+            Magnitude gains, same shape.
+
+        Returns
+        -------
+        np.ndarray [shape=(..., n_bins)], float32
+
+        Raises
+        ------
+        ConfigError
+            For ``waveform`` features.
+        AudioError
+            If the shapes differ or the last axis is not ``n_bins``.
+        """
+        self._require_spectral("apply_mask")
+        x = np.asarray(noisy_features, dtype=np.float64)
+        m = np.clip(np.asarray(mask, dtype=np.float64), 0.0, 1.0)
+        self._check_mask_shapes(x, m, ("noisy_features", "mask"))
+        eps = self.cfg.eps
+        if self.kind in _MEL_TYPES:
+            with np.errstate(divide="ignore"):
+                out = np.maximum(x + 2.0 * np.log(m), np.minimum(x, np.log(eps)))
+        elif self.kind == "logmag":
+            out = np.minimum(np.log(m * np.maximum(np.exp(x) - eps, 0.0) + eps), x)
+        else:  # power
+            out = m * m * x
+        out = np.where(m >= 1.0, x, out)  # exactly the input where nothing is removed
+        return out.astype(np.float32)
+
+
+def _power(S: np.ndarray) -> np.ndarray:
+    """``|S|**2`` in float64 (``S`` complex)."""
+    S = np.asarray(S)
+    return S.real.astype(np.float64) ** 2 + S.imag.astype(np.float64) ** 2
+
 
 def mel_gain_to_stft_gain(mel_gain: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Spread per-band gains to STFT bins through a mel filterbank.
 
     Each bin's gain is the filterbank-weighted mean of the gains of the bands
     that cover it; bins no band covers take the gain of the nearest covered bin.
+    Works for any non-negative filterbank (``python_speech_features`` for fbank,
+    ``librosa.filters.mel`` for logmel) and any leading shape of ``mel_gain``.
 
     Parameters
     ----------
-    mel_gain : np.ndarray [shape=(n_frames, n_mels)], float
+    mel_gain : np.ndarray [shape=(..., n_mels)], float
     weights : np.ndarray [shape=(n_mels, n_fft // 2 + 1)], float, non-negative
 
     Returns
     -------
-    np.ndarray [shape=(n_frames, n_fft // 2 + 1)], float64
+    np.ndarray [shape=(..., n_fft // 2 + 1)], float64
         Equal to 1 everywhere when ``mel_gain`` is 1 everywhere.
     """
     coverage = weights.sum(axis=0)
@@ -223,5 +436,5 @@ def mel_gain_to_stft_gain(mel_gain: np.ndarray, weights: np.ndarray) -> np.ndarr
     gain = (mel_gain @ weights) / norm
     if covered.size < weights.shape[1]:
         nearest = covered[np.clip(np.searchsorted(covered, np.arange(weights.shape[1])), 0, covered.size - 1)]
-        gain = gain[:, nearest]
+        gain = gain[..., nearest]
     return gain

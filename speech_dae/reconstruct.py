@@ -54,17 +54,29 @@ def overlap_average(patches: np.ndarray, starts: np.ndarray, n_frames: int,
 
     Notes
     -----
-    The loop runs over the ``context`` positions of a patch, each step
-    vectorised over all patches (starts are unique, so fancy-index ``+=`` is exact).
+    Spectral patches (``context <= n_bins``): a loop over the ``context``
+    positions, each step vectorised over all patches (starts are unique, so
+    fancy-index ``+=`` is exact). Waveform chunks: ``np.bincount`` per bin.
+    With a Hann ``window`` and a hop of half the chunk this is the
+    Hann-weighted overlap-add of the Conv1D audio-restoration design, written
+    as ``sum(w * y) / sum(w)`` rather than ``sum(w * y) / sum(w**2)`` because the
+    chunks are not windowed before the model (the identity model must return its input).
     """
     n_patches, context, n_bins = patches.shape
     w = np.ones(context, np.float32) if window is None else np.asarray(window, np.float32)
-    acc = np.zeros((n_frames, n_bins), np.float64)
-    norm = np.zeros(n_frames, np.float64)
     starts = np.asarray(starts, dtype=np.int64)
-    for r in range(context):
-        acc[starts + r] += w[r] * patches[:, r, :]
-        norm[starts + r] += w[r]
+    norm = np.zeros(n_frames, np.float64)
+    if context <= n_bins:  # spectral patches: loop over the few patch positions, vectorised over patches
+        acc = np.zeros((n_frames, n_bins), np.float64)
+        for r in range(context):
+            acc[starts + r] += w[r] * patches[:, r, :]
+            norm[starts + r] += w[r]
+    else:  # long chunks of few bins (waveform): one bincount per bin over every (patch, position)
+        idx = (starts[:, None] + np.arange(context)).ravel()
+        weights = np.broadcast_to(w, (n_patches, context)).ravel()
+        norm = np.bincount(idx, weights=weights, minlength=n_frames)[:n_frames]
+        acc = np.stack([np.bincount(idx, weights=(patches[:, :, b] * w).ravel(), minlength=n_frames)[:n_frames]
+                        for b in range(n_bins)], axis=1)
     return (acc / np.where(norm > 0, norm, 1.0)[:, None]).astype(np.float32)
 
 
@@ -76,7 +88,8 @@ class Denoiser:
     run_dir : str or Path
         ``models/<run>/`` written by stage 03.
     patch_hop : int
-        Frames between inference patches (1 = a patch at every frame).
+        Frames between inference patches (1 = a patch at every frame). Waveform
+        runs always use chunks every ``chunk_size // 2`` samples.
     batch_size : int
         Patches per forward pass.
     max_gain : float or None
@@ -98,7 +111,14 @@ class Denoiser:
         self.sample_rate = int(self.info["sample_rate"])
         self.fx = FeatureExtractor(FeatureConfig(**self.info["features"]), self.sample_rate)
         self.context = int(self.info["context"])
-        self.patch_hop = min(int(patch_hop), self.context)  # a larger hop would leave frames uncovered
+        self.target = self.info.get("target", "mapping")
+        self.waveform = self.info.get("feature") == "waveform"
+        if self.waveform:  # Hann-weighted overlap-add of chunks every chunk_size // 2 samples
+            self.patch_hop = self.context // 2
+            self.window = np.hanning(self.context + 2)[1:-1].astype(np.float32)  # strictly positive weights
+        else:
+            self.patch_hop = min(int(patch_hop), self.context)  # a larger hop would leave frames uncovered
+            self.window = None
         self.batch_size = int(batch_size)
         self.max_gain = max_gain
         import keras
@@ -113,17 +133,37 @@ class Denoiser:
     def name(self) -> str:
         return self.run_dir.name
 
-    def denoise_features(self, features: np.ndarray) -> np.ndarray:
-        """Denoise un-normalised features ``(n_frames, n_bins)`` -> same shape, float32."""
+    def predict_frames(self, features: np.ndarray) -> np.ndarray:
+        """The model's output per frame: ``(n_frames, n_bins)`` float32, normalised (mapping) or a mask in [0, 1].
+
+        The features are normalised, cut into ``context``-frame patches every
+        ``patch_hop`` frames, predicted in batches of ``batch_size`` and
+        overlap-averaged back (Hann-weighted for waveform chunks, whose input is
+        padded by half a chunk at both ends so every sample gets full weight).
+        """
         n = features.shape[0]
         x = self.norm.norm_x(features)
-        if n < self.context:  # repeat the edge frames so one patch fits
-            x = np.pad(x, ((0, self.context - n), (0, 0)), mode="edge")
+        pad = self.context // 2 if self.waveform else 0
+        if pad:
+            x = np.pad(x, ((pad, pad), (0, 0)))
+        if x.shape[0] < self.context:  # repeat the edge frames so one patch fits
+            x = np.pad(x, ((0, self.context - x.shape[0]), (0, 0)), mode="edge")
         starts = patch_starts(x.shape[0], self.context, self.patch_hop)
         patches = gather_patches(x, starts, self.context)
         pred = np.concatenate([np.asarray(self.model(patches[i:i + self.batch_size], training=False))
                                for i in range(0, len(patches), self.batch_size)])
-        return self.norm.denorm_y(overlap_average(pred, starts, x.shape[0])[:n])
+        return overlap_average(pred, starts, x.shape[0], self.window)[pad:pad + n]
+
+    def denoise_features(self, features: np.ndarray) -> np.ndarray:
+        """Denoise un-normalised features ``(n_frames, n_bins)`` -> same shape, float32.
+
+        ``mapping`` runs un-normalise the prediction; ``mask`` runs apply the
+        predicted gain to the noisy magnitude (:meth:`FeatureExtractor.apply_mask`).
+        """
+        out = self.predict_frames(features)
+        if self.target == "mask":
+            return self.fx.apply_mask(features, out)
+        return self.norm.denorm_y(out)
 
     def __call__(self, noisy: np.ndarray) -> np.ndarray:
         """Denoise a waveform.

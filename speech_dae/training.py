@@ -35,7 +35,8 @@ def _keras():
     return keras
 
 
-def PatchSequence(x, y, windows, *, context: int, batch_size: int, shuffle: bool, seed: int):
+def PatchSequence(x, y, windows, *, context: int, batch_size: int, shuffle: bool, seed: int,
+                  target_fn=None):
     """A ``keras.utils.PyDataset`` of ``(x_patch, y_patch)`` batches gathered from memory-mapped frames.
 
     Parameters
@@ -48,6 +49,9 @@ def PatchSequence(x, y, windows, *, context: int, batch_size: int, shuffle: bool
     shuffle : bool
         Reshuffle the patch order after every epoch (seeded).
     seed : int
+    target_fn : callable, optional
+        ``target_fn(x_patches, y_patches) -> targets`` replaces the clean patches
+        as targets (e.g. the ratio mask of ``training.target: mask``).
     """
     keras = _keras()
 
@@ -62,7 +66,8 @@ def PatchSequence(x, y, windows, *, context: int, batch_size: int, shuffle: bool
 
         def __getitem__(self, i):
             starts = self.order[i * batch_size:(i + 1) * batch_size]
-            return gather_patches(x, starts, context), gather_patches(y, starts, context)
+            xb, yb = gather_patches(x, starts, context), gather_patches(y, starts, context)
+            return xb, (yb if target_fn is None else target_fn(xb, yb))
 
         def on_epoch_end(self):
             if shuffle:
@@ -85,6 +90,22 @@ class TrainSummary:
         return [f"trained {i['model']} ({i['n_params']:,} parameters) for {i['epochs_run']} epochs in "
                 f"{i['train_seconds']:.0f} s ({i['stop_reason']}); best epoch {i['best_epoch']} "
                 f"val_loss {i['best_val_loss']:.4f}; saved {self.run_dir}/model.keras"]
+
+
+def _mask_target_fn(dataset: Path, info: dict):
+    """Per-batch ideal ratio mask from normalised noisy / clean patches (see ``FeatureExtractor.mask_target``)."""
+    from .config import FeatureConfig
+    from .dataset import Normaliser
+    from .features import FeatureExtractor
+
+    params = info["features_params"]
+    fx = FeatureExtractor(FeatureConfig(**params["features"]), params["sample_rate"])
+    norm = Normaliser.load(dataset / "norm.npz")
+
+    def target_fn(xb: np.ndarray, yb: np.ndarray) -> np.ndarray:
+        return fx.mask_target(norm.denorm_x(xb), norm.denorm_y(yb))
+
+    return target_fn
 
 
 def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path = "models",
@@ -115,6 +136,13 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
     name = cfg.model.name
     hparams = cfg.model.params_for(name)
     t = cfg.training
+    from .models import MODEL_FEATURES, MODEL_TARGETS
+
+    if name in MODEL_FEATURES and info["feature"] not in MODEL_FEATURES[name]:
+        raise ConfigError(f"model {name} works on {' or '.join(MODEL_FEATURES[name])} features, but {dataset} holds "
+                          f"{info['feature']}; rebuild with 01_extract_features.py --feature {MODEL_FEATURES[name][0]}")
+    if name in MODEL_TARGETS and t.target not in MODEL_TARGETS[name]:
+        raise ConfigError(f"model {name} supports --target {' or '.join(MODEL_TARGETS[name])}, not {t.target}")
     fp = fingerprint(__version__, info["fingerprint"], name, hparams, cfg.to_dict()["training"], cfg.seed)
     run_dir = Path(models_dir) / run
     staged = StagedOutput(run_dir, fp, marker="run.json", force=force)
@@ -125,7 +153,7 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
     keras = _keras()
     keras.utils.set_random_seed(cfg.seed)
     context, n_bins = int(info["context"]), int(info["n_bins"])
-    model = build_model(name, (context, n_bins), **hparams)
+    model = build_model(name, (context, n_bins), target=t.target, **hparams)
     work = staged.begin()
     logs_dir = Path(logs_dir)
     logs_dir.mkdir(parents=True, exist_ok=True)
@@ -136,13 +164,14 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
     def mm(kind, split):
         return np.load(dataset / f"{kind}_{split}.npy", mmap_mode="r")
 
+    target_fn = _mask_target_fn(dataset, info) if t.target == "mask" else None
     train_seq = PatchSequence(mm("x", "train"), mm("y", "train"), mm("windows", "train"), context=context,
-                              batch_size=t.batch_size, shuffle=True, seed=cfg.seed)
+                              batch_size=t.batch_size, shuffle=True, seed=cfg.seed, target_fn=target_fn)
     val_windows = mm("windows", "val")
     if val_windows.size == 0:
         raise ArtifactError(f"{dataset} has no validation patches; rebuild it with mixing.val_fraction > 0")
     val_seq = PatchSequence(mm("x", "val"), mm("y", "val"), val_windows, context=context,
-                            batch_size=max(t.batch_size, 512), shuffle=False, seed=cfg.seed)
+                            batch_size=max(t.batch_size, 512), shuffle=False, seed=cfg.seed, target_fn=target_fn)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=t.learning_rate), loss=t.loss)
     early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True)
     callbacks = [
@@ -174,7 +203,7 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
         "model": name,
         "hparams": hparams,
         "input_shape": [context, n_bins],
-        "target": "mapping",
+        "target": t.target,
         "loss": t.loss,
         "optimizer": {"name": "adam", "learning_rate": t.learning_rate},
         "training": cfg.to_dict()["training"],

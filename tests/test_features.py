@@ -1,13 +1,13 @@
-"""Feature extractors (logmag, fbank): shapes, frame grid, and their inverses back to audio."""
+"""Feature extractors (fbank, logmag, logmel, power, waveform): shapes, frame grid, inverses, masks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from conftest import SR, si_sdr_db, speech_clip
+from conftest import SR, noise_clip, si_sdr_db, speech_clip
 from speech_dae.config import load_config
-from speech_dae.errors import AudioError
+from speech_dae.errors import AudioError, ConfigError
 from speech_dae.features import FeatureExtractor, mel_gain_to_stft_gain
 
 
@@ -23,7 +23,7 @@ def speech():
 
 
 # ------------------------------------------------------------------ shapes
-@pytest.mark.parametrize("kind", ["logmag", "fbank"])
+@pytest.mark.parametrize("kind", ["logmag", "fbank", "logmel", "power"])
 @pytest.mark.parametrize("n", [512, 1000, 16000, 16001, 16000 + 127])
 def test_frame_count_and_width(kind, n, speech):
     fx = _fx(kind)
@@ -31,7 +31,7 @@ def test_frame_count_and_width(kind, n, speech):
     f = fx(y)
     assert f.dtype == np.float32
     assert f.shape == (1 + n // fx.cfg.hop_length, fx.n_bins) == (fx.n_frames(n), fx.n_bins)
-    assert fx.n_bins == (fx.cfg.n_mels if kind == "fbank" else fx.cfg.n_fft // 2 + 1)
+    assert fx.n_bins == (fx.cfg.n_mels if kind in ("fbank", "logmel") else fx.cfg.n_fft // 2 + 1)
     assert np.all(np.isfinite(f))
 
 
@@ -140,3 +140,144 @@ def test_fbank_inverse_never_amplifies_by_default(speech):
     assert np.max(np.abs(out - speech)) < 1e-5  # max_gain=1 caps the gain at 1
     out2 = fx.to_audio(louder, speech, noisy_features=f, max_gain=4.0)
     assert np.sum(out2 ** 2) > 3 * np.sum(speech ** 2)
+
+
+# ------------------------------------------------------------ logmel, power
+def _stft(y, n_fft=512, hop=128, win=512):
+    import librosa
+
+    return librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=win, window="hann", center=True).T
+
+
+def test_logmel_is_log_of_librosa_mel_power_on_the_stft_grid(speech):
+    import librosa
+
+    fx = _fx("logmel", n_mels=40)
+    w = librosa.filters.mel(sr=SR, n_fft=512, n_mels=40)
+    assert fx.mel_weights.shape == (40, 257)
+    np.testing.assert_allclose(fx.mel_weights, w, rtol=1e-5, atol=1e-9)
+    expected = np.log(np.abs(_stft(speech)) ** 2 @ w.T + fx.cfg.eps)
+    np.testing.assert_allclose(fx(speech), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_power_is_squared_stft_magnitude(speech):
+    fx = _fx("power")
+    f = fx(speech)
+    assert np.all(f >= 0)
+    np.testing.assert_allclose(f, np.abs(_stft(speech)) ** 2, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind, floor_db", [("power", 40), ("logmel", 40)])
+def test_logmel_and_power_with_clean_phase_reconstruct_the_waveform(speech, kind, floor_db):
+    fx = _fx(kind)
+    y = speech[:16000 - 37]
+    out = fx.to_audio(fx(y), y)
+    assert out.shape == y.shape and out.dtype == np.float32
+    assert si_sdr_db(y, out) > floor_db
+
+
+def test_logmel_half_power_gain_scales_by_sqrt_half(speech):
+    fx = _fx("logmel")
+    f = fx(speech)
+    eps = fx.cfg.eps
+    half = np.log(0.5 * (np.exp(f.astype(np.float64)) - eps) + eps).astype(np.float32)
+    np.testing.assert_allclose(fx.to_audio(half, speech, noisy_features=f), np.sqrt(0.5) * speech, atol=2e-3)
+
+
+def test_power_inverse_uses_the_given_magnitude_and_max_gain(speech):
+    fx = _fx("power")
+    f = fx(speech)
+    np.testing.assert_allclose(fx.to_audio(0.25 * f, speech), 0.5 * speech, atol=1e-4)
+    np.testing.assert_allclose(fx.to_audio(4.0 * f, speech), speech, atol=1e-5)  # max_gain=1 by default
+    louder = fx.to_audio(4.0 * f, speech, max_gain=None)
+    np.testing.assert_allclose(louder, 2.0 * speech, atol=1e-4)
+    assert np.all(np.isfinite(fx.to_audio(-f, speech)))  # negative "power" is clipped to 0
+    assert np.max(np.abs(fx.to_audio(-f, speech))) < 1e-6
+
+
+# ------------------------------------------------------------------ waveform
+@pytest.mark.parametrize("n", [1000, 16000, 16001])
+def test_waveform_features_are_the_samples(speech, n):
+    fx = _fx("waveform")
+    y = np.resize(speech, n)
+    f = fx(y)
+    assert f.shape == (n, 1) == (fx.n_frames(n), fx.n_bins) and f.dtype == np.float32
+    out = fx.to_audio(f, y)
+    assert out.dtype == np.float32 and np.array_equal(out, y)
+    assert np.array_equal(fx.to_audio(f[:-10], y)[:-10], y[:-10]) and np.all(fx.to_audio(f[:-10], y)[-10:] == 0)
+    assert np.array_equal(fx.to_audio(np.concatenate([f, f]), y), y)  # longer output is cropped
+    assert "chunk_size 2048" in fx.describe()
+
+
+def test_waveform_rejects_bad_shapes():
+    fx = _fx("waveform")
+    with pytest.raises(AudioError):
+        fx(np.ones((100, 2), np.float32))
+    with pytest.raises(AudioError):
+        fx.to_audio(np.ones((100, 2), np.float32), np.ones(100, np.float32))
+
+
+# ---------------------------------------------------------------------- masks
+@pytest.fixture(scope="module")
+def noisy_and_clean():
+    clean = speech_clip(1, 1.0)
+    noise = noise_clip(0, 1.0)[:clean.size]
+    noise = noise * np.sqrt(np.sum(clean ** 2) / np.sum(noise ** 2))  # 0 dB
+    return (clean + noise).astype(np.float32), clean
+
+
+@pytest.mark.parametrize("kind", ["fbank", "logmag", "logmel", "power"])
+def test_mask_target_and_apply_mask_invert_each_other(kind, noisy_and_clean):
+    fx = _fx(kind)
+    noisy, clean = noisy_and_clean
+    X, S = fx(noisy), fx(clean)
+    m = fx.mask_target(X, S)
+    assert m.shape == X.shape and m.dtype == np.float32
+    assert m.min() >= 0 and m.max() <= 1 and 0.05 < m.mean() < 0.95
+    A = fx.apply_mask(X, m)
+    assert A.shape == X.shape and A.dtype == np.float32
+    below = m < 1  # clean magnitude below the noisy one: the mask recovers the clean features
+    assert below.mean() > 0.2
+    scale = np.abs(S[below]).max() if kind == "power" else 1.0
+    np.testing.assert_allclose(A[below], S[below], rtol=1e-5, atol=1e-5 * scale)
+    assert np.all(A <= X + 1e-6 * np.abs(X).max())  # a mask never amplifies
+    # identity: a signal against itself
+    np.testing.assert_array_equal(fx.mask_target(X, X), 1.0)
+    np.testing.assert_array_equal(fx.apply_mask(X, np.ones_like(X)), X)
+    # out-of-range masks are clipped to [0, 1]
+    np.testing.assert_array_equal(fx.apply_mask(X, np.full_like(X, 3.0)), X)
+    zero = fx.apply_mask(X, np.zeros_like(X))
+    assert np.all(np.isfinite(zero)) and np.all(zero <= X)
+
+
+@pytest.mark.parametrize("kind", ["fbank", "logmag", "logmel", "power"])
+def test_masks_work_on_batches_of_patches(kind, noisy_and_clean):
+    fx = _fx(kind)
+    noisy, clean = noisy_and_clean
+    X, S = fx(noisy), fx(clean)
+    starts = [0, 20, 50]
+    Xp = np.stack([X[s:s + 11] for s in starts])
+    Sp = np.stack([S[s:s + 11] for s in starts])
+    m = fx.mask_target(Xp, Sp)
+    assert m.shape == (3, 11, fx.n_bins)
+    np.testing.assert_array_equal(m[1], fx.mask_target(X[20:31], S[20:31]))
+    np.testing.assert_array_equal(fx.apply_mask(Xp, m)[2], fx.apply_mask(X[50:61], m[2]))
+    with pytest.raises(AudioError, match="same shape"):
+        fx.mask_target(Xp, Sp[:2])
+
+
+def test_oracle_mask_improves_the_noisy_signal(noisy_and_clean):
+    fx = _fx("logmag")
+    noisy, clean = noisy_and_clean
+    X = fx(noisy)
+    out = fx.to_audio(fx.apply_mask(X, fx.mask_target(X, fx(clean))), noisy)
+    assert si_sdr_db(clean, out) > si_sdr_db(clean, noisy) + 5
+
+
+def test_waveform_masks_raise_config_error():
+    fx = _fx("waveform")
+    x = np.zeros((10, 1), np.float32)
+    with pytest.raises(ConfigError, match="spectral feature"):
+        fx.mask_target(x, x)
+    with pytest.raises(ConfigError, match="spectral feature"):
+        fx.apply_mask(x, x)

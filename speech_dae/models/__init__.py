@@ -1,17 +1,34 @@
-"""Model registry: ``build_model(name, input_shape, **hparams) -> keras.Model``.
+"""Model registry: ``build_model(name, input_shape, *, target="mapping", **hparams) -> keras.Model``.
 
-Every model maps a patch of ``input_shape = (context, n_bins)`` normalised
-noisy features to a patch of the same shape (normalised clean features). They
-are Functional models built from stock Keras layers, so
-``keras.saving.load_model("model.keras")`` needs no ``custom_objects``.
+Every spectral model maps a patch of ``input_shape = (context, n_bins)``
+normalised noisy features to a patch of the same shape: the normalised clean
+features (``target="mapping"``, output layer ``clean``, linear) or a gain in
+[0, 1] on the noisy magnitude (``target="mask"``, output layer ``mask``,
+sigmoid). The waveform model maps ``(chunk_size, 1)`` noisy samples to clean
+samples (mapping only). :data:`MODEL_FEATURES` and :data:`MODEL_TARGETS` say
+which feature types and targets each model accepts. All are Functional models
+built from stock Keras layers, so ``keras.saving.load_model("model.keras")``
+needs no ``custom_objects``.
 
-==========  =====================================================================
-name        lineage
-==========  =====================================================================
-``type1``   Conv1D / Conv1DTranspose autoencoder over context patches
-            (Simple Speech Denoising Autoencoder, model type 1)
-``type2``   dense autoencoder over the flattened patch (same project, model type 2)
-==========  =====================================================================
+===============  ==========================  =======================================================
+name             features / targets          lineage
+===============  ==========================  =======================================================
+``type1``        spectral / mapping, mask    Conv1D / Conv1DTranspose autoencoder over context
+                                             patches (Simple Speech Denoising Autoencoder, type 1)
+``type2``        spectral / mapping, mask    dense autoencoder over the flattened patch (same
+                                             project, model type 2)
+``dense_ln``     spectral / mapping, mask    LayerNorm + Dense 2048-500-180-500-2048 + ReLU +
+                                             LayerNorm (libdse; Nossier et al. 2020, architecture (d))
+``conv1d_time``  waveform / mapping          Conv1D + MaxPooling1D encoder, UpSampling1D + Conv1D
+                                             decoder on 2048-sample chunks (Conv1D audio-restoration
+                                             autoencoder)
+``cnn2d``        spectral / mapping, mask    strided Conv2D / Conv2DTranspose autoencoder on the
+                                             patch as an image (CNN / U-Net denoising autoencoder)
+``unet``         spectral / mapping, mask    U-Net with BatchNorm and Concatenate skip connections
+                                             (same project; Optuna best base_filters 32, depth 4)
+===============  ==========================  =======================================================
+
+"spectral" is the feature types ``fbank``, ``logmag``, ``logmel`` and ``power``.
 """
 
 from __future__ import annotations
@@ -21,12 +38,30 @@ from typing import Callable
 
 from ..errors import ConfigError
 from .autoencoders import build_type1, build_type2
+from .blocks import SPECTRAL_TARGETS
+from .libdse import build_dense_ln
+from .spectrogram import build_cnn2d, build_unet
+from .waveform import WAVEFORM_TARGETS, build_conv1d_time
 
-__all__ = ["MODELS", "build_model", "model_names"]
+__all__ = ["MODELS", "MODEL_FEATURES", "MODEL_TARGETS", "SPECTRAL_FEATURES", "build_model", "hparam_names", "model_names"]
 
 MODELS: dict[str, Callable] = {
     "type1": build_type1,
     "type2": build_type2,
+    "dense_ln": build_dense_ln,
+    "conv1d_time": build_conv1d_time,
+    "cnn2d": build_cnn2d,
+    "unet": build_unet,
+}
+
+#: Feature types (``features.type``) of the patches / chunks each model accepts.
+SPECTRAL_FEATURES: tuple[str, ...] = ("fbank", "logmag", "logmel", "power")
+MODEL_FEATURES: dict[str, tuple[str, ...]] = {
+    name: ("waveform",) if name == "conv1d_time" else SPECTRAL_FEATURES for name in MODELS
+}
+#: Training targets (``training.target``) each model supports.
+MODEL_TARGETS: dict[str, tuple[str, ...]] = {
+    name: WAVEFORM_TARGETS if name == "conv1d_time" else SPECTRAL_TARGETS for name in MODELS
 }
 
 
@@ -34,19 +69,43 @@ def model_names() -> list[str]:
     return sorted(MODELS)
 
 
-def build_model(name: str, input_shape: tuple[int, int], **hparams):
-    """Build registry model ``name`` for patches of ``input_shape = (context, n_bins)``.
+def hparam_names(name: str) -> list[str]:
+    """The hyper-parameters of registry model ``name`` (its builder's keywords, less ``target``)."""
+    return [p for p in inspect.signature(MODELS[name]).parameters if p not in ("input_shape", "target")]
+
+
+def build_model(name: str, input_shape: tuple[int, int], *, target: str = "mapping", **hparams):
+    """Build registry model ``name`` for inputs of ``input_shape``.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MODELS`.
+    input_shape : (context, n_bins) or (chunk_size, 1)
+        Spectral patch (frames, bins) or waveform chunk (samples, 1 channel).
+    target : {"mapping", "mask"}
+        What the model predicts; must be in ``MODEL_TARGETS[name]``.
+    **hparams
+        The builder's hyper-parameters (``model.hparams.<name>`` in the config).
+
+    Returns
+    -------
+    keras.Model
+        Functional model whose output shape equals ``input_shape``, float32.
 
     Raises
     ------
     ConfigError
-        For an unknown model name or hyper-parameter (the message lists the valid ones).
+        For an unknown model name, target or hyper-parameter (the message
+        lists the valid ones), or hyper-parameter values the builder rejects.
     """
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(model_names())}")
-    builder = MODELS[name]
-    valid = [p for p in inspect.signature(builder).parameters if p != "input_shape"]
+    if target not in MODEL_TARGETS[name]:
+        raise ConfigError(f"model {name!r} does not support target={target!r}; valid: "
+                          f"{', '.join(MODEL_TARGETS[name])} (set training.target)")
+    valid = hparam_names(name)
     unknown = sorted(set(hparams) - set(valid))
     if unknown:
         raise ConfigError(f"model {name!r} has no hyper-parameter {', '.join(unknown)}; valid: {', '.join(valid)}")
-    return builder(tuple(int(d) for d in input_shape), **hparams)
+    return MODELS[name](tuple(int(d) for d in input_shape), target=target, **hparams)

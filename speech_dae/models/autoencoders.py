@@ -5,7 +5,8 @@ fbank patches (Adam 1e-4, early stopping, sigmoid output with binary
 cross-entropy on min-max scaled features). speech-dae keeps the layer plan and
 changes what the seed's users asked for: type 1 is the Conv1D form (time is
 the convolution axis, the bins are channels), type 2 the dense form; the
-targets are standardised features, so the output layer is linear and the loss MSE.
+targets are standardised features, so the output layer is linear and the loss MSE
+(``target="mapping"``), or a sigmoid gain on the noisy magnitude (``target="mask"``).
 """
 
 from __future__ import annotations
@@ -16,26 +17,30 @@ import keras
 from keras import layers
 
 from ..errors import ConfigError
+from .blocks import check_target, max_norm as _max_norm, output_head, patch_input
 
 __all__ = ["build_type1", "build_type2"]
 
 
-def _max_norm(value: float | None):
-    return keras.constraints.MaxNorm(float(value)) if value else None
-
-
-def build_type1(input_shape: tuple[int, int], *, filters: Sequence[int] = (128, 32), kernel_size: int = 3,
-                max_norm: float | None = 3.0, dropout: float = 0.0, residual: bool = True) -> keras.Model:
+def build_type1(input_shape: tuple[int, int], *, target: str = "mapping", filters: Sequence[int] = (128, 32),
+                kernel_size: int = 3, max_norm: float | None = 3.0, dropout: float = 0.0,
+                residual: bool = True) -> keras.Model:
     """Conv1D encoder and Conv1DTranspose decoder over a ``(context, n_bins)`` patch.
 
     Encoder: ``Conv1D(f, kernel_size, relu)`` for ``f`` in ``filters`` (128 -> 32 by
     default); decoder: ``Conv1DTranspose`` through the same widths reversed
-    (32 -> 128); output: ``Conv1D(n_bins, 1)``, linear. Weights carry a max-norm
-    constraint, as in the seed's model type 1.
+    (32 -> 128); output: ``Conv1D(n_bins, 1)``, linear (``target="mapping"``) or
+    sigmoid (``target="mask"``). Weights carry a max-norm constraint, as in the
+    seed's model type 1 (Simple Speech Denoising Autoencoder, a-n-rose).
 
     Parameters
     ----------
     input_shape : (context, n_bins)
+        Frames per patch and feature bins.
+    target : {"mapping", "mask"}
+        ``mapping``: predict the clean features (output layer ``clean``);
+        ``mask``: predict a gain in [0, 1] on the noisy magnitude (output layer
+        ``mask``, sigmoid).
     filters : sequence of int
         Encoder channel counts, outermost first; the last is the bottleneck.
     kernel_size : int
@@ -47,17 +52,24 @@ def build_type1(input_shape: tuple[int, int], *, filters: Sequence[int] = (128, 
     residual : bool
         Add the input patch to the decoder output, so the network learns the
         correction from noisy to clean features (needs ``dataset.normalise: shared``
-        so that noisy and clean share one scale; see :func:`_output`).
+        so that noisy and clean share one scale; see
+        :func:`speech_dae.models.blocks.output_head`). Ignored for ``target="mask"``.
 
     Returns
     -------
     keras.Model
         ``(batch, context, n_bins) -> (batch, context, n_bins)``, float32.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``target`` or an empty ``filters``.
     """
+    check_target("type1", target)
     if not filters:
         raise ConfigError("type1: filters must list at least one channel count, e.g. [128, 32]")
     context, n_bins = input_shape
-    inputs = keras.Input(shape=(context, n_bins), name="noisy")
+    inputs = patch_input(input_shape)
     x = inputs
     for i, f in enumerate(filters):
         x = layers.Conv1D(int(f), kernel_size, padding="same", activation="relu",
@@ -68,20 +80,25 @@ def build_type1(input_shape: tuple[int, int], *, filters: Sequence[int] = (128, 
         x = layers.Conv1DTranspose(int(f), kernel_size, padding="same", activation="relu",
                                    kernel_constraint=_max_norm(max_norm), name=f"dec_convT{i}")(x)
     x = layers.Conv1D(n_bins, 1, padding="same", name="decoded")(x)
-    return keras.Model(inputs, _output(inputs, x, residual), name="type1")
+    return keras.Model(inputs, output_head(inputs, x, target=target, residual=residual), name="type1")
 
 
-def build_type2(input_shape: tuple[int, int], *, units: Sequence[int] = (512, 128), dropout: float = 0.1,
-                max_norm: float | None = 3.0, residual: bool = True) -> keras.Model:
+def build_type2(input_shape: tuple[int, int], *, target: str = "mapping", units: Sequence[int] = (512, 128),
+                dropout: float = 0.1, max_norm: float | None = 3.0, residual: bool = True) -> keras.Model:
     """Dense autoencoder over the flattened ``(context, n_bins)`` patch.
 
     Encoder: ``Dense(u, relu)`` for ``u`` in ``units`` (the last is the
     bottleneck); decoder: the encoder widths mirrored without the bottleneck;
-    output: ``Dense(context * n_bins)``, linear, reshaped to the patch.
+    output: ``Dense(context * n_bins)`` reshaped to the patch, linear
+    (``target="mapping"``) or sigmoid (``target="mask"``). Dense form of the
+    seed's model type 2 (Simple Speech Denoising Autoencoder, a-n-rose).
 
     Parameters
     ----------
     input_shape : (context, n_bins)
+        Frames per patch and feature bins.
+    target : {"mapping", "mask"}
+        As for :func:`build_type1`.
     units : sequence of int
         Encoder widths, outermost first.
     dropout : float
@@ -90,16 +107,23 @@ def build_type2(input_shape: tuple[int, int], *, units: Sequence[int] = (512, 12
         MaxNorm constraint on every kernel.
     residual : bool
         Add the input patch to the decoder output (see :func:`build_type1`).
+        Ignored for ``target="mask"``.
 
     Returns
     -------
     keras.Model
         ``(batch, context, n_bins) -> (batch, context, n_bins)``, float32.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``target`` or an empty ``units``.
     """
+    check_target("type2", target)
     if not units:
         raise ConfigError("type2: units must list at least one width, e.g. [1024, 256]")
     context, n_bins = input_shape
-    inputs = keras.Input(shape=(context, n_bins), name="noisy")
+    inputs = patch_input(input_shape)
     x = layers.Flatten(name="flatten")(inputs)
     widths = [int(u) for u in units]
     plan = [("enc", u) for u in widths] + [("dec", u) for u in reversed(widths[:-1])]
@@ -109,17 +133,5 @@ def build_type2(input_shape: tuple[int, int], *, units: Sequence[int] = (512, 12
             x = layers.Dropout(dropout, name=f"{part}_dropout{i}")(x)
     x = layers.Dense(context * n_bins, name="dense_out")(x)
     x = layers.Reshape((context, n_bins), name="decoded")(x)
-    return keras.Model(inputs, _output(inputs, x, residual), name="type2")
+    return keras.Model(inputs, output_head(inputs, x, target=target, residual=residual), name="type2")
 
-
-def _output(inputs, decoded, residual: bool):
-    """The model's output layer, named ``clean``: ``decoded`` or ``inputs + decoded``.
-
-    With ``residual`` the autoencoder still maps noisy to clean features, but
-    starts from the identity: on data_sample/ the plain mapping learned a
-    blurred average spectrum that lowered SI-SDR at every input SNR, while the
-    residual form keeps the detail of the input (see README, "Results").
-    """
-    if residual:
-        return layers.Add(name="clean")([inputs, decoded])
-    return layers.Activation("linear", name="clean")(decoded)
