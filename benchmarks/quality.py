@@ -43,8 +43,8 @@ TABLE_METRICS = ("pesq", "stoi", "estoi", "si_sdr")
 GOALS = {"si_sdr": 10.0, "pesq": 1.6, "stoi": 0.92}  # issue 3's targets on the corpus test split
 
 
-def _mean(stat) -> str:
-    return "n/a" if stat[2] == 0 else f"{stat[0]:.2f}" if abs(stat[0]) >= 10 or stat[0] < 0 else f"{stat[0]:.3f}"
+def _mean(stat, metric: str) -> str:
+    return "n/a" if stat[2] == 0 else f"{stat[0] + 0.0:.{2 if metric == 'si_sdr' else 3}f}"  # + 0.0: no "-0.00"
 
 
 def goal_lines(summary: dict) -> list[str]:
@@ -92,7 +92,7 @@ def markdown(summary: dict, runs: dict, args, n_files: int, data_line: str) -> s
     md += ["| system | " + " | ".join(f"{LABELS[m]} {float(s):+g}" for m in TABLE_METRICS for s in snrs) + " |",
            "|" + "---|" * (1 + len(TABLE_METRICS) * len(snrs))]
     for s, e in summary.items():
-        md.append(f"| {s} | " + " | ".join(_mean(e["by_snr"][snr][m]) for m in TABLE_METRICS for snr in snrs) + " |")
+        md.append(f"| {s} | " + " | ".join(_mean(e["by_snr"][snr][m], m) for m in TABLE_METRICS for snr in snrs) + " |")
     md += ["", *goal_lines(summary)]
     return "\n".join(md)
 
