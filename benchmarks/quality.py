@@ -35,16 +35,12 @@ from benchmarks._report import machine_line, update_section  # noqa: E402
 
 from speech_dae.config import load_config  # noqa: E402
 from speech_dae.dataset import build_dataset  # noqa: E402
-from speech_dae.evaluate import LABELS, evaluate  # noqa: E402
+from speech_dae.evaluate import LABELS, evaluate, format_stat  # noqa: E402
 from speech_dae.extract import extract_features  # noqa: E402
 from speech_dae.training import train  # noqa: E402
 
 TABLE_METRICS = ("pesq", "stoi", "estoi", "si_sdr")
 GOALS = {"si_sdr": 10.0, "pesq": 1.6, "stoi": 0.92}  # issue 3's targets on the corpus test split
-
-
-def _mean(stat, metric: str) -> str:
-    return "n/a" if stat[2] == 0 else f"{stat[0] + 0.0:.{2 if metric == 'si_sdr' else 3}f}"  # + 0.0: no "-0.00"
 
 
 def goal_lines(summary: dict) -> list[str]:
@@ -86,13 +82,13 @@ def markdown(summary: dict, runs: dict, args, n_files: int, data_line: str) -> s
                       f"{info['train_seconds'] / 60:.1f}") if info else "- | - | -"
         rt = "-" if e["kind"] == "input" else f"{e['x_real_time']:.0f}"
         md.append(f"| {s} | {train_cols} | " + " | ".join(
-            f"{e['overall'][m][0]:.3f} ± {e['overall'][m][1]:.3f}" if m != "si_sdr" else
-            f"{e['overall'][m][0]:.2f} ± {e['overall'][m][1]:.2f}" for m in TABLE_METRICS) + f" | {rt} |")
+            format_stat(e["overall"][m], m) for m in TABLE_METRICS) + f" | {rt} |")
     md += ["", "Per input SNR (mean over files):", ""]
     md += ["| system | " + " | ".join(f"{LABELS[m]} {float(s):+g}" for m in TABLE_METRICS for s in snrs) + " |",
            "|" + "---|" * (1 + len(TABLE_METRICS) * len(snrs))]
     for s, e in summary.items():
-        md.append(f"| {s} | " + " | ".join(_mean(e["by_snr"][snr][m], m) for m in TABLE_METRICS for snr in snrs) + " |")
+        md.append(f"| {s} | " + " | ".join(format_stat(e["by_snr"][snr][m], m, ci=False)
+                                           for m in TABLE_METRICS for snr in snrs) + " |")
     md += ["", *goal_lines(summary)]
     return "\n".join(md)
 

@@ -47,7 +47,7 @@ from .inputs import Item, folder_items, manifest_items
 from .metrics import HIGHER_IS_BETTER, METRICS, feature_mse, score
 
 __all__ = ["evaluate", "EvalSummary", "System", "summarise", "select_items", "resolve_baselines",
-           "ALL_METRICS", "MAIN_METRICS"]
+           "ALL_METRICS", "MAIN_METRICS", "format_stat"]
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +189,13 @@ def summarise(rows: Sequence[dict], metrics: Sequence[str]) -> dict:
     return out
 
 
-def _fmt(stat, digits: int) -> str:
-    mean, ci, n = stat
+def format_stat(stat, metric: str, *, ci: bool = True) -> str:
+    """``[mean, ci95, n]`` as ``"mean ± ci"`` with the metric's digits (``"n/a"`` when n = 0, no ``±`` when n = 1)."""
+    mean, half, n = stat
     if n == 0:
         return "n/a"
-    return f"{mean:.{digits}f}" if not np.isfinite(ci) else f"{mean:.{digits}f} ± {ci:.{digits}f}"
+    d = _digits(metric)
+    return f"{mean + 0.0:.{d}f}" if not (ci and np.isfinite(half)) else f"{mean:.{d}f} ± {half:.{d}f}"
 
 
 def _digits(metric: str) -> int:
@@ -226,8 +228,8 @@ def summary_markdown(summary: dict, metrics: Sequence[str], *, title: str, notes
         md += [f"## {title}", ""]
         md += _table(["system", "kind", "files", *(LABELS[m] for m in cols), "× real time"],
                      ([s, e["kind"], str(e["n_files"]),
-                       *((f"**{_fmt(e['overall'][m], _digits(m))}**" if bests[m] == s
-                          else _fmt(e["overall"][m], _digits(m))) for m in cols),
+                       *((f"**{format_stat(e['overall'][m], m)}**" if bests[m] == s
+                          else format_stat(e["overall"][m], m)) for m in cols),
                        "-" if e["x_real_time"] is None or e["kind"] == "input" else f"{e['x_real_time']:.0f}"]
                       for s, e in summary.items()))
         md += [""]
@@ -235,7 +237,7 @@ def summary_markdown(summary: dict, metrics: Sequence[str], *, title: str, notes
     if any("delta" in e for e in summary.values()) and delta_metrics:
         md += ["## Improvement over the noisy input (paired, same files; mean ± 95 % CI)", ""]
         md += _table(["system", *(f"Δ {LABELS[m]}" for m in delta_metrics)],
-                     ([s, *(_fmt(e["delta"][m], _digits(m)) for m in delta_metrics)]
+                     ([s, *(format_stat(e["delta"][m], m) for m in delta_metrics)]
                       for s, e in summary.items() if "delta" in e))
     snrs = list(next(iter(summary.values()))["by_snr"]) if summary else []
     if snrs:
@@ -244,8 +246,8 @@ def summary_markdown(summary: dict, metrics: Sequence[str], *, title: str, notes
             md += ["", f"### {LABELS[m]} ({'higher' if _HIGHER[m] else 'lower'} is better)", ""]
             col_best = {s: _best(summary, m, key=lambda e, mm, s=s: e["by_snr"][s][mm][0]) for s in snrs}
             md += _table(["system", *(f"{float(s):+g} dB" for s in snrs)],
-                         ([name, *((f"**{_fmt(e['by_snr'][s][m], _digits(m))}**" if col_best[s] == name
-                                    else _fmt(e["by_snr"][s][m], _digits(m))) for s in snrs)]
+                         ([name, *((f"**{format_stat(e['by_snr'][s][m], m)}**" if col_best[s] == name
+                                    else format_stat(e["by_snr"][s][m], m)) for s in snrs)]
                           for name, e in summary.items()))
     return "\n".join(md) + "\n"
 
@@ -307,7 +309,7 @@ class EvalSummary:
         shown = [m for m in ("pesq", "stoi", "si_sdr") if m in self.metrics] or self.metrics[:3]
         width = max(len(s) for s in self.summary)
         for name, e in self.summary.items():
-            vals = ", ".join(f"{LABELS[m]} {_fmt(e['overall'][m], _digits(m))}" for m in shown)
+            vals = ", ".join(f"{LABELS[m]} {format_stat(e['overall'][m], m)}" for m in shown)
             rt = "" if e["x_real_time"] is None or e["kind"] == "input" else f", {e['x_real_time']:.0f}x real time"
             head.append(f"  {name:<{width}}  {vals}{rt}")
         head.append(f"wrote {self.out}/results.csv, summary.md and metrics_by_snr.png")
