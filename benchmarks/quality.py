@@ -93,6 +93,31 @@ def markdown(summary: dict, runs: dict, args, n_files: int, data_line: str) -> s
     return "\n".join(md)
 
 
+def parse_runs(args) -> list[tuple[str, str, str]]:
+    """``(feature, model, target)`` per run: ``--runs`` specs, else every ``--features`` x ``--models`` (mapping)."""
+    if not args.runs:
+        return [(f, m, "mapping") for f in args.features for m in args.models]
+    out = []
+    for spec in args.runs:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3):
+            raise SystemExit(f"--runs {spec!r}: expected FEATURE:MODEL[:TARGET], e.g. logmag:dense_ln:mask")
+        out.append((parts[0], parts[1], parts[2] if len(parts) == 3 else "mapping"))
+    return out
+
+
+def stage_commands(runs: dict, work: Path, overrides: list[str]) -> list[str]:
+    """The 01 -> 03 commands equivalent to each row's training (same config keys)."""
+    sets = "".join(f" --set {shlex.quote(o)}" for o in overrides)
+    out = ["Each row's model, trained with the ordinary scripts (after `01_extract_features.py --feature F` and "
+           "`02_build_dataset.py` into the folders below):", ""]
+    for run, info in runs.items():
+        target = f" --target {info['target']}" if info["target"] != "mapping" else ""
+        out.append(f"- {run}: `python 03_train_autoencoder.py --dataset {work}/datasets/{info['feature']} "
+                   f"--model {info['model']}{target} --run {run}{sets}`")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data_sample", help="corpus with train/ and test/ (default: data_sample)")
@@ -100,42 +125,51 @@ def main() -> int:
     ap.add_argument("--work", default="/tmp/speech-dae-bench", help="folder for every artifact")
     ap.add_argument("--features", nargs="+", default=["fbank", "logmag"])
     ap.add_argument("--models", nargs="+", default=["type1", "type2"])
+    ap.add_argument("--runs", nargs="+", metavar="FEATURE:MODEL[:TARGET]",
+                    help="explicit runs instead of --features x --models, e.g. logmag:dense_ln:mask waveform:conv1d_time")
     ap.add_argument("--epochs", type=int, help="maximum training epochs (default: training.epochs)")
+    ap.add_argument("--minutes", type=float, help="training budget per run (training.max_minutes)")
     ap.add_argument("--max-files", type=int, help="score at most N test files per input SNR")
     ap.add_argument("--jobs", type=int, default=1, help="processes computing the metrics")
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = ap.parse_args()
     work = Path(args.work)
+    specs = parse_runs(args)
     extra = [f"training.epochs={args.epochs}"] if args.epochs else []
-    runs, model_dirs, eval_features = {}, [], None
-    for feature in args.features:
-        cfg = load_config(overrides=[f"features.type={feature}", *extra, *args.overrides])
+    extra += [f"training.max_minutes={args.minutes:g}"] if args.minutes else []
+    train_sets = [*extra, *args.overrides]
+    runs, model_dirs = {}, []
+    for feature in dict.fromkeys(f for f, _, _ in specs):
+        cfg = load_config(overrides=[f"features.type={feature}", *train_sets])
         feats, data = work / "features" / feature, work / "datasets" / feature
         ex = extract_features(cfg, out=feats, data=args.data, progress=False)
         print("\n".join(ex.lines()), flush=True)
         build_dataset(cfg, features=feats, out=data, progress=False)
-        eval_features = eval_features or feats
-        for model in args.models:
-            run = f"{feature}_{model}"
-            t0 = time.perf_counter()
-            s = train(cfg.replace(**{"model.name": model}), dataset=data, run=run, models_dir=work / "models",
-                      logs_dir=work / "model_logs", progress=False)
-            print(f"{run}: {'up to date' if s.up_to_date else f'trained in {time.perf_counter() - t0:.0f} s'}, "
-                  f"{s.info['epochs_run']} epochs, best {s.info['best_epoch']}", flush=True)
-            runs[run] = s.info
-            model_dirs.append(work / "models" / run)
-    cfg = load_config(overrides=[f"features.type={args.features[0]}", *args.overrides])
+    for feature, model, target in specs:
+        cfg = load_config(overrides=[f"features.type={feature}", f"model.name={model}", f"training.target={target}",
+                                     *train_sets])
+        run = f"{feature}_{model}" + ("_mask" if target == "mask" else "")
+        t0 = time.perf_counter()
+        s = train(cfg, dataset=work / "datasets" / feature, run=run, models_dir=work / "models",
+                  logs_dir=work / "model_logs", progress=False)
+        print(f"{run}: {'up to date' if s.up_to_date else f'trained in {time.perf_counter() - t0:.0f} s'}, "
+              f"{s.info['epochs_run']} epochs, best {s.info['best_epoch']} ({s.info['stop_reason']})", flush=True)
+        runs[run] = s.info
+        model_dirs.append(work / "models" / run)
+    eval_features = work / "features" / specs[0][0]
+    cfg = load_config(overrides=[f"features.type={specs[0][0]}", *args.overrides])
     ev = evaluate(cfg, out=work / "reports" / args.name, models=model_dirs, baselines="all", features=eval_features,
                   max_files=args.max_files, jobs=args.jobs, progress=False)
     print("\n".join(ev.lines()), flush=True)
-    splits = json.loads((work / "datasets" / args.features[0] / "dataset.json").read_text())["splits"]
+    splits = json.loads((work / "datasets" / specs[0][0] / "dataset.json").read_text())["splits"]
     snr_list = sorted({float(k) for k in next(iter(ev.summary.values()))["by_snr"]})
     data_line = (f"Training: train split of {args.data} ({splits['train']['utterances']} mixtures, "
                  f"{splits['train']['minutes']:.0f} min; validation {splits['val']['minutes']:.0f} min held out "
                  f"by utterance and noise recording). Test: {ev.n_files} files of the unseen test split "
                  f"(input SNRs {', '.join(f'{s:+g}' for s in snr_list)} dB), report in `{ev.out}`.")
-    text = markdown(ev.summary, runs, args, ev.n_files, data_line)
+    text = markdown(ev.summary, runs, args, ev.n_files, data_line) + "\n\n" + "\n".join(
+        stage_commands(runs, work, train_sets))
     print("\n" + text)
     if not args.no_write:
         print(f"wrote {update_section(f'quality-{args.name}', text)}")

@@ -155,8 +155,17 @@ class TrainingConfig:
     patience: int
     loss: str
     target: str = "mapping"
+    steps_per_epoch: int | None = None
+    val_max_patches: int | None = None
+    max_minutes: float | None = None
 
     def __post_init__(self):
+        for name in ("steps_per_epoch", "val_max_patches"):
+            v = getattr(self, name)
+            _check(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                   f"training.{name}={v!r} must be a whole number >= 1 (or null for no limit)")
+        _check(self.max_minutes is None or (isinstance(self.max_minutes, (int, float)) and self.max_minutes > 0),
+               f"training.max_minutes={self.max_minutes!r} must be > 0 (or null for no time budget)")
         _check(self.target in TARGETS, f"training.target={self.target!r} is unknown; choose {' or '.join(TARGETS)}")
         _ints("training", self, "epochs", "batch_size", "patience")
         _check(self.epochs >= 1, f"training.epochs={self.epochs} must be >= 1")

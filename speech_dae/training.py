@@ -36,7 +36,7 @@ def _keras():
 
 
 def PatchSequence(x, y, windows, *, context: int, batch_size: int, shuffle: bool, seed: int,
-                  target_fn=None):
+                  target_fn=None, max_batches: int | None = None):
     """A ``keras.utils.PyDataset`` of ``(x_patch, y_patch)`` batches gathered from memory-mapped frames.
 
     Parameters
@@ -52,6 +52,10 @@ def PatchSequence(x, y, windows, *, context: int, batch_size: int, shuffle: bool
     target_fn : callable, optional
         ``target_fn(x_patches, y_patches) -> targets`` replaces the clean patches
         as targets (e.g. the ratio mask of ``training.target: mask``).
+    max_batches : int, optional
+        Batches per epoch (``training.steps_per_epoch``): each epoch serves the
+        first ``max_batches`` batches of its own shuffle, so successive epochs
+        see different patches.
     """
     keras = _keras()
 
@@ -62,7 +66,8 @@ def PatchSequence(x, y, windows, *, context: int, batch_size: int, shuffle: bool
             self.rng = np.random.default_rng(seed)
 
         def __len__(self):
-            return int(np.ceil(self.order.size / batch_size))
+            n = int(np.ceil(self.order.size / batch_size))
+            return n if max_batches is None else min(n, max_batches)
 
         def __getitem__(self, i):
             starts = self.order[i * batch_size:(i + 1) * batch_size]
@@ -74,6 +79,33 @@ def PatchSequence(x, y, windows, *, context: int, batch_size: int, shuffle: bool
                 self.order = self.order[self.rng.permutation(self.order.size)]
 
     return _PatchSequence()
+
+
+def even_subset(windows: np.ndarray, n: int | None) -> np.ndarray:
+    """At most ``n`` of ``windows``, evenly spaced (so every utterance of a split is represented)."""
+    if n is None or windows.size <= n:
+        return np.asarray(windows)
+    return np.asarray(windows)[np.linspace(0, windows.size - 1, n).round().astype(np.int64)]
+
+
+def _time_budget(keras, minutes: float):
+    """A callback that stops training after the batch that crosses ``minutes`` of wall-clock time.
+
+    Keras still runs the epoch's validation, so ``EarlyStopping`` and
+    ``ModelCheckpoint`` see the partial epoch and the best weights are kept.
+    """
+
+    class TimeBudget(keras.callbacks.Callback):
+        reached = False
+
+        def on_train_begin(self, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if time.perf_counter() - self.t0 >= 60.0 * minutes:
+                self.reached = self.model.stop_training = True
+
+    return TimeBudget()
 
 
 @dataclass
@@ -166,8 +198,9 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
 
     target_fn = _mask_target_fn(dataset, info) if t.target == "mask" else None
     train_seq = PatchSequence(mm("x", "train"), mm("y", "train"), mm("windows", "train"), context=context,
-                              batch_size=t.batch_size, shuffle=True, seed=cfg.seed, target_fn=target_fn)
-    val_windows = mm("windows", "val")
+                              batch_size=t.batch_size, shuffle=True, seed=cfg.seed, target_fn=target_fn,
+                              max_batches=t.steps_per_epoch)
+    val_windows = even_subset(mm("windows", "val"), t.val_max_patches)
     if val_windows.size == 0:
         raise ArtifactError(f"{dataset} has no validation patches; rebuild it with mixing.val_fraction > 0")
     val_seq = PatchSequence(mm("x", "val"), mm("y", "val"), val_windows, context=context,
@@ -180,6 +213,8 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
         keras.callbacks.CSVLogger(str(logs_dir / f"{run}.csv")),
         keras.callbacks.TensorBoard(log_dir=str(tb_dir), write_graph=False),
     ]
+    budget = _time_budget(keras, t.max_minutes) if t.max_minutes else None
+    callbacks += [budget] if budget else []
     log.info("training %s on %s: %d train / %d val patches of %dx%d, up to %d epochs", name, dataset,
              train_seq.order.size, val_windows.size, context, n_bins, t.epochs)
     t0 = time.perf_counter()
@@ -189,8 +224,12 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
     h = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     epochs_run = len(h["loss"])
     best = int(np.argmin(h["val_loss"]))
-    stop = (f"early stopping: val_loss did not improve for {t.patience} epochs" if early.stopped_epoch
-            else f"reached {t.epochs} epochs")
+    if early.stopped_epoch:
+        stop = f"early stopping: val_loss did not improve for {t.patience} epochs"
+    elif budget is not None and budget.reached:
+        stop = f"time budget of {t.max_minutes:g} min reached"
+    else:
+        stop = f"reached {t.epochs} epochs"
     shutil.copy2(dataset / "norm.npz", work / "norm.npz")
     from .plots import plot_training_curves
 
@@ -213,6 +252,7 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
         "stop_reason": stop,
         "train_seconds": round(seconds, 1),
         "train_patches": int(train_seq.order.size),
+        "val_patches": int(val_windows.size),
         "n_params": int(model.count_params()),
         "history": h,
         "dataset": str(dataset),

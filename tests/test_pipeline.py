@@ -199,6 +199,36 @@ def test_train_type1_in_process_then_up_to_date_and_usable(built, tmp_path):
     assert out.shape == y.shape and np.all(np.isfinite(out))
 
 
+def test_training_budgets_limit_steps_validation_patches_and_time(built, tmp_path):
+    from speech_dae.training import train
+
+    cfg = built.cfg.replace(**{"model.name": "type2", "training.epochs": 4, "training.steps_per_epoch": 1,
+                               "training.val_max_patches": 3, "training.max_minutes": 1e-9})
+    s = train(cfg, dataset=built.dataset, run="budget", models_dir=tmp_path / "models", logs_dir=tmp_path / "logs",
+              progress=False)
+    # the budget is crossed by the first batch: one (one-step) epoch, validated on 3 patches, then stop
+    assert s.info["epochs_run"] == 1 and s.info["best_epoch"] == 1
+    assert s.info["stop_reason"] == "time budget of 1e-09 min reached"
+    assert s.info["val_patches"] == 3 and s.info["training"]["steps_per_epoch"] == 1
+    assert (s.run_dir / "model.keras").is_file()
+
+
+def test_patch_sequence_max_batches_draws_a_fresh_shuffle_each_epoch():
+    from speech_dae.training import PatchSequence, even_subset
+
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    seq = PatchSequence(x, x, np.arange(18), context=2, batch_size=4, shuffle=True, seed=0, max_batches=2)
+    assert len(seq) == 2
+    first = np.concatenate([seq[i][0][:, 0, 0] for i in range(2)])
+    seq.on_epoch_end()
+    second = np.concatenate([seq[i][0][:, 0, 0] for i in range(2)])
+    assert first.shape == second.shape == (8,) and not np.array_equal(first, second)
+    assert len(PatchSequence(x, x, np.arange(18), context=2, batch_size=4, shuffle=False, seed=0)) == 5
+    w = np.arange(100, 200)
+    assert even_subset(w, 5).tolist() == [100, 125, 150, 174, 199]  # np.linspace(0, 99, 5) rounds 74.25 down
+    assert np.array_equal(even_subset(w, None), w) and np.array_equal(even_subset(w, 500), w)
+
+
 # ====================================================== reconstruction parts
 @pytest.mark.parametrize("hop", [1, 2, 3, 5, 11])
 @pytest.mark.parametrize("n_frames", [11, 12, 57])
