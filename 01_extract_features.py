@@ -10,12 +10,14 @@ parser = make_parser("01_extract_features.py", __doc__, epilog=(
     "  --data DIR               train/{clean,noise}/ and test/{clean,noise}/ (like data_sample/)\n"
     "  --clean DIR --noise DIR  split into train/val/test by utterance and by noise recording\n"
     "  --noisy DIR --clean DIR  pairs matched by relative path (VoiceBank+DEMAND style)\n"
+    "  --noisy DIR --noise-only DIR  no clean speech: for the partitioned and curro models\n"
     "example:\n  python 01_extract_features.py --data data_sample --feature logmag --out features/logmag"))
 src = parser.add_argument_group("inputs")
 src.add_argument("--data", metavar="DIR", help="corpus with train/ and test/, each with clean/ and noise/")
 src.add_argument("--clean", metavar="DIR", help="clean speech folder")
 src.add_argument("--noise", metavar="DIR", help="noise recordings folder")
 src.add_argument("--noisy", metavar="DIR", help="noisy recordings paired with --clean by relative path")
+src.add_argument("--noise-only", metavar="DIR", help="noise-only recordings (soft label 1) for partitioned / curro")
 parser.add_argument("--feature", choices=FEATURE_TYPES, help="feature type (default: features.type)")
 parser.add_argument("--snr", metavar="DB", type=float, nargs="+", help="SNRs in dB (default: mixing.snr_db)")
 parser.add_argument("--out", metavar="DIR", help="output folder (default: features/<feature>)")
@@ -29,7 +31,7 @@ def main(args):
 
     out = args.out or f"features/{cfg.features.type}"
     summary = extract_features(cfg, out=out, data=args.data, clean=args.clean, noise=args.noise, noisy=args.noisy,
-                               force=args.force, progress=not args.no_progress)
+                               noise_only=args.noise_only, force=args.force, progress=not args.no_progress)
     yield from summary.lines()
     yield f"next: python 02_build_dataset.py --features {out} --out datasets/{out.rstrip('/').split('/')[-1]}"
 

@@ -69,9 +69,9 @@ def goal_lines(summary: dict) -> list[str]:
     return out
 
 
-def markdown(summary: dict, runs: dict, args, n_files: int, data_line: str) -> str:
+def markdown(summary: dict, runs: dict, args, n_files: int, data_line: str, *, goals: bool = True) -> str:
     snrs = list(next(iter(summary.values()))["by_snr"])
-    cmd = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    cmd = f"python benchmarks/{Path(sys.argv[0]).name} " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     md = [f"### Quality on `{args.name}` ({args.data})", "",
           f"Command: `{cmd}`  ", f"Machine: {machine_line()}  ", data_line, ""]
     md += ["| system | params | epochs (best) | train min | " + " | ".join(LABELS[m] for m in TABLE_METRICS)
@@ -89,7 +89,7 @@ def markdown(summary: dict, runs: dict, args, n_files: int, data_line: str) -> s
     for s, e in summary.items():
         md.append(f"| {s} | " + " | ".join(format_stat(e["by_snr"][snr][m], m, ci=False)
                                            for m in TABLE_METRICS for snr in snrs) + " |")
-    md += ["", *goal_lines(summary)]
+    md += ["", *goal_lines(summary)] if goals else []
     return "\n".join(md)
 
 

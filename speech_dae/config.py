@@ -35,7 +35,7 @@ __all__ = [
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
-FEATURE_TYPES = ("fbank", "logmag", "logmel", "power", "waveform")
+FEATURE_TYPES = ("fbank", "logmag", "logmel", "power", "magnitude", "waveform")
 #: Training targets: predict the clean features, or a bounded gain applied to the noisy features.
 TARGETS = ("mapping", "mask")
 
@@ -116,8 +116,9 @@ class FeatureConfig:
                f"need 0 < hop_length ({self.hop_length}) <= win_length ({self.win_length}) <= n_fft ({self.n_fft})")
         _check(0 < self.fbank_win_length <= self.n_fft,
                f"features.fbank_win_length={self.fbank_win_length} must be in 1..n_fft ({self.n_fft})")
-        _check(self.hop_length <= self.fbank_win_length,
-               f"features.hop_length={self.hop_length} must not exceed fbank_win_length={self.fbank_win_length}")
+        _check(self.type != "fbank" or self.hop_length <= self.fbank_win_length,
+               f"features.hop_length={self.hop_length} must not exceed fbank_win_length={self.fbank_win_length} "
+               "for fbank features")
         _check(self.eps > 0, f"features.eps={self.eps} must be > 0")
         _check(1 <= self.n_mels <= self.n_fft // 2 + 1, f"features.n_mels={self.n_mels} must be in 1..n_fft/2+1")
         _check(0 <= self.preemphasis < 1, f"features.preemphasis={self.preemphasis} must be in [0, 1)")
@@ -158,8 +159,11 @@ class TrainingConfig:
     steps_per_epoch: int | None = None
     val_max_patches: int | None = None
     max_minutes: float | None = None
+    noise_only_fraction: float = 0.25
 
     def __post_init__(self):
+        _check(0 < self.noise_only_fraction < 1, f"training.noise_only_fraction={self.noise_only_fraction!r} "
+               "must be a share in (0, 1), e.g. 0.25")
         for name in ("steps_per_epoch", "val_max_patches"):
             v = getattr(self, name)
             _check(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),

@@ -6,7 +6,9 @@ Frames are stored once per split, patches are addressed by their start frame:
   features of every utterance of the split, concatenated (memory-mappable)
 - ``windows_<split>.npy``: int64 ``(n_patches,)`` start frames of the ``context``-frame patches,
   shuffled across utterances (a patch never crosses an utterance boundary)
-- ``utterances_<split>.csv``: id, first frame, n_frames of each utterance in the concatenation
+- ``labels_<split>.npy``: float32 ``(n_patches,)`` soft label of each window, 1.0 for patches of
+  noise-only recordings (stage 01 ``--noise-only``), 0.0 otherwise; read by the semi-supervised models
+- ``utterances_<split>.csv``: id, first frame, n_frames, snr_db, kind of each utterance in the concatenation
 - ``norm.npz``: per-bin ``x_mean, x_std, y_mean, y_std`` from the training split only
   (``dataset.normalise``: ``shared`` scales the clean targets with the noisy statistics,
   ``separate`` gives each its own, ``none`` leaves features as they are)
@@ -227,7 +229,8 @@ def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: 
                 too_short.append(r["id"])
                 continue
             xs.append(x), ys.append(y)
-            utts.append({"id": r["id"], "start": start, "n_frames": x.shape[0], "snr_db": r["snr_db"]})
+            utts.append({"id": r["id"], "start": start, "n_frames": x.shape[0], "snr_db": r["snr_db"],
+                         "kind": r.get("kind") or "mixture"})
             start += x.shape[0]
         n_bins = int(params["n_bins"])
         raw[split] = (np.concatenate(xs) if xs else np.zeros((0, n_bins), np.float32),
@@ -246,14 +249,19 @@ def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: 
         x, y, utts = raw[split]
         starts = [u["start"] + patch_starts(u["n_frames"], context, stride) for u in utts]
         windows = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+        labels = np.concatenate([np.full(w.size, float(u["kind"] == "noise_only"), np.float32)
+                                 for w, u in zip(starts, utts)]) if starts else np.zeros(0, np.float32)
         if split != "test":
-            windows = windows[seeded_rng(cfg.seed, "windows", split).permutation(windows.size)]
+            order = seeded_rng(cfg.seed, "windows", split).permutation(windows.size)
+            windows, labels = windows[order], labels[order]
         save_npy(work / f"x_{split}.npy", norm.norm_x(x))
         save_npy(work / f"y_{split}.npy", norm.norm_y(y))
         save_npy(work / f"windows_{split}.npy", windows)
-        write_csv(work / f"utterances_{split}.csv", utts, ("id", "start", "n_frames", "snr_db"))
+        save_npy(work / f"labels_{split}.npy", labels)
+        write_csv(work / f"utterances_{split}.csv", utts, ("id", "start", "n_frames", "snr_db", "kind"))
         splits_info[split] = {"utterances": len(utts), "frames": int(x.shape[0]), "patches": int(windows.size),
-                              "minutes": round(x.shape[0] / frame_rate / 60, 3)}
+                              "minutes": round(x.shape[0] / frame_rate / 60, 3),
+                              "noise_only_patches": int(labels.sum())}
     info = {
         "stage": "02_build_dataset",
         "fingerprint": fp,
@@ -267,6 +275,8 @@ def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: 
         "split_rule": "by utterance (stage 01 manifest: val = held-out training utterances and noise recordings, "
                       "test = test/ folder); patches shuffled across utterances",
         "splits": splits_info,
+        "clean_targets": bool(params.get("clean_references", True)),
+        "labels": "labels_<split>.npy: soft label per patch, 1.0 for noise-only recordings (semi-supervised models)",
         "left_out_short": len(too_short),
         "seed": cfg.seed,
         "features_params": params,

@@ -4,11 +4,14 @@ Output contract (see the README):
 
 - ``params.json``: sample rate, feature parameters, SNR list, seed, inputs, counts, versions, fingerprint
 - ``manifest.csv``: one row per utterance (id, split, speaker, clean_file, noise_file, snr_db, gain,
-  n_samples, n_frames)
+  n_samples, n_frames, kind); ``kind`` is ``mixture`` (clean + noise mixed here), ``paired`` (given noisy
+  file with its clean pair), ``noisy`` (a noisy recording without a clean reference: its "clean" features are
+  its own, for the semi-supervised models only) or ``noise_only`` (a noise-only recording, soft label 1)
 - ``skipped.csv``: every input file that could not be used, with the reason
 - ``noisy/<id>.npy``, ``clean/<id>.npy``: float32 features, shape (n_frames, n_bins)
 - ``mixtures/<id>.wav``: the noisy audio that was featurised (float WAV)
-- ``references/<id>.wav``: its clean component (same gain as the mixture), for scoring
+- ``references/<id>.wav``: its clean component (same gain as the mixture), for scoring; absent for the
+  ``noisy`` and ``noise_only`` kinds
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ __all__ = ["ExtractSummary", "extract_features", "MANIFEST_FIELDS", "SPLITS"]
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-MANIFEST_FIELDS = ("id", "split", "speaker", "clean_file", "noise_file", "snr_db", "gain", "n_samples", "n_frames")
+MANIFEST_FIELDS = ("id", "split", "speaker", "clean_file", "noise_file", "snr_db", "gain", "n_samples", "n_frames",
+                   "kind")
+#: Manifest kinds without a clean reference.
+UNREFERENCED_KINDS = ("noisy", "noise_only")
 SKIPPED_FIELDS = ("file", "reason")
 
 
@@ -60,11 +66,12 @@ class ExtractSummary:
 @dataclass(frozen=True)
 class _Job:
     split: str
-    clean: Path
-    clean_root: Path
+    clean: Path | None  # None for the noisy and noise_only kinds
+    clean_root: Path  # the root of the ids: the clean folder, or the noisy / noise-only folder
     noise: Path | None  # None in paired mode (the "clean" of the pair is the reference, "noisy" given)
     snr_db: float | None
-    noisy: Path | None = None
+    noisy: Path | None = None  # the given recording for the paired, noisy and noise_only kinds
+    kind: str = "mixture"
 
 
 def _stem_id(path: Path, root: Path) -> str:
@@ -94,9 +101,37 @@ def _plan_mixed(cfg: Config, sources: dict[str, tuple[list[Path], list[Path], Pa
     return jobs
 
 
-def _discover(cfg: Config, data, clean, noise, noisy, skipped: list, usable) -> tuple[list[_Job], dict]:
+def _unreferenced_jobs(cfg: Config, folder: Path, kind: str) -> list[_Job]:
+    """Train / val jobs for every recording under ``folder`` (no clean reference, no test split)."""
+    groups = split_items(list_audio(folder), [cfg.mixing.val_fraction], seed=cfg.seed, key=kind)
+    return [_Job(split, None, folder, None, None, noisy=p, kind=kind) for split, g in zip(("train", "val"), groups)
+            for p in g]
+
+
+def _discover(cfg: Config, data, clean, noise, noisy, skipped: list, usable,
+              noise_only=None) -> tuple[list[_Job], dict]:
     """Turn the input options into a list of jobs; returns (jobs, description of inputs)."""
+    jobs, inputs = _discover_speech(cfg, data, clean, noise, noisy, skipped, usable, noise_only)
+    if noise_only is not None:
+        noise_only = Path(noise_only)
+        if not noise_only.is_dir():
+            raise ConfigError(f"--noise-only {noise_only} is not a folder of noise-only recordings")
+        jobs += _unreferenced_jobs(cfg, noise_only, "noise_only")
+        inputs = {**inputs, "noise_only": str(noise_only)}
+    return jobs, inputs
+
+
+def _discover_speech(cfg: Config, data, clean, noise, noisy, skipped: list, usable,
+                     noise_only) -> tuple[list[_Job], dict]:
     m = cfg.mixing
+    if noisy is not None and clean is None and noise is None:
+        if noise_only is None:
+            raise ConfigError("--noisy needs --clean (the clean references paired by relative path), or "
+                              "--noise-only DIR to train the semi-supervised models (partitioned, curro) "
+                              "without clean speech")
+        if not Path(noisy).is_dir():
+            raise ConfigError(f"--noisy {noisy} is not a folder")
+        return _unreferenced_jobs(cfg, Path(noisy), "noisy"), {"mode": "noisy+noise_only", "noisy": str(noisy)}
     if data is not None:
         if clean or noise or noisy:
             raise ConfigError("--data cannot be combined with --clean/--noise/--noisy; give one input layout")
@@ -130,8 +165,8 @@ def _discover(cfg: Config, data, clean, noise, noisy, skipped: list, usable) -> 
             else:
                 pairs.append((p, ref))
         tr, va, te = split_items(pairs, [m.val_fraction, m.test_fraction], seed=cfg.seed, key="pairs")
-        jobs = [_Job(split, c, clean, None, None, noisy=n) for split, group in zip(SPLITS, (tr, va, te))
-                for n, c in group]
+        jobs = [_Job(split, c, clean, None, None, noisy=n, kind="paired")
+                for split, group in zip(SPLITS, (tr, va, te)) for n, c in group]
         return jobs, {"mode": "paired", "noisy": str(noisy), "clean": str(clean)}
     elif clean is not None and noise is not None:
         clean, noise = Path(clean), Path(noise)
@@ -156,7 +191,7 @@ def _input_fingerprint(cfg: Config, jobs: list[_Job], inputs: dict) -> str:
 
 
 def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noise=None, noisy=None,
-                     force: bool = False, progress: bool = True) -> ExtractSummary:
+                     noise_only=None, force: bool = False, progress: bool = True) -> ExtractSummary:
     """Run stage 01: mix, featurise and write the ``features/<name>/`` contract.
 
     Parameters
@@ -170,6 +205,11 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
         Clean speech and noise folders, split into train/val/test by utterance and by recording.
     noisy : path, optional
         With ``clean``: already-noisy recordings paired with clean ones by relative path.
+        With ``noise_only`` and no ``clean``: noisy recordings without references
+        (train / val only), for the semi-supervised models.
+    noise_only : path, optional
+        Noise-only recordings, added to any layout as ``noise_only`` utterances
+        (soft label 1; train / val only, split by recording).
     force : bool
         Rebuild even when ``out`` is up to date, or holds another configuration.
 
@@ -215,7 +255,7 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
         noise_cache[path] = y
         return True
 
-    jobs, inputs = _discover(cfg, data, clean, noise, noisy, skipped, usable_noise)
+    jobs, inputs = _discover(cfg, data, clean, noise, noisy, skipped, usable_noise, noise_only)
     if not jobs:
         raise AudioError(f"no usable input files found in {inputs if isinstance(inputs, dict) else ''}"
                          f"{'' if not skipped else f' ({len(skipped)} skipped, first: {skipped[0]}'}; "
@@ -235,10 +275,17 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
         if str(src) in bad_files or str(job.clean) in bad_files:
             continue
         try:
-            if clean_cache[0] != job.clean:
+            if job.clean is not None and clean_cache[0] != job.clean:
                 clean_cache = (job.clean, load(job.clean, role="clean"))
             y_clean = clean_cache[1]
-            if job.noisy is None:
+            if job.kind in UNREFERENCED_KINDS:
+                noise_path = job.noisy
+                y_noisy = load(job.noisy, role="noisy")
+                if not np.any(y_noisy):
+                    raise AudioError(f"{job.noisy}: recording is all zeros (silent)")
+                y_ref, gain, snr = None, 1.0, None
+                uid = ("noise_only-" if job.kind == "noise_only" else "") + _stem_id(job.noisy, job.clean_root)
+            elif job.noisy is None:
                 noise_path = job.noise
                 y_noise = noise_cache[noise_path]
                 base = _stem_id(job.clean, job.clean_root)
@@ -267,19 +314,23 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
             skipped.append({"file": str(src), "reason": f"duplicate id {uid}"})
             continue
         seen_ids.add(uid)
-        x_noisy, x_clean = fx(y_noisy), fx(y_ref)
+        x_noisy = fx(y_noisy)
+        x_clean = x_noisy if y_ref is None else fx(y_ref)
         save_npy(work / "noisy" / f"{uid}.npy", x_noisy)
         save_npy(work / "clean" / f"{uid}.npy", x_clean)
         write_audio(work / "mixtures" / f"{uid}.wav", y_noisy, sr)
-        write_audio(work / "references" / f"{uid}.wav", y_ref, sr)
+        if y_ref is not None:
+            write_audio(work / "references" / f"{uid}.wav", y_ref, sr)
         audio_s += y_noisy.size / sr
-        rows.append({"id": uid, "split": job.split, "speaker": _speaker(job.clean, job.clean_root),
-                     "clean_file": str(job.clean), "noise_file": str(noise_path), "snr_db": round(float(snr), 3),
-                     "gain": round(gain, 6), "n_samples": y_noisy.size, "n_frames": x_noisy.shape[0]})
+        rows.append({"id": uid, "split": job.split, "speaker": _speaker(job.clean or job.noisy, job.clean_root),
+                     "clean_file": str(job.clean or ""), "noise_file": str(noise_path),
+                     "snr_db": "" if snr is None else round(float(snr), 3), "gain": round(gain, 6),
+                     "n_samples": y_noisy.size, "n_frames": x_noisy.shape[0], "kind": job.kind})
     skipped.extend({"file": f, "reason": r} for f, r in bad_files.items())
     counts = {s: sum(r["split"] == s for r in rows) for s in SPLITS}
+    speech = {s: sum(r["split"] == s and r["kind"] != "noise_only" for r in rows) for s in SPLITS}
     for split in ("train", "test"):
-        if counts[split] == 0 and any(j.split == split for j in jobs):
+        if speech[split] == 0 and any(j.split == split and j.kind != "noise_only" for j in jobs):
             raise AudioError(f"no usable {split} utterance is left ({len(skipped)} files skipped; first reason: "
                              f"{skipped[0]['reason'] if skipped else 'none'}); fix the inputs and re-run")
     if counts["train"] == 0:
@@ -304,6 +355,8 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
         "seed": cfg.seed,
         "inputs": inputs,
         "counts": counts,
+        "noise_only": sum(r["kind"] == "noise_only" for r in rows),
+        "clean_references": not any(r["kind"] == "noisy" for r in rows),
         "skipped": len(skipped),
         "audio_minutes": round(audio_s / 60, 3),
         "seconds": round(seconds, 2),

@@ -20,6 +20,9 @@ logmel     ``log(mel power + eps)``: ``|STFT|**2``          as fbank: mel-domain
            (libdse's log-mel variant)                       filterbank, noisy STFT, ISTFT
 power      ``|STFT|**2``, uncompressed, n_fft // 2 + 1      ``sqrt(max(x, 0))`` with the noisy phase,
            bins (libdse's power variant)                    ``librosa.istft``
+magnitude  ``|STFT|``, uncompressed, n_fft // 2 + 1         ``max(x, 0)`` with the noisy phase,
+           bins (the thesis's input: Lusterman 2016;        ``librosa.istft``
+           Liu, Smaragdis & Kim 2014)
 waveform   the samples themselves, shape (n_samples, 1)     the model output's single channel, cropped
            (Conv1D audio-restoration design; the model      or zero-padded to the noisy length
            sees ``chunk_size``-sample chunks)
@@ -49,7 +52,7 @@ from .errors import AudioError, ConfigError
 __all__ = ["FeatureExtractor", "mel_gain_to_stft_gain", "SPECTRAL_TYPES"]
 
 #: Feature types with a time-frequency magnitude (mask targets, phase-borrowing inverses).
-SPECTRAL_TYPES = ("fbank", "logmag", "logmel", "power")
+SPECTRAL_TYPES = ("fbank", "logmag", "logmel", "power", "magnitude")
 #: Feature types whose bins are mel bands.
 _MEL_TYPES = ("fbank", "logmel")
 
@@ -74,7 +77,7 @@ class FeatureExtractor:
     # ---------------------------------------------------------------- shapes
     @property
     def n_bins(self) -> int:
-        """Width of one feature frame: n_mels (fbank, logmel), n_fft // 2 + 1 (logmag, power), 1 (waveform)."""
+        """Width of one feature frame: n_mels (fbank, logmel), n_fft // 2 + 1 (logmag, power, magnitude), 1 (waveform)."""
         if self.kind in _MEL_TYPES:
             return self.cfg.n_mels
         if self.kind == "waveform":
@@ -105,8 +108,9 @@ class FeatureExtractor:
         if self.kind == "logmel":
             return (f"logmel: log mel power, {c.n_mels} librosa mel bands from n_fft {c.n_fft}, "
                     f"{c.win_length * ms:.0f} ms {c.window} window, {c.hop_length * ms:.0f} ms hop")
-        if self.kind == "power":
-            return (f"power: |STFT|^2 (uncompressed), n_fft {c.n_fft} ({self.n_bins} bins), "
+        if self.kind in ("power", "magnitude"):
+            what = "|STFT|^2" if self.kind == "power" else "|STFT|"
+            return (f"{self.kind}: {what} (uncompressed), n_fft {c.n_fft} ({self.n_bins} bins), "
                     f"{c.win_length * ms:.0f} ms {c.window} window, {c.hop_length * ms:.0f} ms hop")
         if self.kind == "waveform":
             return (f"waveform: raw samples, chunk_size {c.chunk_size} samples ({c.chunk_size * ms:.0f} ms), "
@@ -163,6 +167,7 @@ class FeatureExtractor:
             logmag: ``log(|STFT| + eps)``;
             logmel: ``log(|STFT|**2 @ mel_weights.T + eps)`` (natural log);
             power: ``|STFT|**2`` (linear, uncompressed);
+            magnitude: ``|STFT|`` (linear, uncompressed);
             waveform: ``y[:, None]`` (shape ``(n_samples, 1)``).
 
         Raises
@@ -186,6 +191,8 @@ class FeatureExtractor:
             return self._logmel_from_stft(self.stft(y))
         if self.kind == "power":
             return _power(self.stft(y)).astype(np.float32)
+        if self.kind == "magnitude":
+            return np.abs(self.stft(y)).astype(np.float32)
         return np.log(self._fbank_energies(y) + self.cfg.eps).astype(np.float32)
 
     def _logmel_from_stft(self, S: np.ndarray) -> np.ndarray:
@@ -262,7 +269,8 @@ class FeatureExtractor:
         logmag: ``|S| = exp(x) - eps`` (clipped at 0) with the noisy STFT phase
         ("phase borrowing", as libdse's inference with ``librosa.istft``), bounded
         by ``max_gain * |S_noisy|``.
-        power: ``|S| = sqrt(max(x, 0))`` with the noisy phase, bounded the same way.
+        power: ``|S| = sqrt(max(x, 0))``, magnitude: ``|S| = max(x, 0)``, with the
+        noisy phase, bounded the same way.
         fbank and logmel: the mel-domain power gain ``(exp(d) - eps) / (exp(n) - eps)``
         is spread to STFT bins through the column-normalised filterbank
         (:func:`mel_gain_to_stft_gain`, :attr:`mel_weights`), its square root,
@@ -285,11 +293,8 @@ class FeatureExtractor:
         if denoised.shape != (S_noisy.shape[0], self.n_bins):
             raise AudioError(f"denoised features have shape {denoised.shape}, expected "
                              f"{(S_noisy.shape[0], self.n_bins)} for {noisy.size} samples")
-        if self.kind in ("logmag", "power"):
-            if self.kind == "logmag":
-                magnitude = np.maximum(np.exp(denoised.astype(np.float64)) - self.cfg.eps, 0.0)
-            else:
-                magnitude = np.sqrt(np.maximum(denoised.astype(np.float64), 0.0))
+        if self.kind not in _MEL_TYPES:
+            magnitude = self._linear_magnitude(denoised)
             if max_gain is not None:
                 magnitude = np.minimum(magnitude, max_gain * np.abs(S_noisy))
             S = magnitude * np.exp(1j * np.angle(S_noisy))
@@ -302,6 +307,15 @@ class FeatureExtractor:
             gain = np.sqrt(mel_gain_to_stft_gain(mel_gain, self.mel_weights))
             S = S_noisy * (gain if max_gain is None else np.minimum(gain, max_gain))
         return self.istft(S, length=noisy.size)
+
+    def _linear_magnitude(self, x: np.ndarray) -> np.ndarray:
+        """The ``|STFT|`` that logmag / power / magnitude features encode, float64, >= 0."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.kind == "logmag":
+            return np.maximum(np.exp(x) - self.cfg.eps, 0.0)
+        if self.kind == "power":
+            return np.sqrt(np.maximum(x, 0.0))
+        return np.maximum(x, 0.0)
 
     # ------------------------------------------------------------------ masks
     def _require_spectral(self, what: str) -> None:
@@ -320,7 +334,7 @@ class FeatureExtractor:
 
         ``clip(|S| / |X|, 0, 1)`` where ``|.|`` is the linear magnitude each
         feature encodes: logmag ``exp(x) - eps`` (clipped at 0); power
-        ``sqrt(max(x, 0))``; fbank and logmel ``sqrt(exp(x))``, the square root
+        ``sqrt(max(x, 0))``; magnitude ``max(x, 0)``; fbank and logmel ``sqrt(exp(x))``, the square root
         of the band energy including the ``eps`` floor, i.e. ``exp((s - x) / 2)``.
         Where the noisy magnitude is 0 the mask is 1. The mask is the "ratio
         mask" (IRM-style magnitude ratio, Wang et al.) bounded at 1 so that
@@ -351,12 +365,7 @@ class FeatureExtractor:
         if self.kind in _MEL_TYPES:
             mask = np.exp(0.5 * np.minimum(s - x, 0.0))  # sqrt(exp(s) / exp(x)), <= 1
         else:
-            if self.kind == "logmag":
-                mx = np.maximum(np.exp(x) - self.cfg.eps, 0.0)
-                ms = np.maximum(np.exp(s) - self.cfg.eps, 0.0)
-            else:  # power
-                mx = np.sqrt(np.maximum(x, 0.0))
-                ms = np.sqrt(np.maximum(s, 0.0))
+            mx, ms = self._linear_magnitude(x), self._linear_magnitude(s)
             with np.errstate(divide="ignore", invalid="ignore"):
                 mask = np.where(mx > 0, ms / np.where(mx > 0, mx, 1.0), 1.0)
         return np.clip(mask, 0.0, 1.0).astype(np.float32)
@@ -365,7 +374,7 @@ class FeatureExtractor:
         """Denoised features: the noisy linear magnitude times ``mask``, back in the feature's domain.
 
         ``mask`` is clipped to [0, 1] first. logmag ``log(m * (exp(x) - eps) + eps)``;
-        power ``m**2 * x``; fbank and logmel ``x + 2 log m`` (natural log of the
+        power ``m**2 * x``; magnitude ``m * x``; fbank and logmel ``x + 2 log m`` (natural log of the
         band energy, the convention of :meth:`mask_target`), floored at
         ``min(x, log(eps))``, the value of an all-zero band. The result never
         exceeds ``x``; ``apply_mask(x, 1) == x`` and
@@ -400,8 +409,10 @@ class FeatureExtractor:
                 out = np.maximum(x + 2.0 * np.log(m), np.minimum(x, np.log(eps)))
         elif self.kind == "logmag":
             out = np.minimum(np.log(m * np.maximum(np.exp(x) - eps, 0.0) + eps), x)
-        else:  # power
+        elif self.kind == "power":
             out = m * m * x
+        else:  # magnitude
+            out = m * x
         out = np.where(m >= 1.0, x, out)  # exactly the input where nothing is removed
         return out.astype(np.float32)
 

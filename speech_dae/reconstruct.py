@@ -123,6 +123,8 @@ class Denoiser:
         self.max_gain = max_gain
         import keras
 
+        from . import models  # noqa: F401  (registers the custom activation mrelu for load_model)
+
         try:
             self.model = keras.saving.load_model(self.run_dir / "model.keras")
         except (ValueError, OSError) as exc:

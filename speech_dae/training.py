@@ -81,6 +81,74 @@ def PatchSequence(x, y, windows, *, context: int, batch_size: int, shuffle: bool
     return _PatchSequence()
 
 
+def LabelledPatchSequence(x, windows, labels, *, context: int, batch_size: int, noise_only_fraction: float,
+                          shuffle: bool, seed: int, penalty_output: bool, max_batches: int | None = None):
+    """Batches for the semi-supervised models: a fixed share of noise-only patches, the input as target.
+
+    Every batch holds ``round(noise_only_fraction * batch_size)`` (at least 1)
+    patches with soft label >= 0.5 (noise-only recordings), drawn cyclically
+    from their own shuffle, and the rest from the other patches; an epoch
+    walks once through the latter. Returns ``((x_patches, labels), targets)``
+    with ``targets = {"recon": x_patches}`` (plus a zero ``penalty`` target for
+    the partitioned trainer): no clean features are read (Stowell & Turner 2015;
+    Lusterman 2016).
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(n_frames, n_bins)], float32 (memmap)
+    windows : np.ndarray [shape=(n_patches,)], int64
+    labels : np.ndarray [shape=(n_patches,)], float32
+        Soft label of each window.
+    context, batch_size : int
+    noise_only_fraction : float in (0, 1)
+    shuffle : bool
+    seed : int
+    penalty_output : bool
+        Add the ``penalty`` target (partitioned).
+    max_batches : int, optional
+
+    Raises
+    ------
+    ConfigError
+        If there is no noise-only or no other patch.
+    """
+    keras = _keras()
+    labels = np.asarray(labels)
+    pools = [np.asarray(windows)[labels < 0.5], np.asarray(windows)[labels >= 0.5]]
+    if pools[0].size == 0 or pools[1].size == 0:
+        raise ConfigError(f"semi-supervised training needs noise-only patches and noisy-speech patches; got "
+                          f"{pools[1].size} and {pools[0].size}: re-run 01_extract_features.py with --noise-only DIR")
+    n1 = max(1, int(round(noise_only_fraction * batch_size)))
+    n0 = max(1, batch_size - n1)
+    lab = {0: np.zeros(n0, np.float32), 1: np.ones(n1, np.float32)}
+
+    class _LabelledSequence(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.orders = [p.copy() for p in pools]
+
+        def __len__(self):
+            n = int(np.ceil(self.orders[0].size / n0))
+            return n if max_batches is None else min(n, max_batches)
+
+        def __getitem__(self, i):
+            speech = self.orders[0][i * n0:(i + 1) * n0]
+            noise = self.orders[1][(i * n1 + np.arange(n1)) % self.orders[1].size]
+            xb = gather_patches(x, np.concatenate([speech, noise]), context)
+            yb = np.concatenate([lab[0][:speech.size], lab[1]])[:, None]
+            targets = {"recon": xb}
+            if penalty_output:
+                targets["penalty"] = np.zeros(xb.shape[0], np.float32)
+            return (xb, yb), targets
+
+        def on_epoch_end(self):
+            if shuffle:
+                self.orders = [o[self.rng.permutation(o.size)] for o in self.orders]
+
+    return _LabelledSequence()
+
+
 def even_subset(windows: np.ndarray, n: int | None) -> np.ndarray:
     """At most ``n`` of ``windows``, evenly spaced (so every utterance of a split is represented)."""
     if n is None or windows.size <= n:
@@ -140,6 +208,45 @@ def _mask_target_fn(dataset: Path, info: dict):
     return target_fn
 
 
+def _sequences(dataset: Path, info: dict, t, seed: int, *, semi: bool, penalty: bool):
+    """Train and validation sequences of stage 03, and their patch counts.
+
+    Supervised models get :func:`PatchSequence` (clean or mask targets);
+    ``semi`` models get :func:`LabelledPatchSequence` (soft labels, the input
+    as target). Validation uses at most ``training.val_max_patches`` patches,
+    evenly spaced.
+    """
+    def mm(kind, split):
+        return np.load(dataset / f"{kind}_{split}.npy", mmap_mode="r")
+
+    def labels(split):
+        path = dataset / f"labels_{split}.npy"
+        return np.load(path) if path.is_file() else np.zeros(mm("windows", split).shape[0], np.float32)
+
+    context = int(info["context"])
+    windows = {"train": np.asarray(mm("windows", "train")), "val": np.asarray(mm("windows", "val"))}
+    lab = {"train": labels("train"), "val": labels("val")}
+    keep = even_subset(np.arange(windows["val"].size), t.val_max_patches)
+    windows["val"], lab["val"] = windows["val"][keep], lab["val"][keep]
+    if windows["val"].size == 0:
+        raise ArtifactError(f"{dataset} has no validation patches; rebuild it with mixing.val_fraction > 0")
+    n_patches = {s: int(w.size) for s, w in windows.items()}
+    if semi:
+        seqs = [LabelledPatchSequence(mm("x", s), windows[s], lab[s], context=context, batch_size=t.batch_size,
+                                      noise_only_fraction=t.noise_only_fraction, shuffle=s == "train", seed=seed,
+                                      penalty_output=penalty, max_batches=t.steps_per_epoch if s == "train" else None)
+                for s in ("train", "val")]
+        return seqs[0], seqs[1], n_patches
+    target_fn = _mask_target_fn(dataset, info) if t.target == "mask" else None
+    speech = {s: windows[s][lab[s] < 0.5] for s in windows}  # noise-only patches have no use with clean targets
+    train_seq = PatchSequence(mm("x", "train"), mm("y", "train"), speech["train"], context=context,
+                              batch_size=t.batch_size, shuffle=True, seed=seed, target_fn=target_fn,
+                              max_batches=t.steps_per_epoch)
+    val_seq = PatchSequence(mm("x", "val"), mm("y", "val"), speech["val"], context=context,
+                            batch_size=max(t.batch_size, 512), shuffle=False, seed=seed, target_fn=target_fn)
+    return train_seq, val_seq, {s: int(w.size) for s, w in speech.items()}
+
+
 def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path = "models",
           logs_dir: str | Path = "model_logs", force: bool = False, progress: bool = True) -> TrainSummary:
     """Run stage 03: train ``cfg.model.name`` on ``dataset`` and write ``models/<run>/``.
@@ -175,6 +282,11 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
                           f"{info['feature']}; rebuild with 01_extract_features.py --feature {MODEL_FEATURES[name][0]}")
     if name in MODEL_TARGETS and t.target not in MODEL_TARGETS[name]:
         raise ConfigError(f"model {name} supports --target {' or '.join(MODEL_TARGETS[name])}, not {t.target}")
+    from .models import SEMI_SUPERVISED
+
+    if name not in SEMI_SUPERVISED and not info.get("clean_targets", True):
+        raise ConfigError(f"{dataset} has no clean references (stage 01 --noisy without --clean), so only the "
+                          f"semi-supervised models ({', '.join(SEMI_SUPERVISED)}) can train on it, not {name}")
     fp = fingerprint(__version__, info["fingerprint"], name, hparams, cfg.to_dict()["training"], cfg.seed)
     run_dir = Path(models_dir) / run
     staged = StagedOutput(run_dir, fp, marker="run.json", force=force)
@@ -193,34 +305,31 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
     if tb_dir.exists():
         shutil.rmtree(tb_dir)
 
-    def mm(kind, split):
-        return np.load(dataset / f"{kind}_{split}.npy", mmap_mode="r")
+    semi = name in SEMI_SUPERVISED
+    train_seq, val_seq, n_patches = _sequences(dataset, info, t, cfg.seed, semi=semi, penalty=name == "partitioned")
+    if semi:
+        from .models.thesis import identity_loss, semi_supervised_trainer
 
-    target_fn = _mask_target_fn(dataset, info) if t.target == "mask" else None
-    train_seq = PatchSequence(mm("x", "train"), mm("y", "train"), mm("windows", "train"), context=context,
-                              batch_size=t.batch_size, shuffle=True, seed=cfg.seed, target_fn=target_fn,
-                              max_batches=t.steps_per_epoch)
-    val_windows = even_subset(mm("windows", "val"), t.val_max_patches)
-    if val_windows.size == 0:
-        raise ArtifactError(f"{dataset} has no validation patches; rebuild it with mixing.val_fraction > 0")
-    val_seq = PatchSequence(mm("x", "val"), mm("y", "val"), val_windows, context=context,
-                            batch_size=max(t.batch_size, 512), shuffle=False, seed=cfg.seed, target_fn=target_fn)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=t.learning_rate), loss=t.loss)
+        fit_model = semi_supervised_trainer(model, name, penalty=hparams.get("penalty", 0.75))
+        losses = {"recon": t.loss, **({"penalty": identity_loss} if name == "partitioned" else {})}
+    else:
+        fit_model, losses = model, t.loss
+    fit_model.compile(optimizer=keras.optimizers.Adam(learning_rate=t.learning_rate), loss=losses)
     early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True)
     callbacks = [
         early,
-        keras.callbacks.ModelCheckpoint(str(work / "model.keras"), monitor="val_loss", save_best_only=True),
         keras.callbacks.CSVLogger(str(logs_dir / f"{run}.csv")),
         keras.callbacks.TensorBoard(log_dir=str(tb_dir), write_graph=False),
     ]
     budget = _time_budget(keras, t.max_minutes) if t.max_minutes else None
     callbacks += [budget] if budget else []
     log.info("training %s on %s: %d train / %d val patches of %dx%d, up to %d epochs", name, dataset,
-             train_seq.order.size, val_windows.size, context, n_bins, t.epochs)
+             n_patches["train"], n_patches["val"], context, n_bins, t.epochs)
     t0 = time.perf_counter()
-    history = model.fit(train_seq, validation_data=val_seq, epochs=t.epochs, callbacks=callbacks,
+    history = fit_model.fit(train_seq, validation_data=val_seq, epochs=t.epochs, callbacks=callbacks,
                         verbose=1 if progress else 2)
     seconds = time.perf_counter() - t0
+    model.save(work / "model.keras")  # the inference model, with the best epoch's weights (EarlyStopping restores)
     h = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     epochs_run = len(h["loss"])
     best = int(np.argmin(h["val_loss"]))
@@ -251,8 +360,9 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
         "best_val_loss": h["val_loss"][best],
         "stop_reason": stop,
         "train_seconds": round(seconds, 1),
-        "train_patches": int(train_seq.order.size),
-        "val_patches": int(val_windows.size),
+        "train_patches": n_patches["train"],
+        "val_patches": n_patches["val"],
+        "semi_supervised": semi,
         "n_params": int(model.count_params()),
         "history": h,
         "dataset": str(dataset),

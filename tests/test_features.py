@@ -23,7 +23,7 @@ def speech():
 
 
 # ------------------------------------------------------------------ shapes
-@pytest.mark.parametrize("kind", ["logmag", "fbank", "logmel", "power"])
+@pytest.mark.parametrize("kind", ["logmag", "fbank", "logmel", "power", "magnitude"])
 @pytest.mark.parametrize("n", [512, 1000, 16000, 16001, 16000 + 127])
 def test_frame_count_and_width(kind, n, speech):
     fx = _fx(kind)
@@ -167,7 +167,7 @@ def test_power_is_squared_stft_magnitude(speech):
     np.testing.assert_allclose(f, np.abs(_stft(speech)) ** 2, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("kind, floor_db", [("power", 40), ("logmel", 40)])
+@pytest.mark.parametrize("kind, floor_db", [("power", 40), ("magnitude", 40), ("logmel", 40)])
 def test_logmel_and_power_with_clean_phase_reconstruct_the_waveform(speech, kind, floor_db):
     fx = _fx(kind)
     y = speech[:16000 - 37]
@@ -182,6 +182,15 @@ def test_logmel_half_power_gain_scales_by_sqrt_half(speech):
     eps = fx.cfg.eps
     half = np.log(0.5 * (np.exp(f.astype(np.float64)) - eps) + eps).astype(np.float32)
     np.testing.assert_allclose(fx.to_audio(half, speech, noisy_features=f), np.sqrt(0.5) * speech, atol=2e-3)
+
+
+def test_magnitude_is_the_stft_magnitude_and_inverts_linearly(speech):
+    fx = _fx("magnitude")
+    f = fx(speech)
+    np.testing.assert_allclose(f, np.abs(_stft(speech)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fx.to_audio(0.5 * f, speech), 0.5 * speech, atol=1e-4)
+    np.testing.assert_allclose(fx.to_audio(-f, speech), 0.0, atol=1e-6)  # negative magnitude is clipped to 0
+    assert "magnitude: |STFT|" in fx.describe()
 
 
 def test_power_inverse_uses_the_given_magnitude_and_max_gain(speech):
@@ -226,7 +235,7 @@ def noisy_and_clean():
     return (clean + noise).astype(np.float32), clean
 
 
-@pytest.mark.parametrize("kind", ["fbank", "logmag", "logmel", "power"])
+@pytest.mark.parametrize("kind", ["fbank", "logmag", "logmel", "power", "magnitude"])
 def test_mask_target_and_apply_mask_invert_each_other(kind, noisy_and_clean):
     fx = _fx(kind)
     noisy, clean = noisy_and_clean
@@ -238,7 +247,7 @@ def test_mask_target_and_apply_mask_invert_each_other(kind, noisy_and_clean):
     assert A.shape == X.shape and A.dtype == np.float32
     below = m < 1  # clean magnitude below the noisy one: the mask recovers the clean features
     assert below.mean() > 0.2
-    scale = np.abs(S[below]).max() if kind == "power" else 1.0
+    scale = np.abs(S[below]).max() if kind in ("power", "magnitude") else 1.0
     np.testing.assert_allclose(A[below], S[below], rtol=1e-5, atol=1e-5 * scale)
     assert np.all(A <= X + 1e-6 * np.abs(X).max())  # a mask never amplifies
     # identity: a signal against itself
@@ -250,7 +259,7 @@ def test_mask_target_and_apply_mask_invert_each_other(kind, noisy_and_clean):
     assert np.all(np.isfinite(zero)) and np.all(zero <= X)
 
 
-@pytest.mark.parametrize("kind", ["fbank", "logmag", "logmel", "power"])
+@pytest.mark.parametrize("kind", ["fbank", "logmag", "logmel", "power", "magnitude"])
 def test_masks_work_on_batches_of_patches(kind, noisy_and_clean):
     fx = _fx(kind)
     noisy, clean = noisy_and_clean

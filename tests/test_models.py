@@ -15,7 +15,7 @@ from speech_dae.config import TARGETS  # noqa: E402
 from speech_dae.models import (MODEL_FEATURES, MODEL_TARGETS, MODELS, build_model, hparam_names,  # noqa: E402
                                model_names)
 
-SPECTRAL = ("fbank", "logmag", "logmel", "power")
+SPECTRAL = ("fbank", "logmag", "logmel", "power", "magnitude")
 
 #: Tiny hyper-parameters so that every test builds and trains in well under a second per model on 2 cores.
 TINY = {
@@ -25,6 +25,9 @@ TINY = {
     "conv1d_time": {"filters": [4, 4], "kernel_size": 3},
     "cnn2d": {"filters": 4, "depth": 2},
     "unet": {"base_filters": 4, "depth": 2},
+    "shallow": {"units": 16},
+    "partitioned": {"units": 16},
+    "curro": {"units": [16, 8], "decoder_units": [8]},
 }
 #: Every (model, target) pair the registry supports.
 CASES = [(name, target) for name in sorted(MODELS) for target in MODEL_TARGETS[name]]
@@ -50,7 +53,8 @@ def _batch(name: str, target: str, n: int = 16, seed: int = 0) -> tuple[np.ndarr
 
 def test_registry_names():
     assert model_names() == sorted(MODELS)
-    assert set(MODELS) == {"type1", "type2", "dense_ln", "conv1d_time", "cnn2d", "unet"}
+    assert set(MODELS) == {"type1", "type2", "dense_ln", "conv1d_time", "cnn2d", "unet", "shallow", "partitioned",
+                           "curro"}
 
 
 def test_registry_features_and_targets():
@@ -58,6 +62,8 @@ def test_registry_features_and_targets():
     for name in MODELS:
         if name == "conv1d_time":
             assert MODEL_FEATURES[name] == ("waveform",) and MODEL_TARGETS[name] == ("mapping",)
+        elif name in ("partitioned", "curro"):  # the target is the input itself: no mask
+            assert MODEL_FEATURES[name] == SPECTRAL and MODEL_TARGETS[name] == ("mapping",)
         else:
             assert MODEL_FEATURES[name] == SPECTRAL and MODEL_TARGETS[name] == ("mapping", "mask")
         assert set(MODEL_TARGETS[name]) <= set(TARGETS)
@@ -86,7 +92,7 @@ def test_output_shape_equals_input_shape(name, target):
             assert y.min() >= 0.0 and y.max() <= 1.0
 
 
-@pytest.mark.parametrize("name", ["type1", "type2", "dense_ln", "cnn2d", "unet"])
+@pytest.mark.parametrize("name", ["type1", "type2", "dense_ln", "cnn2d", "unet", "shallow", "partitioned", "curro"])
 @pytest.mark.parametrize("shape", [(1, 3), (5, 13), (1, 257)])
 def test_spectral_models_take_any_patch_size(name, shape):
     model = build_model(name, shape, **TINY[name])

@@ -19,6 +19,7 @@ CASES = [
     ("dense_ln", "logmag", "mapping"), ("dense_ln", "power", "mapping"), ("dense_ln", "fbank", "mask"),
     ("cnn2d", "logmag", "mask"), ("cnn2d", "fbank", "mapping"), ("unet", "fbank", "mask"),
     ("unet", "logmag", "mapping"), ("conv1d_time", "waveform", "mapping"),
+    ("shallow", "magnitude", "mask"), ("partitioned", "magnitude", "mapping"), ("curro", "logmag", "mapping"),
 ]
 
 
@@ -35,14 +36,16 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def datasets(corpus, tiny_cfg):
-    """One stage-02 folder per feature type, built on first use."""
+    """One stage-02 folder per feature type, built on first use (with noise-only recordings for the
+    semi-supervised models; the supervised ones leave those patches out)."""
     cache = {}
 
     def get(feature):
         if feature not in cache:
             cfg = tiny_cfg.replace(**{"features.type": feature, "features.chunk_size": 512})
             root = corpus.parent
-            extract_features(cfg, out=root / "features" / feature, data=corpus, progress=False)
+            extract_features(cfg, out=root / "features" / feature, data=corpus, noise_only=corpus / "train" / "noise",
+                             progress=False)
             build_dataset(cfg, features=root / "features" / feature, out=root / "datasets" / feature, progress=False)
             cache[feature] = (cfg, root / "datasets" / feature)
         return cache[feature]
@@ -61,6 +64,7 @@ def test_train_then_reconstruct_gives_audio_of_the_input_length(model, feature, 
     info = json.loads((s.run_dir / "run.json").read_text())
     assert info["model"] == model and info["target"] == target and info["feature"] == feature
     assert np.isfinite(info["best_val_loss"])
+    assert info["semi_supervised"] == (model in ("partitioned", "curro"))
     den = Denoiser(s.run_dir, patch_hop=2)
     y = speech_clip(1, 0.7)[:11111]
     out = den(y)

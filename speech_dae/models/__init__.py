@@ -26,9 +26,16 @@ name             features / targets          lineage
                                              patch as an image (CNN / U-Net denoising autoencoder)
 ``unet``         spectral / mapping, mask    U-Net with BatchNorm and Concatenate skip connections
                                              (same project; Optuna best base_filters 32, depth 4)
+``shallow``      spectral / mapping, mask    input BatchNorm + Dense 2000 mReLU + linear output
+                                             (Liu, Smaragdis & Kim 2014 via Lusterman 2016)
+``partitioned``  spectral / mapping          latent split into signal / background units, soft-label
+                                             penalty, background zeroed at inference; trained without
+                                             clean speech (Stowell & Turner 2015 via Lusterman 2016)
+``curro``        spectral / mapping          split code, one shared decoder for the signal and noise
+                                             halves; trained without clean speech (Lusterman 2016)
 ===============  ==========================  =======================================================
 
-"spectral" is the feature types ``fbank``, ``logmag``, ``logmel`` and ``power``.
+"spectral" is the feature types ``fbank``, ``logmag``, ``logmel``, ``power`` and ``magnitude``.
 """
 
 from __future__ import annotations
@@ -41,9 +48,11 @@ from .autoencoders import build_type1, build_type2
 from .blocks import SPECTRAL_TARGETS
 from .libdse import build_dense_ln
 from .spectrogram import build_cnn2d, build_unet
+from .thesis import SEMI_SUPERVISED, build_curro, build_partitioned, build_shallow
 from .waveform import WAVEFORM_TARGETS, build_conv1d_time
 
-__all__ = ["MODELS", "MODEL_FEATURES", "MODEL_TARGETS", "SPECTRAL_FEATURES", "build_model", "hparam_names", "model_names"]
+__all__ = ["MODELS", "MODEL_FEATURES", "MODEL_TARGETS", "SEMI_SUPERVISED", "SPECTRAL_FEATURES", "build_model",
+           "hparam_names", "model_names"]
 
 MODELS: dict[str, Callable] = {
     "type1": build_type1,
@@ -52,16 +61,20 @@ MODELS: dict[str, Callable] = {
     "conv1d_time": build_conv1d_time,
     "cnn2d": build_cnn2d,
     "unet": build_unet,
+    "shallow": build_shallow,
+    "partitioned": build_partitioned,
+    "curro": build_curro,
 }
 
 #: Feature types (``features.type``) of the patches / chunks each model accepts.
-SPECTRAL_FEATURES: tuple[str, ...] = ("fbank", "logmag", "logmel", "power")
+SPECTRAL_FEATURES: tuple[str, ...] = ("fbank", "logmag", "logmel", "power", "magnitude")
 MODEL_FEATURES: dict[str, tuple[str, ...]] = {
     name: ("waveform",) if name == "conv1d_time" else SPECTRAL_FEATURES for name in MODELS
 }
 #: Training targets (``training.target``) each model supports.
 MODEL_TARGETS: dict[str, tuple[str, ...]] = {
-    name: WAVEFORM_TARGETS if name == "conv1d_time" else SPECTRAL_TARGETS for name in MODELS
+    name: WAVEFORM_TARGETS if name == "conv1d_time" else ("mapping",) if name in SEMI_SUPERVISED else SPECTRAL_TARGETS
+    for name in MODELS
 }
 
 
