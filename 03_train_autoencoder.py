@@ -7,7 +7,8 @@ from speech_dae.cli import config_from_args, make_parser, run
 
 parser = make_parser("03_train_autoencoder.py", __doc__, epilog=(
     "models: type1 (Conv1D / Conv1DTranspose), type2 (dense), dense_ln (libdse LayerNorm dense),\n"
-    "        cnn2d and unet (2-D conv on patches), conv1d_time (waveform chunks; needs --feature waveform)\n"
+    "        cnn2d and unet (2-D conv on patches), conv1d_time (waveform chunks; needs --feature waveform),\n"
+    "        shallow (thesis, supervised), partitioned and curro (thesis; train without clean speech)\n"
     "example:\n  python 03_train_autoencoder.py --dataset datasets/logmag --model type2 --run logmag_type2"))
 parser.add_argument("--dataset", metavar="DIR", required=True, help="a folder written by 02_build_dataset.py")
 parser.add_argument("--model", help="registry name (default: model.name)")
