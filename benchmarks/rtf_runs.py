@@ -17,7 +17,6 @@ import argparse
 import csv
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import machine_line, update_section  # noqa: E402
+from benchmarks.speed import best_time  # noqa: E402
 
 from speech_dae.audio import load_audio  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
@@ -34,14 +34,8 @@ from speech_dae.reconstruct import Denoiser  # noqa: E402
 def time_run(run: Path, audio: list, *, patch_hop: int, repeats: int) -> float:
     """Best-of-``repeats`` seconds to denoise every signal in ``audio`` with ``run``."""
     den = Denoiser(run, patch_hop=patch_hop)
-    den(audio[0])  # trace / warm up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for y in audio:
-            den(y)
-        best = min(best, time.perf_counter() - t0)
-    return best
+    den(audio[0])  # trace / warm up on one file, not the whole set
+    return best_time(lambda: [den(y) for y in audio], repeats, warmup=False)
 
 
 def main() -> int:
