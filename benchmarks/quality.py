@@ -93,6 +93,15 @@ def markdown(summary: dict, runs: dict, args, n_files: int, data_line: str, *, g
     return "\n".join(md)
 
 
+def train_run(cfg, dataset: Path, run: str, work: Path):
+    """Stage 03 into ``work/models/<run>`` (reused when up to date), with one printed line; returns its summary."""
+    t0 = time.perf_counter()
+    s = train(cfg, dataset=dataset, run=run, models_dir=work / "models", logs_dir=work / "model_logs", progress=False)
+    print(f"{run}: {'up to date' if s.up_to_date else f'trained in {time.perf_counter() - t0:.0f} s'}, "
+          f"{s.info['epochs_run']} epochs, best {s.info['best_epoch']} ({s.info['stop_reason']})", flush=True)
+    return s
+
+
 def parse_runs(args) -> list[tuple[str, str, str]]:
     """``(feature, model, target)`` per run: ``--runs`` specs, else every ``--features`` x ``--models`` (mapping)."""
     if not args.runs:
@@ -150,13 +159,9 @@ def main() -> int:
         cfg = load_config(overrides=[f"features.type={feature}", f"model.name={model}", f"training.target={target}",
                                      *train_sets])
         run = f"{feature}_{model}" + ("_mask" if target == "mask" else "")
-        t0 = time.perf_counter()
-        s = train(cfg, dataset=work / "datasets" / feature, run=run, models_dir=work / "models",
-                  logs_dir=work / "model_logs", progress=False)
-        print(f"{run}: {'up to date' if s.up_to_date else f'trained in {time.perf_counter() - t0:.0f} s'}, "
-              f"{s.info['epochs_run']} epochs, best {s.info['best_epoch']} ({s.info['stop_reason']})", flush=True)
+        s = train_run(cfg, work / "datasets" / feature, run, work)
         runs[run] = s.info
-        model_dirs.append(work / "models" / run)
+        model_dirs.append(s.run_dir)
     eval_features = work / "features" / specs[0][0]
     cfg = load_config(overrides=[f"features.type={specs[0][0]}", *args.overrides])
     ev = evaluate(cfg, out=work / "reports" / args.name, models=model_dirs, baselines="all", features=eval_features,

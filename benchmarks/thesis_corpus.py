@@ -23,7 +23,6 @@ import argparse
 import csv
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,14 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import update_section  # noqa: E402
-from benchmarks.quality import markdown  # noqa: E402
+from benchmarks.quality import markdown, train_run  # noqa: E402
 
 from speech_dae.artifacts import read_json  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
 from speech_dae.dataset import build_dataset  # noqa: E402
 from speech_dae.evaluate import evaluate  # noqa: E402
 from speech_dae.extract import extract_features  # noqa: E402
-from speech_dae.training import train  # noqa: E402
 
 
 def link_mixtures(features: Path, out: Path, splits=("train", "val")) -> int:
@@ -90,11 +88,7 @@ def main() -> int:
     no_clean = nc_info["clean_targets"] is False and "clean" not in read_json(nc_f / "params.json")["inputs"]
     runs, dirs = {}, []
     for model, dataset in (("shallow", sup_d), ("partitioned", nc_d), ("curro", nc_d)):
-        t0 = time.perf_counter()
-        s = train(cfg.replace(**{"model.name": model}), dataset=dataset, run=f"thesis_{model}",
-                  models_dir=work / "models", logs_dir=work / "model_logs", progress=False)
-        print(f"thesis_{model}: {'up to date' if s.up_to_date else f'trained in {time.perf_counter() - t0:.0f} s'}"
-              f" ({s.info['stop_reason']})", flush=True)
+        s = train_run(cfg.replace(**{"model.name": model}), dataset, f"thesis_{model}", work)
         runs[f"thesis_{model}"] = s.info
         dirs.append(s.run_dir)
     for extra in args.compare:
