@@ -108,35 +108,35 @@ def denoise_file(den: Denoiser, src: str | Path, dst: str | Path, *, block_s: fl
     """
     src, dst = Path(src), Path(dst)
     try:
-        info = sf.info(str(src))
+        f_in = sf.SoundFile(str(src))  # one open gives the format and the samples
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioError(f"{src}: cannot read audio ({str(exc).strip()})") from None
-    sr_in, sr = int(info.samplerate), den.sample_rate
-    if info.frames == 0:
-        raise AudioError(f"{src}: file has no samples (empty)")
-    align, margin = _grid(den, sr_in)
-    ratio = sr_in / sr
-    n = int(round(info.frames / ratio))  # model-rate length (what load_audio's resampling gives)
-    block = max(align, int(round(block_s * sr / align)) * align)
-    with sf.SoundFile(str(src)) as f_in, atomic_path(dst) as tmp, \
-            sf.SoundFile(str(tmp), "w", samplerate=sr_in, channels=1, subtype=info.subtype, format=info.format) as out:
-        for r0, r1, k0, k1 in block_plan(n, block, margin, align):
-            i0, i1 = int(round(r0 * ratio)), min(info.frames, int(round(r1 * ratio)))
-            f_in.seek(i0)
-            x = f_in.read(i1 - i0, dtype="float32", always_2d=True)
-            if not np.all(np.isfinite(x)):
-                raise AudioError(f"{src}: NaN or Inf samples near {i0 / sr_in:.1f} s; re-export the file")
-            y = den(resample(x.mean(axis=1) if x.shape[1] > 1 else x[:, 0], sr_in, sr))
-            if sr_in != sr:  # back to the input rate before cropping, so the kept part has no resampler edge
-                y = resample(y, sr, sr_in)
-            o0 = int(round(k0 * ratio))
-            o1 = int(round(k1 * ratio)) if k1 < n else info.frames  # the output has the input's length
-            y = y[o0 - i0:o1 - i0]
-            y = np.pad(y, (0, o1 - o0 - y.size))  # a resampled tail may be a sample short
-            if info.subtype.startswith("PCM"):
-                y = np.clip(y, -1.0, 1.0)
-            out.write(y)
-    return info.frames / sr_in
+    with f_in:
+        sr_in, sr, frames = int(f_in.samplerate), den.sample_rate, f_in.frames
+        if frames == 0:
+            raise AudioError(f"{src}: file has no samples (empty)")
+        align, margin = _grid(den, sr_in)
+        ratio = sr_in / sr
+        n = int(round(frames / ratio))  # model-rate length (what load_audio's resampling gives)
+        block = max(align, int(round(block_s * sr / align)) * align)
+        pcm = f_in.subtype.startswith("PCM")
+        with atomic_path(dst) as tmp, sf.SoundFile(str(tmp), "w", samplerate=sr_in, channels=1,
+                                                   subtype=f_in.subtype, format=f_in.format) as out:
+            for r0, r1, k0, k1 in block_plan(n, block, margin, align):
+                i0, i1 = int(round(r0 * ratio)), min(frames, int(round(r1 * ratio)))
+                f_in.seek(i0)
+                x = f_in.read(i1 - i0, dtype="float32", always_2d=True)
+                if not np.all(np.isfinite(x)):
+                    raise AudioError(f"{src}: NaN or Inf samples near {i0 / sr_in:.1f} s; re-export the file")
+                y = den(resample(x.mean(axis=1) if x.shape[1] > 1 else x[:, 0], sr_in, sr))
+                if sr_in != sr:  # back to the input rate before cropping, so the kept part has no resampler edge
+                    y = resample(y, sr, sr_in)
+                o0 = int(round(k0 * ratio))
+                o1 = int(round(k1 * ratio)) if k1 < n else frames  # the output has the input's length
+                y = y[o0 - i0:o1 - i0]
+                y = np.pad(y, (0, o1 - o0 - y.size))  # a resampled tail may be a sample short
+                out.write(np.clip(y, -1.0, 1.0) if pcm else y)
+    return frames / sr_in
 
 
 def _jobs(inputs: list[Path], out_dir: Path) -> list[tuple[Path, Path]]:
