@@ -275,15 +275,13 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
     name = cfg.model.name
     hparams = cfg.model.params_for(name)
     t = cfg.training
-    from .models import MODEL_FEATURES, MODEL_TARGETS
+    from .models import MODEL_FEATURES, MODEL_TARGETS, SEMI_SUPERVISED
 
     if name in MODEL_FEATURES and info["feature"] not in MODEL_FEATURES[name]:
         raise ConfigError(f"model {name} works on {' or '.join(MODEL_FEATURES[name])} features, but {dataset} holds "
                           f"{info['feature']}; rebuild with 01_extract_features.py --feature {MODEL_FEATURES[name][0]}")
     if name in MODEL_TARGETS and t.target not in MODEL_TARGETS[name]:
         raise ConfigError(f"model {name} supports --target {' or '.join(MODEL_TARGETS[name])}, not {t.target}")
-    from .models import SEMI_SUPERVISED
-
     if name not in SEMI_SUPERVISED and not info.get("clean_targets", True):
         raise ConfigError(f"{dataset} has no clean references (stage 01 --noisy without --clean), so only the "
                           f"semi-supervised models ({', '.join(SEMI_SUPERVISED)}) can train on it, not {name}")

@@ -294,7 +294,7 @@ def semi_supervised_trainer(model: keras.Model, name: str, *, penalty: float = 0
         recon = layers.Add()([_flat(model, "decode_signal"), model.get_layer("decode_background")(h_b)])
         pen = layers.Identity(name="penalty")(partitioned_penalty(label, h_s, penalty))
         return keras.Model([noisy, label], {"recon": reshape(recon), "penalty": pen}, name="partitioned_trainer")
-    s, scaled_n = model.get_layer("decoded_flat").input
+    s = model.get_layer("decoded_flat").input[0]  # the signal branch (the other input is alpha * N)
     n = model.get_layer("noise_scale").input
     recon = (1.0 - label) * s + n
     return keras.Model([noisy, label], {"recon": reshape(recon)}, name="curro_trainer")
