@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stage 04: denoise audio with models/<run>/ and write outputs/<run>/*.wav, images/<run>/*.png and metrics."""
+"""Stage 04: denoise audio with models/<run>/ and write outputs/<run>/ (WAVs, metrics, report.html) and images."""
 import sys
 
 from speech_dae.cli import config_from_args, make_parser, run
@@ -13,6 +13,8 @@ parser.add_argument("--input", metavar="WAV_OR_DIR", help="noisy audio file or f
 parser.add_argument("--clean", metavar="DIR", help="clean references for --input, matched by relative path")
 parser.add_argument("--outputs", metavar="DIR", default="outputs", help="root of the denoised WAVs (default: outputs)")
 parser.add_argument("--images", metavar="DIR", default="images", help="root of the images (default: images)")
+parser.add_argument("--report-examples", metavar="N", type=int,
+                    help="files with players in outputs/<run>/report.html (default: one per input SNR; 0: none)")
 
 
 def main(args):
@@ -20,9 +22,9 @@ def main(args):
     from speech_dae.reconstruct import reconstruct
 
     summary = reconstruct(cfg, model_dir=args.model, inputs=args.input, clean=args.clean, out_root=args.outputs,
-                          images_root=args.images, progress=not args.no_progress)
+                          images_root=args.images, progress=not args.no_progress, report_examples=args.report_examples)
     yield from summary.lines()
-    yield (f"next: listen to {summary.out_dir}/*_denoised.wav, look at {summary.images_dir}/*.png, and score it "
+    yield (f"next: open {summary.report} in a browser (players, spectrograms, scores), and score it "
            f"against the baselines: python 05_evaluate.py --models {args.model} --baselines all")
 
 

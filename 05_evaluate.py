@@ -7,7 +7,8 @@ from speech_dae.cli import config_from_args, make_parser, run
 
 parser = make_parser("05_evaluate.py", __doc__, epilog=(
     "writes reports/<name>/results.csv (file x system), summary.md (mean ± 95% CI, overall and per input SNR)\n"
-    "and metrics_by_snr.png; with no --features/--input, the test split the first model was trained on is used\n"
+    "metrics_by_snr.png and report.html (tables, audio players, spectrograms; open it in a browser);\n"
+    "with no --features/--input, the test split the first model was trained on is used\n"
     "examples:\n  python 05_evaluate.py --models models/fbank_type2 --baselines all --out reports/fbank\n"
     "  python 05_evaluate.py --models models/a models/b --input my_noisy/ --clean my_clean/ --out reports/mine"))
 parser.add_argument("--models", metavar="DIR", nargs="*", default=[], help="run folders written by 03")
@@ -23,6 +24,8 @@ parser.add_argument("--metrics", metavar="NAME", nargs="+", help="subset of the 
 parser.add_argument("--max-files", metavar="N", type=int, help="score at most N files per input SNR, evenly spaced")
 parser.add_argument("--jobs", metavar="N", type=int, default=1, help="processes computing metrics (default: 1)")
 parser.add_argument("--save-audio", action="store_true", help="also write every system's output WAVs")
+parser.add_argument("--report-examples", metavar="N", type=int,
+                    help="files with players in report.html (default: one per input SNR, at most 8; 0: none)")
 
 
 def main(args):
@@ -32,9 +35,10 @@ def main(args):
     out = args.out or f"reports/{Path(args.models[0] if args.models else args.features or args.input or '.').name}"
     summary = evaluate(cfg, out=out, models=args.models, baselines=args.baselines, features=args.features,
                        inputs=args.input, clean=args.clean, metrics=args.metrics, max_files=args.max_files,
-                       jobs=args.jobs, save_audio=args.save_audio, force=args.force, progress=not args.no_progress)
+                       jobs=args.jobs, save_audio=args.save_audio, force=args.force, progress=not args.no_progress,
+                       report_examples=args.report_examples)
     yield from summary.lines()
-    yield f"next: read {summary.out}/summary.md and look at {summary.out}/metrics_by_snr.png"
+    yield f"next: open {summary.out}/report.html in a browser, or read {summary.out}/summary.md"
 
 
 if __name__ == "__main__":

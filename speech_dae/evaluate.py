@@ -362,8 +362,9 @@ def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
              baselines: str | Iterable[str] | None = "all", features: str | Path | None = None,
              inputs: str | Path | None = None, clean: str | Path | None = None,
              metrics: Iterable[str] | None = None, max_files: int | None = None, jobs: int = 1,
-             save_audio: bool = False, force: bool = False, progress: bool = True) -> EvalSummary:
-    """Run stage 05: denoise every file with every system, score, summarise and plot.
+             save_audio: bool = False, force: bool = False, progress: bool = True,
+             report_examples: int | None = None) -> EvalSummary:
+    """Run stage 05: denoise every file with every system, score, summarise, plot and write ``report.html``.
 
     Parameters
     ----------
@@ -388,6 +389,11 @@ def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
         Worker processes for the metrics (denoising stays in this process).
     save_audio : bool
         Also write every system's output to ``out/audio/<system>/<id>.wav``.
+    report_examples : int, optional
+        Files shown in ``out/report.html`` with the noisy input, every system's output and the clean
+        reference as players and spectrograms (default: one per input SNR, at most 8, see
+        :func:`speech_dae.report.pick_examples`; 0: tables only). Not part of the fingerprint: an
+        up-to-date evaluation keeps its report (``force`` rebuilds it).
 
     Returns
     -------
@@ -396,7 +402,8 @@ def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
     Raises
     ------
     ConfigError
-        Nothing to evaluate, unknown baseline or metric, conflicting inputs, models at different rates.
+        Nothing to evaluate, unknown baseline or metric, conflicting inputs, models at different rates,
+        negative ``report_examples``.
     ArtifactError
         A model folder is incomplete, or ``out`` holds another evaluation (without ``force``).
     AudioError
@@ -413,10 +420,17 @@ def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
     items = select_items([it for it in all_items if it.clean is not None], max_files)
     if not items:
         raise AudioError(f"no file has a clean reference to score against ({len(all_items)} noisy files)")
+    from . import report
+
+    examples = {it.uid: k for k, it in enumerate(report.pick_examples(items, report_examples))}
     stage = StagedOutput(out, _fingerprint(cfg, dens, base_names, metric_names, items, sr), marker="evaluation.json",
                          force=force)
     if stage.is_current():
         info = read_json(Path(out) / "summary.json")
+        recorded = read_json(Path(out) / "evaluation.json").get("report_examples")
+        if recorded != len(examples) or not (Path(out) / report.REPORT_HTML).is_file():
+            log.warning("%s/report.html was written with %s example(s), not %d; pass --force to rebuild it",
+                        out, recorded, len(examples))
         return EvalSummary(Path(out), info["systems"], info["metrics"], info["n_files"], info["skipped"],
                            up_to_date=True)
     work = stage.begin()
@@ -427,7 +441,7 @@ def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
         s.fn(np.random.default_rng(0).standard_normal(sr).astype(np.float32) * 0.1)
     fx = FeatureExtractor(cfg.features, sr) if "feature_mse" in metric_names else None
     wave_metrics = [m for m in metric_names if m != "feature_mse"]
-    rows, pending = [], []
+    rows, pending, shown = [], [], []
     pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) if jobs > 1 and wave_metrics else None
     try:
         for it in tqdm(items, desc="05 evaluate", unit="file", disable=not progress):
@@ -442,6 +456,7 @@ def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
                 continue
             n = min(ref.size, noisy.size)
             ref_feats = fx(ref[:n]) if fx else None
+            outputs = []
             for s in systems:
                 t0 = time.perf_counter()
                 est = np.asarray(s.fn(noisy), dtype=np.float32)
@@ -451,11 +466,19 @@ def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
                     row["feature_mse"] = feature_mse(ref_feats, fx(est[:n]))
                 if save_audio:
                     write_audio(work / "audio" / s.name / f"{it.uid}.wav", est, sr)
+                if it.uid in examples:
+                    outputs.append((s.name, "noisy input" if s.kind == "input" else f"{s.name} ({s.kind})", est,
+                                    None))
                 if wave_metrics:
                     args = (ref[:n], est[:n])
                     kw = dict(sample_rate=sr, metrics=wave_metrics)
                     pending.append((row, pool.submit(score, *args, **kw) if pool else score(*args, **kw)))
                 rows.append(row)
+            if it.uid in examples:
+                outputs.append((None, "clean reference", ref[:n], None))
+                cards = report.save_example(work, examples[it.uid], outputs, sample_rate=sr,
+                                            image_max_s=cfg.reconstruct.image_max_s)
+                shown.append({"id": it.uid, "snr_db": it.snr_db, "cards": cards, "k": examples[it.uid]})
         for row, res in pending:
             row.update(res.result() if isinstance(res, Future) else res)
     finally:
@@ -482,8 +505,16 @@ def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
     write_json(work / "summary.json", {"systems": summary, "metrics": metric_names, "n_files": n_files,
                                        "skipped": skipped, "sample_rate": sr})
     plot_metrics_by_snr(summary, metric_names, work / "metrics_by_snr.png")
+    by_key = {(r["id"], r["system"]): r for r in rows}
+    for ex in shown:
+        for cd in ex["cards"]:
+            cd["scores"] = report.scores_text(by_key.get((ex["id"], cd["key"]), {}), metric_names)
+    report.evaluation_report(work, summary, metric_names, sorted(shown, key=lambda e: e["k"]),
+                             title=f"Evaluation: {Path(out).name}", notes=notes[:3], n_files=n_files,
+                             skipped=skipped)
     write_json(work / "evaluation.json", {"fingerprint": stage.fingerprint, "version": __version__,
                                           "models": [str(d.run_dir) for d in dens], "baselines": base_names,
-                                          "metrics": metric_names, "n_files": n_files, "source": src})
+                                          "metrics": metric_names, "n_files": n_files, "source": src,
+                                          "report_examples": len(examples)})
     final = stage.commit()
     return EvalSummary(final, summary, metric_names, n_files, skipped)

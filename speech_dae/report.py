@@ -1,0 +1,458 @@
+"""``report.html``: a self-contained listening report for stages 04 and 05.
+
+The page is written into the stage's output folder, beside a ``report_files/``
+folder holding, for a few example files only, 16-bit WAV clips and small
+spectrogram images (one per player, all panels of an example on one colour
+scale). Every ``src``/``href`` is a relative link inside the folder, the CSS is
+inline and there is no script, so the folder can be moved, zipped or opened
+from disk (``file://``) in any browser. All text is escaped with
+:func:`html.escape`; file names in links are percent-encoded.
+
+Building blocks: :func:`page` (the skeleton), :func:`table`, :func:`card` and
+:func:`example_block`; :func:`pick_examples` chooses the examples,
+:func:`save_example` writes their clips and images, and
+:func:`reconstruct_report` / :func:`evaluation_report` assemble the two pages.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+from urllib.parse import quote
+
+import numpy as np
+
+from .artifacts import atomic_path
+from .errors import ConfigError
+
+__all__ = ["REPORT_HTML", "ASSETS", "strong", "page", "table", "card", "example_block", "rel_url", "pick_examples",
+           "save_example", "spectrogram_images", "write_report", "scores_text", "fmt_number", "clear_assets",
+           "reconstruct_report", "evaluation_report"]
+
+#: File name of the report inside the stage's output folder.
+REPORT_HTML = "report.html"
+#: Folder (beside the report) holding the example clips and spectrograms.
+ASSETS = "report_files"
+#: Most examples chosen by default (one per input SNR).
+MAX_DEFAULT_EXAMPLES = 8
+#: Examples chosen by default when the files have no input SNR (the user's own folders).
+DEFAULT_EXAMPLES_WITHOUT_SNR = 4
+#: Most players side by side in an example.
+MAX_COLUMNS = 4
+#: Example clips are cut to this many seconds (the players of a long recording stay small).
+CLIP_MAX_S = 30.0
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#1f2328;
+ background:#fff;max-width:1240px;margin:0 auto;padding:12px 24px 32px}
+h1{font-size:22px;margin:6px 0 4px}
+h2{font-size:17px;margin:24px 0 8px;padding-bottom:3px;border-bottom:1px solid #d0d7de}
+h3{font-size:14px;margin:12px 0 4px}
+p{margin:3px 0}.meta{color:#57606a}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;margin:6px 0 10px;font-size:13px;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #d0d7de;padding:3px 8px;white-space:nowrap}
+th{background:#f6f8fa;text-align:center;font-weight:600}
+td{text-align:right}td:first-child{text-align:left}
+tbody tr:nth-child(even){background:#f9fafb}
+td strong{color:#0a5c2d}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:0 28px}
+.example{border:1px solid #d0d7de;border-radius:6px;padding:6px 12px 10px;margin:10px 0;background:#fcfcfd}
+.example h3{margin:4px 0 6px}
+.cards{display:grid;grid-template-columns:repeat(var(--cols,3),minmax(0,1fr));gap:8px 12px}
+@media (max-width:760px){.cards{grid-template-columns:minmax(0,1fr)}}
+.card{margin:0;min-width:0}.card figcaption{font-size:13px;line-height:1.3}
+.card .label,.card .scores{display:block;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.card .label{font-weight:600}.card .scores{color:#57606a;font-size:12px}
+.card img{display:block;width:100%;height:auto;border:1px solid #e1e4e8}
+audio{display:block;width:100%;height:34px;margin:3px 0}
+img.figure{max-width:100%;height:auto}
+footer{margin-top:24px;color:#57606a;font-size:12px}
+"""
+
+
+def _esc(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+class strong(str):
+    """A table cell rendered in bold (the best value of a column)."""
+
+
+def rel_url(path: str | Path, root: str | Path) -> str:
+    """``path`` relative to ``root`` as a percent-encoded URL (``#``, ``?``, spaces and quotes are safe).
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not inside ``root`` (the report must stay self-contained).
+    """
+    return quote(Path(path).relative_to(root).as_posix())
+
+
+def page(title: str, body: Iterable[str], *, meta: Sequence[str] = (), footer: str = "") -> str:
+    """The whole HTML document: escaped ``title`` and ``meta`` lines, then the ``body`` fragments (already HTML)."""
+    lines = "".join(f'<p class="meta">{_esc(m)}</p>\n' for m in meta if m)
+    foot = f"<footer>{footer}</footer>\n" if footer else ""
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{_esc(title)}</title>\n'
+            f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{_esc(title)}</h1>\n{lines}"
+            + "\n".join(body) + f"\n{foot}</body>\n</html>\n")
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence], *, caption: str | None = None, cls: str = "") -> str:
+    """A ``<table>`` (in a horizontally scrolling ``<div>``): one ``<th>`` per header cell, every cell escaped;
+    :class:`strong` cells in bold."""
+    def cell(c) -> str:
+        return f"<td><strong>{_esc(c)}</strong></td>" if isinstance(c, strong) else f"<td>{_esc(c)}</td>"
+
+    cap = f"<caption>{_esc(caption)}</caption>" if caption else ""
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "\n".join("<tr>" + "".join(cell(c) for c in r) + "</tr>" for r in rows)
+    klass = f' class="{_esc(cls)}"' if cls else ""
+    return (f'<div class="scroll"><table{klass}>{cap}\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n'
+            "</tbody>\n</table></div>")
+
+
+def card(label: str, audio_src: str | None, image_src: str | None = None, scores: str = "") -> str:
+    """One player: label, scores (a blank line when none, so players align), ``<audio controls>`` (with a
+    download link inside as fallback), spectrogram.
+
+    ``audio_src`` and ``image_src`` are relative URLs (see :func:`rel_url`).
+    """
+    parts = [f'<figure class="card"><figcaption><span class="label" title="{_esc(label)}">{_esc(label)}</span>'
+             + f'<span class="scores" title="{_esc(scores)}">{_esc(scores) or "&nbsp;"}</span></figcaption>']
+    if audio_src:
+        parts.append(f'<audio controls preload="metadata" src="{_esc(audio_src)}">'
+                     f'<a href="{_esc(audio_src)}">{_esc(label)} (WAV)</a></audio>')
+    if image_src:
+        parts.append(f'<img src="{_esc(image_src)}" alt="{_esc("spectrogram: " + label)}" loading="lazy">')
+    return "".join(parts) + "</figure>"
+
+
+def example_block(title: str, cards: Sequence[str], *, note: str = "") -> str:
+    """A boxed example: escaped ``title`` and ``note``, then the ``cards`` (from :func:`card`) in a grid."""
+    n = f'<p class="meta">{_esc(note)}</p>' if note else ""
+    cols = max(1, min(len(cards), MAX_COLUMNS))
+    return (f'<section class="example"><h3>{_esc(title)}</h3>{n}<div class="cards" style="--cols:{cols}">\n'
+            + "\n".join(cards) + "\n</div></section>")
+
+
+def write_report(path: str | Path, text: str) -> Path:
+    """Write the page atomically (UTF-8)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def _snr_key(snr_db: str) -> float:
+    try:
+        return float(snr_db)
+    except (TypeError, ValueError):
+        return float("inf")
+
+
+def pick_examples(items: Sequence, n: int | None = None) -> list:
+    """Choose the example files of a report: spread over the input SNRs, evenly spaced within each.
+
+    Parameters
+    ----------
+    items : sequence of :class:`~speech_dae.inputs.Item`
+        Anything with ``snr_db`` (str, ``""`` when unknown).
+    n : int, optional
+        How many. Default: one per input SNR, at most :data:`MAX_DEFAULT_EXAMPLES`
+        (:data:`DEFAULT_EXAMPLES_WITHOUT_SNR` when no file has an SNR); 0: none.
+
+    Returns
+    -------
+    list
+        The chosen items, by input SNR then list order (deterministic).
+
+    Raises
+    ------
+    ConfigError
+        If ``n`` is negative.
+    """
+    if n is not None and n < 0:
+        raise ConfigError(f"--report-examples must be 0 or more, not {n}")
+    groups: dict[str, list] = {}
+    for it in items:
+        groups.setdefault(str(it.snr_db), []).append(it)
+    keys = sorted(groups, key=_snr_key)
+    if n is None:
+        n = min(MAX_DEFAULT_EXAMPLES, len(keys)) if keys != [""] else DEFAULT_EXAMPLES_WITHOUT_SNR
+    counts = dict.fromkeys(keys, 0)
+    left = min(n, len(items))
+    while left:  # round robin over the SNRs that still have files
+        for k in keys:
+            if left and counts[k] < len(groups[k]):
+                counts[k] += 1
+                left -= 1
+    out = []
+    for k in keys:
+        size, c = len(groups[k]), counts[k]
+        out += [groups[k][int((i + 0.5) * size / c)] for i in range(c)]  # centred, evenly spaced
+    return out
+
+
+def spectrogram_images(signals: Sequence[np.ndarray], paths: Sequence[str | Path], *, sample_rate: int,
+                       n_fft: int = 512, hop_length: int = 128, max_s: float | None = None,
+                       dynamic_range_db: float = 80.0) -> list[Path]:
+    """One small log-magnitude spectrogram PNG per signal, all on one colour scale (written atomically).
+
+    Parameters
+    ----------
+    signals : sequence of np.ndarray [shape=(n_samples,)], float, at ``sample_rate``
+    paths : sequence of path
+        One PNG per signal.
+    max_s : float, optional
+        Show at most this many seconds from the start.
+    dynamic_range_db : float
+        The colour scale spans ``[peak - dynamic_range_db, peak]`` dB, peak over all signals.
+
+    Returns
+    -------
+    list of Path
+    """
+    import librosa
+    import librosa.display
+
+    from .plots import _pyplot
+
+    plt = _pyplot()
+    limit = int(max_s * sample_rate) if max_s else None
+    specs = [20 * np.log10(np.abs(librosa.stft(np.asarray(y, np.float32)[:limit], n_fft=n_fft,
+                                               hop_length=hop_length)) + 1e-10) for y in signals]
+    vmax = max(float(s.max()) for s in specs)
+    for S_db, path in zip(specs, paths):
+        fig, ax = plt.subplots(figsize=(4.4, 1.9))
+        librosa.display.specshow(S_db, sr=sample_rate, hop_length=hop_length, x_axis="time", y_axis="hz", ax=ax,
+                                 vmin=vmax - dynamic_range_db, vmax=vmax, cmap="magma")
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.tick_params(labelsize=7, length=2, pad=1)
+        fig.tight_layout(pad=0.25)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+        plt.close(fig)
+    return [Path(p) for p in paths]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "x"
+
+
+def save_example(root: str | Path, index: int, signals: Sequence[tuple], *, sample_rate: int, n_fft: int = 512,
+                 hop_length: int = 128, image_max_s: float | None = None) -> list[dict]:
+    """Write one example's clips and spectrograms under ``root/report_files/exNN/``.
+
+    Parameters
+    ----------
+    root : path
+        The report's folder.
+    index : int
+        Example number (0-based), names the sub-folder.
+    signals : sequence of (key, label, y, audio)
+        ``y`` np.ndarray [shape=(n_samples,)], float; ``audio`` an existing file under ``root`` to play
+        instead of writing a clip, or None: a 16-bit WAV clip (first :data:`CLIP_MAX_S` s) is written.
+    image_max_s : float, optional
+        Seconds shown in the spectrograms.
+
+    Returns
+    -------
+    list of dict
+        Per signal: ``key``, ``label``, ``audio`` and ``image`` (relative URLs).
+    """
+    from .audio import write_audio
+
+    root = Path(root)
+    folder = root / ASSETS / f"ex{index + 1:02d}"
+    names = [f"{k}_{_slug(str(label if key is None else key))}" for k, (key, label, *_) in enumerate(signals)]
+    images = spectrogram_images([y for _, _, y, _ in signals], [folder / f"{n}.png" for n in names],
+                                sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, max_s=image_max_s)
+    out = []
+    for name, img, (key, label, y, audio) in zip(names, images, signals):
+        if audio is None:
+            audio = write_audio(folder / f"{name}.wav", np.asarray(y)[:int(CLIP_MAX_S * sample_rate)], sample_rate,
+                                subtype="PCM_16")
+        out.append({"key": key, "label": label, "audio": rel_url(audio, root), "image": rel_url(img, root)})
+    return out
+
+
+def clear_assets(root: str | Path) -> None:
+    """Remove an earlier ``report.html`` and its ``report_files/`` from ``root`` (the new examples may differ)."""
+    (Path(root) / REPORT_HTML).unlink(missing_ok=True)
+    shutil.rmtree(Path(root) / ASSETS, ignore_errors=True)
+
+
+def _snr_title(uid: str, snr_db: str) -> str:
+    snr = _snr_key(snr_db)
+    return f"{uid} (input SNR {snr:+g} dB)" if np.isfinite(snr) else uid
+
+
+def fmt_number(v, digits: int = 2) -> str:
+    """``v`` with ``digits`` decimals; ``"–"`` for a missing or non-finite value; never ``"-0.00"``."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return "–"
+    if not np.isfinite(v):
+        return "–"
+    text = f"{v:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.00"
+
+
+def scores_text(row: Mapping, metrics: Sequence[str]) -> str:
+    """A file's main scores in one short line, e.g. ``"PESQ 1.23 · STOI 0.812 · SI-SDR 5.62 dB"``.
+
+    Shows PESQ, STOI and SI-SDR when among ``metrics`` (else the first three); missing values are left out.
+    """
+    from .evaluate import LABELS, _digits
+
+    shown = [m for m in ("pesq", "stoi", "si_sdr") if m in metrics] or list(metrics)[:3]
+    parts = []
+    for m in shown:
+        text = fmt_number(row.get(m), _digits(m))
+        if text != "–":
+            label = LABELS[m].replace(" (dB)", "").replace("-WB", "")
+            parts.append(f"{label} {text}" + (" dB" if LABELS[m].endswith("(dB)") else ""))
+    return " · ".join(parts)
+
+
+def _listen(examples: Sequence[Mapping], n_files: int) -> list[str]:
+    """The "Listen" section: a note, then one :func:`example_block` per example (nothing when there is none)."""
+    if not examples:
+        return []
+    note = (f"{len(examples)} of {n_files} files, spread over the input SNRs. Each spectrogram is drawn under its "
+            "player; the panels of one example share one colour scale (peak − 80 dB … peak). "
+            f"Clips are 16-bit WAV, at most {CLIP_MAX_S:g} s.")
+    return ["<h2>Listen</h2>", f'<p class="meta">{_esc(note)}</p>',
+            *(example_block(_snr_title(e["id"], e.get("snr_db", "")),
+                            [card(c["label"], c["audio"], c["image"], c.get("scores", "")) for c in e["cards"]])
+              for e in examples)]
+
+
+# ------------------------------------------------------------------ stage 04
+def reconstruct_report(out_dir: str | Path, rows: Sequence[Mapping], examples: Sequence[Mapping], *,
+                       title: str, meta: Sequence[str] = ()) -> Path:
+    """Write ``out_dir/report.html`` of stage 04: per-file scores, means by input SNR, example players.
+
+    Parameters
+    ----------
+    out_dir : path
+        ``outputs/<run>/``.
+    rows : sequence of dict
+        Stage 04's rows: ``id``, ``snr_db`` and, when scored, ``snr_in``, ``snr_out``, ``si_sdr_in``,
+        ``si_sdr_out`` (dB).
+    examples : sequence of dict
+        ``id``, ``snr_db`` and ``cards`` (from :func:`save_example`, with ``scores`` text).
+
+    Returns
+    -------
+    Path
+    """
+    keys = ("snr_in", "snr_out", "si_sdr_in", "si_sdr_out")
+    scored = [r for r in rows if r.get("si_sdr_out") not in (None, "")]
+    body = []
+    if scored:
+        def line(r):
+            snr_in, snr_out, sdr_in, sdr_out = (float(r[k]) for k in keys)
+            return [fmt_number(v) for v in (snr_in, snr_out, snr_out - snr_in, sdr_in, sdr_out, sdr_out - sdr_in)]
+
+        header = ["SNR in", "SNR out", "Δ SNR", "SI-SDR in", "SI-SDR out", "Δ SI-SDR"]
+        groups: dict[str, list] = {}
+        for r in scored:
+            groups.setdefault(str(r.get("snr_db", "")), []).append(r)
+        means = [[(f"{float(k):+g} dB" if k else "files"), str(len(g)),
+                  *line({m: np.mean([float(r[m]) for r in g]) for m in keys})]
+                 for k, g in sorted(groups.items(), key=lambda kv: _snr_key(kv[0]))]
+        means.append([strong("all"), str(len(scored)),
+                      *line({m: np.mean([float(r[m]) for r in scored]) for m in keys})])
+        body += ["<h2>Mean scores (dB)</h2>", table(["input SNR", "files", *header], means)]
+    body += _listen(examples, len(rows))
+    body += ["<h2>Per file (dB)</h2>",
+             table(["file", "input SNR", "SNR in", "SNR out", "Δ SNR", "SI-SDR in", "SI-SDR out", "Δ SI-SDR"],
+                   ([r["id"], f"{float(r['snr_db']):+g}" if r.get("snr_db") not in (None, "") else "–",
+                     *(line(r) if r.get("si_sdr_out") not in (None, "") else ["–"] * 6)] for r in rows))]
+    footer = ('Denoised WAVs: <code>*_denoised.wav</code> in this folder'
+              + (' · scores: <a href="metrics.csv">metrics.csv</a>' if (Path(out_dir) / "metrics.csv").is_file()
+                 else ""))
+    return write_report(Path(out_dir) / REPORT_HTML, page(title, body, meta=meta, footer=footer))
+
+
+# ------------------------------------------------------------------ stage 05
+def evaluation_report(out_dir: str | Path, summary: Mapping, metrics: Sequence[str], examples: Sequence[Mapping], *,
+                      title: str, notes: Sequence[str] = (), n_files: int = 0, skipped: Sequence[str] = ()) -> Path:
+    """Write ``out_dir/report.html`` of stage 05: the tables of ``summary.md``, example players, the SNR plot.
+
+    Parameters
+    ----------
+    out_dir : path
+        The report folder (its staging folder while stage 05 runs).
+    summary : dict
+        :func:`speech_dae.evaluate.summarise` output.
+    metrics : sequence of str
+    examples : sequence of dict
+        ``id``, ``snr_db`` and ``cards`` (from :func:`save_example`, with ``scores`` text).
+    notes : sequence of str
+        Plain-text lines shown under the title (Markdown backticks are dropped).
+    n_files : int
+        Files scored (for the note above the examples).
+    skipped : sequence of str
+        Files left out and why, listed at the end.
+
+    Returns
+    -------
+    Path
+    """
+    from .evaluate import _HIGHER, LABELS, MAIN_METRICS, _best, format_stat
+
+    out_dir = Path(out_dir)
+    shown = [m for m in MAIN_METRICS if m in metrics] + [m for m in metrics if m not in MAIN_METRICS]
+    main, rest = [m for m in shown if m in MAIN_METRICS], [m for m in shown if m not in MAIN_METRICS]
+    body = []
+
+    def cell(text, bold):
+        return strong(text) if bold else text
+
+    def overall(head, cols, speed):
+        bests = {m: _best(summary, m) for m in cols}
+        return [f"<h2>{_esc(head)}</h2>", table(
+            ["system", "kind", "files", *(LABELS[m] for m in cols), *(["× real time"] if speed else [])],
+            ([s, e["kind"], str(e["n_files"]), *(cell(format_stat(e["overall"][m], m), bests[m] == s) for m in cols),
+              *([] if not speed else ["–" if e["x_real_time"] is None or e["kind"] == "input"
+                                      else f"{e['x_real_time']:.0f}"])]
+             for s, e in summary.items()))]
+
+    body += overall("Overall (mean ± 95 % CI over files; best in bold)", main or rest, True)
+    if main and any("delta" in e for e in summary.values()):
+        body += ["<h2>Improvement over the noisy input (paired, same files; mean ± 95 % CI)</h2>",
+                 table(["system", *(f"Δ {LABELS[m]}" for m in main)],
+                       ([s, *(format_stat(e["delta"][m], m) for m in main)] for s, e in summary.items()
+                        if "delta" in e), cls="delta")]
+    body += _listen(examples, n_files)
+    if main and rest:
+        body += overall("Other metrics (mean ± 95 % CI over files; best in bold)", rest, False)
+    if (out_dir / "metrics_by_snr.png").is_file():
+        body += ["<h2>Metrics by input SNR</h2>",
+                 '<img class="figure" src="metrics_by_snr.png" alt="metrics by input SNR, one line per system">']
+    snrs = list(next(iter(summary.values()))["by_snr"]) if summary else []
+    if snrs:
+        body += ["<h2>By input SNR (mean ± 95 % CI; best per column in bold)</h2>", '<div class="grid">']
+        for m in shown:
+            col_best = {s: _best(summary, m, key=lambda e, mm, s=s: e["by_snr"][s][mm][0]) for s in snrs}
+            body += [f"<div><h3>{_esc(LABELS[m])} ({'higher' if _HIGHER[m] else 'lower'} is better)</h3>",
+                     table(["system", *(f"{float(s):+g} dB" for s in snrs)],
+                           ([name, *(cell(format_stat(e["by_snr"][s][m], m), col_best[s] == name) for s in snrs)]
+                            for name, e in summary.items()), cls=f"by-snr {m}") + "</div>"]
+        body.append("</div>")
+    if skipped:
+        body += [f"<h2>Skipped {len(skipped)} file(s)</h2>", "<ul>" + "".join(f"<li>{_esc(s)}</li>" for s in skipped)
+                 + "</ul>"]
+    files = [f for f in ("results.csv", "summary.md", "summary.json") if (out_dir / f).is_file()]
+    footer = "Files: " + " · ".join(f'<a href="{quote(f)}">{_esc(f)}</a>' for f in files) if files else ""
+    return write_report(out_dir / REPORT_HTML, page(title, body, meta=[n.replace("`", "") for n in notes],
+                                                    footer=footer))
