@@ -21,6 +21,9 @@ src.add_argument("--noise-only", metavar="DIR", help="noise-only recordings (sof
 parser.add_argument("--feature", choices=FEATURE_TYPES, help="feature type (default: features.type)")
 parser.add_argument("--snr", metavar="DB", type=float, nargs="+", help="SNRs in dB (default: mixing.snr_db)")
 parser.add_argument("--out", metavar="DIR", help="output folder (default: features/<feature>)")
+parser.add_argument("--jobs", metavar="N", type=int, default=1,
+                    help="worker processes for the per-utterance work; 0 = one per CPU core (default: 1). "
+                         "The output is identical whatever N")
 
 
 def main(args):
@@ -31,7 +34,8 @@ def main(args):
 
     out = args.out or f"features/{cfg.features.type}"
     summary = extract_features(cfg, out=out, data=args.data, clean=args.clean, noise=args.noise, noisy=args.noisy,
-                               noise_only=args.noise_only, force=args.force, progress=not args.no_progress)
+                               noise_only=args.noise_only, force=args.force, progress=not args.no_progress,
+                               jobs=args.jobs)
     yield from summary.lines()
     yield f"next: python 02_build_dataset.py --features {out} --out datasets/{out.rstrip('/').split('/')[-1]}"
 
