@@ -95,16 +95,30 @@ class Denoiser:
     max_gain : float or None
         Bound on the per-bin magnitude gain over the noisy STFT (see
         :meth:`FeatureExtractor.to_audio`).
+    engine : {"keras", "onnx"}
+        Runs ``model.keras`` with Keras, or ``model.onnx`` (``speech-dae export``)
+        with onnxruntime, without importing TensorFlow or Keras.
 
     Raises
     ------
     ArtifactError
-        If the run folder is missing or incomplete (names stage 03).
+        If the run folder is missing or incomplete (names stage 03), or ``model.onnx``
+        is missing for ``engine="onnx"`` (names ``speech-dae export``).
     """
 
     def __init__(self, run_dir: str | Path, *, patch_hop: int = 1, batch_size: int = 1024,
-                 max_gain: float | None = 1.0):
-        run_dir = require_files(run_dir, ["model.keras", "run.json", "norm.npz"], stage_hint=STAGE03)
+                 max_gain: float | None = 1.0, engine: str = "keras"):
+        """See the class docstring. ``self.model`` is the Keras model, or for ``engine="onnx"`` a
+        :class:`speech_dae.export.OnnxEngine` called the same way (``model(x, training=False)``);
+        ``self.load_seconds`` is the engine's start-up time (imports and model load)."""
+        t_start = time.perf_counter()
+        if engine not in ("keras", "onnx"):
+            from .errors import ConfigError
+
+            raise ConfigError(f"unknown engine {engine!r}; choose keras or onnx")
+        self.engine = engine
+        needed = ["model.keras"] if engine == "keras" else []
+        run_dir = require_files(run_dir, needed + ["run.json", "norm.npz"], stage_hint=STAGE03)
         self.run_dir = Path(run_dir)
         self.info = read_json(self.run_dir / "run.json", stage_hint=STAGE03)
         self.norm = Normaliser.load(self.run_dir / "norm.npz")
@@ -121,15 +135,24 @@ class Denoiser:
             self.window = None
         self.batch_size = int(batch_size)
         self.max_gain = max_gain
-        import keras
+        if engine == "onnx":
+            if not (self.run_dir / "model.onnx").is_file():
+                raise ArtifactError(f"{self.run_dir}/model.onnx is missing; run `speech-dae export --model "
+                                    f"{self.run_dir} --format onnx` first (or use --engine keras)")
+            from .export import OnnxEngine  # onnxruntime only: no TensorFlow, no Keras
 
-        from . import models  # noqa: F401  (registers the custom activation mrelu for load_model)
+            self.model = OnnxEngine(self.run_dir / "model.onnx", input_shape=(self.context, self.fx.n_bins))
+        else:
+            import keras
 
-        try:
-            self.model = keras.saving.load_model(self.run_dir / "model.keras")
-        except (ValueError, OSError) as exc:
-            raise ArtifactError(f"{self.run_dir}/model.keras cannot be loaded ({exc}); re-run {STAGE03} --force") \
-                from None
+            from . import models  # noqa: F401  (registers the custom activation mrelu for load_model)
+
+            try:
+                self.model = keras.saving.load_model(self.run_dir / "model.keras")
+            except (ValueError, OSError) as exc:
+                raise ArtifactError(f"{self.run_dir}/model.keras cannot be loaded ({exc}); re-run {STAGE03} "
+                                    "--force") from None
+        self.load_seconds = time.perf_counter() - t_start
 
     @property
     def name(self) -> str:
@@ -181,6 +204,42 @@ class Denoiser:
         feats = self.fx(noisy)
         return self.fx.to_audio(self.denoise_features(feats), noisy, noisy_features=feats, max_gain=self.max_gain)
 
+    # ------------------------------------------------------------ streaming (logic: speech_dae.streaming)
+    @property
+    def streamer(self):
+        """The :class:`speech_dae.streaming.Streamer` behind :meth:`process_block` (created on first use)."""
+        if getattr(self, "_streamer", None) is None:
+            from .streaming import Streamer
+
+            self._streamer = Streamer(self)
+        return self._streamer
+
+    @property
+    def latency_samples(self) -> int:
+        """Streaming latency: output sample ``t`` is returned once input sample ``t + latency_samples`` is fed."""
+        return self.streamer.latency_samples
+
+    @property
+    def latency_seconds(self) -> float:
+        """:attr:`latency_samples` in seconds."""
+        return self.latency_samples / self.sample_rate
+
+    def process_block(self, block: np.ndarray) -> np.ndarray:
+        """Feed the next mono float32 block (any length) of a stream; returns the output samples now final.
+
+        All outputs plus :meth:`flush` equal ``self(whole_signal)`` to float rounding.
+        Raises AudioError for a block that is not 1-D float samples or holds NaN/Inf.
+        """
+        return self.streamer.process(block)
+
+    def flush(self) -> np.ndarray:
+        """End the stream: return the remaining output samples and reset (see :meth:`Streamer.flush`)."""
+        return self.streamer.flush()
+
+    def reset_stream(self) -> None:
+        """Drop the current stream's state; the next :meth:`process_block` starts a new stream."""
+        self.streamer.reset()
+
 
 @dataclass
 class ReconstructSummary:
@@ -190,6 +249,7 @@ class ReconstructSummary:
     images_dir: Path | None = None
     seconds: float = 0.0
     audio_s: float = 0.0
+    report: Path | None = None
 
     def lines(self) -> list[str]:
         out = []
@@ -211,6 +271,8 @@ class ReconstructSummary:
         rt = self.audio_s / self.seconds if self.seconds else 0.0
         out.append(f"wrote {len(self.rows)} denoised files to {self.out_dir}/ and images to {self.images_dir}/ "
                    f"({rt:.0f}x real time)")
+        if self.report is not None:
+            out.append(f"listening report: {self.report} (open it in a browser)")
         return out
 
 
@@ -230,8 +292,9 @@ def _default_inputs(den: Denoiser) -> list[Item]:
 
 def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None = None,
                 clean: str | Path | None = None, out_root: str | Path = "outputs",
-                images_root: str | Path = "images", progress: bool = True) -> ReconstructSummary:
-    """Run stage 04: denoise files with a trained run, write WAVs, images and metrics.
+                images_root: str | Path = "images", progress: bool = True,
+                report_examples: int | None = None) -> ReconstructSummary:
+    """Run stage 04: denoise files with a trained run, write WAVs, images, metrics and ``report.html``.
 
     Parameters
     ----------
@@ -244,12 +307,16 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
         manifest of the features the model was trained from (scored against their references).
     clean : str or Path, optional
         Clean references for ``inputs``, matched by relative path.
+    report_examples : int, optional
+        Files shown with noisy / denoised / clean players and spectrograms in ``report.html``
+        (default: one per input SNR, see :func:`speech_dae.report.pick_examples`; 0: none).
 
     Returns
     -------
     ReconstructSummary
-        Also written: ``outputs/<run>/<id>_denoised.wav``, ``images/<run>/<id>.png`` and,
-        when references are known, ``outputs/<run>/metrics.csv``.
+        Also written: ``outputs/<run>/<id>_denoised.wav``, ``images/<run>/<id>.png``,
+        ``outputs/<run>/report.html`` (with its ``report_files/``) and, when references are known,
+        ``outputs/<run>/metrics.csv``.
 
     Raises
     ------
@@ -257,7 +324,11 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
         If the run folder is missing or incomplete (names stage 03).
     AudioError
         If ``inputs`` does not exist or holds no audio.
+    ConfigError
+        If ``report_examples`` is negative.
     """
+    from . import report
+
     r = cfg.reconstruct
     den = Denoiser(model_dir, patch_hop=r.patch_hop, batch_size=r.batch_size, max_gain=r.max_gain)
     items = _default_inputs(den) if inputs is None else folder_items(inputs, clean)
@@ -266,6 +337,9 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
     summary = ReconstructSummary(den.name, out_dir=out_dir, images_dir=img_dir)
     t_model = 0.0
     skipped = []
+    examples = {it.uid: k for k, it in enumerate(report.pick_examples(items, report_examples))}
+    shown = []
+    report.clear_assets(out_dir)
     for uid, path, ref_path, snr_db in tqdm(items, desc="04 reconstruct", unit="file", disable=not progress):
         try:
             noisy, _ = load_audio(path, sample_rate=sr)
@@ -278,7 +352,7 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
         y_hat = den(noisy)
         t_model += time.perf_counter() - t0
         summary.audio_s += noisy.size / sr
-        write_audio(out_dir / f"{uid}_denoised.wav", y_hat, sr)
+        out_wav = write_audio(out_dir / f"{uid}_denoised.wav", y_hat, sr)
         row = {"id": uid, "snr_db": snr_db, "noisy_file": str(path)}
         panels = [("noisy", noisy), ("denoised", y_hat)]
         if ref_path is not None:
@@ -297,6 +371,17 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
         plot_spectrograms(panels, img_dir / f"{uid}.png", sample_rate=sr, n_fft=c.n_fft, hop_length=c.hop_length,
                           max_s=r.image_max_s, suptitle=uid)
         summary.rows.append(row)
+        if uid in examples:
+            signals = [("noisy", "noisy input", noisy, None),
+                       ("denoised", f"denoised ({den.info['model']}, {den.info['feature']})", y_hat, out_wav)]
+            signals += [("clean", "clean reference", ref, None)] if ref_path is not None else []
+            cards = report.save_example(out_dir, examples[uid], signals, sample_rate=sr, n_fft=c.n_fft,
+                                        hop_length=c.hop_length, image_max_s=r.image_max_s)
+            if ref_path is not None:
+                for cd, side in zip(cards, ("in", "out")):
+                    cd["scores"] = (f"SNR {report.fmt_number(row[f'snr_{side}'], 1)} dB · "
+                                    f"SI-SDR {report.fmt_number(row[f'si_sdr_{side}'], 1)} dB")
+            shown.append({"id": uid, "snr_db": snr_db, "cards": cards, "k": examples[uid]})
     if not summary.rows:
         raise AudioError(f"no input could be denoised ({len(skipped)} skipped; first: {skipped[0] if skipped else '-'})")
     if any("si_sdr_out" in row for row in summary.rows):
@@ -304,4 +389,9 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
         write_csv(out_dir / "metrics.csv", [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
                                             for row in summary.rows if "si_sdr_out" in row], fields)
     summary.seconds = t_model
+    rt = f", {summary.audio_s / t_model:.0f}× real time" if t_model else ""
+    summary.report = report.reconstruct_report(
+        out_dir, summary.rows, sorted(shown, key=lambda e: e["k"]), title=f"Reconstruction: {den.name}",
+        meta=[f"{den.info['model']} on {den.info['feature']} features ({den.target}) from {den.run_dir}; "
+              f"{len(summary.rows)} file(s) denoised{rt}" + (f", {len(skipped)} skipped" if skipped else "") + "."])
     return summary
