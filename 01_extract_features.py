@@ -37,7 +37,8 @@ def main(args):
                                noise_only=args.noise_only, force=args.force, progress=not args.no_progress,
                                jobs=args.jobs)
     yield from summary.lines()
-    yield f"next: python 02_build_dataset.py --features {out} --out datasets/{out.rstrip('/').split('/')[-1]}"
+    config = f" --config {args.config}" if args.config else ""
+    yield f"next: python 02_build_dataset.py{config} --features {out} --out datasets/{out.rstrip('/').split('/')[-1]}"
 
 
 if __name__ == "__main__":

@@ -22,7 +22,11 @@ def main(args):
     out = args.out or f"datasets/{Path(args.features).name}"
     summary = build_dataset(cfg, features=args.features, out=out, force=args.force, progress=not args.no_progress)
     yield from summary.lines()
-    yield f"next: python 03_train_autoencoder.py --dataset {out} --model {cfg.model.name} --run {Path(out).name}_{cfg.model.name}"
+    model = cfg.model.name
+    if not summary.info.get("clean_targets", True) and model not in ("partitioned", "curro"):
+        model = "partitioned"  # no clean targets: only the semi-supervised models (partitioned, curro) train on it
+    config = f" --config {args.config}" if args.config else ""
+    yield f"next: python 03_train_autoencoder.py{config} --dataset {out} --model {model} --run {Path(out).name}_{model}"
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,16 +21,33 @@ import soxr
 from .artifacts import atomic_path
 from .errors import AudioError
 
-__all__ = ["AudioInfo", "AUDIO_EXTENSIONS", "list_audio", "load_audio", "resample", "validate_audio", "write_audio"]
+__all__ = ["AudioInfo", "AUDIO_EXTENSIONS", "MAX_PEAK", "check_header", "check_samples", "list_audio", "load_audio",
+           "resample", "validate_audio", "write_audio"]
 
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif")
 
 
+#: Float samples beyond this magnitude (+60 dB over full scale) are refused: such a file was written unscaled
+#: (integer values stored as floats) or is corrupt, and its squares overflow float32 features.
+MAX_PEAK = 1000.0
+
+#: Sample rates (Hz) accepted from a file's header; others are a corrupt header, not audio to resample.
+MIN_RATE, MAX_RATE = 1000, 768000
+
+#: Bytes per sample of the uncompressed subtypes, to tell a truncated WAV/AIFF from a complete one.
+_PCM_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
+              "ULAW": 1, "ALAW": 1}
+
+
 @dataclass(frozen=True)
 class AudioInfo:
-    """What :func:`load_audio` found in a file before converting it."""
+    """What :func:`load_audio` found in a file before converting it.
+
+    ``channel`` is the channel that was taken from a multi-channel file, or None
+    when the file is mono or its channels were averaged (``folded_to_mono``).
+    """
 
     path: str
     orig_sample_rate: int
@@ -37,6 +55,7 @@ class AudioInfo:
     subtype: str
     resampled: bool
     folded_to_mono: bool
+    channel: int | None = None
 
 
 def list_audio(folder: str | Path) -> list[Path]:
@@ -71,11 +90,13 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return soxr.resample(y, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
 
 
-def load_audio(path: str | Path, *, sample_rate: int) -> tuple[np.ndarray, AudioInfo]:
+def load_audio(path: str | Path, *, sample_rate: int, channel: int | None = None) -> tuple[np.ndarray, AudioInfo]:
     """Read an audio file as float32 mono at ``sample_rate``.
 
-    Multi-channel files are folded to mono by averaging the channels; other
-    sample rates are resampled with soxr. The file is only read, never modified.
+    Multi-channel files are folded to mono by averaging the channels, or, with
+    ``channel``, reduced to that one channel (noise recordings: averaging the
+    microphones of an array changes the noise's spectrum). Other sample rates are
+    resampled with soxr. The file is only read, never modified.
 
     Parameters
     ----------
@@ -83,6 +104,8 @@ def load_audio(path: str | Path, *, sample_rate: int) -> tuple[np.ndarray, Audio
         Any format libsndfile reads (WAV, FLAC, OGG, AIFF; 8/16/24/32-bit or float).
     sample_rate : int
         Target rate in Hz.
+    channel : int, optional
+        0-based channel taken from a multi-channel file (a mono file is used as it is).
 
     Returns
     -------
@@ -92,31 +115,106 @@ def load_audio(path: str | Path, *, sample_rate: int) -> tuple[np.ndarray, Audio
     Raises
     ------
     AudioError
-        If the file cannot be read or decoded, has no samples, or holds NaN/Inf.
+        If the file is 0 bytes, cannot be read or decoded, has a sample rate outside
+        :data:`MIN_RATE`..:data:`MAX_RATE`, is truncated (a WAV/AIFF holding fewer
+        samples than its header announces), has no samples, holds
+        NaN/Inf or samples beyond ±:data:`MAX_PEAK`, or has no channel ``channel``.
     """
     path = Path(path)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        subtype = sf.info(str(path)).subtype
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
-        raise AudioError(f"{path}: cannot read audio ({str(exc).strip() or exc.__class__.__name__}); "
-                         "check the file is a valid WAV/FLAC/OGG") from None
+        if path.is_file() and path.stat().st_size == 0:
+            raise AudioError(f"{path}: file is empty (0 bytes); remove it or copy it again")
+        with sf.SoundFile(str(path)) as f:
+            check_header(f, path)
+            sr, channels, subtype = int(f.samplerate), int(f.channels), f.subtype
+            data = f.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except MemoryError:
+        raise AudioError(f"{path}: too large to load into memory") from None
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError, EOFError) as exc:
+        raise AudioError(f"{path}: cannot read audio ({str(exc).strip() or exc.__class__.__name__}): not a valid "
+                         "WAV/FLAC/OGG, or corrupt or truncated; copy or export it again") from None
     if data.shape[0] == 0:
-        raise AudioError(f"{path}: file has no samples (empty); remove it or re-export it")
-    n_bad = int(np.count_nonzero(~np.isfinite(data)))
-    if n_bad:
-        raise AudioError(f"{path}: {n_bad} samples are NaN or Inf; re-export the file")
-    channels = data.shape[1]
-    y = data.mean(axis=1) if channels > 1 else data[:, 0]
+        raise AudioError(f"{path}: file has no samples (empty, or cut off before its first samples); remove it or "
+                         "export it again")
+    check_samples(data, path)
+    if channel is not None and channels > 1:
+        if channel >= channels:
+            raise AudioError(f"{path}: has {channels} channels, so audio.noise_channel={channel} is not one of them; "
+                             f"set audio.noise_channel to 0..{channels - 1}")
+        y, taken = data[:, channel], channel
+    else:
+        y, taken = (data.mean(axis=1) if channels > 1 else data[:, 0]), None
     if channels > 1:
-        log.debug("%s: folded %d channels to mono", path, channels)
-    y = resample(y, sr, sample_rate)
-    info = AudioInfo(str(path), int(sr), int(channels), subtype, sr != sample_rate, channels > 1)
+        log.debug("%s: %s", path, f"took channel {taken} of {channels}" if taken is not None else
+                  f"folded {channels} channels to mono")
+    y = resample(np.ascontiguousarray(y), sr, sample_rate)
+    if y.size == 0:
+        raise AudioError(f"{path}: too short: its {data.shape[0]} sample(s) at {sr} Hz make no sample at "
+                         f"{sample_rate} Hz")
+    info = AudioInfo(str(path), sr, channels, subtype, sr != sample_rate, channels > 1 and taken is None, taken)
     return y, info
 
 
+def check_header(f: sf.SoundFile, path: str | Path) -> None:
+    """Refuse an open file whose header is unusable: a sample rate outside :data:`MIN_RATE`..:data:`MAX_RATE`,
+    or an uncompressed WAV/AIFF holding fewer samples than its header announces (truncated).
+
+    Raises
+    ------
+    AudioError
+        Naming ``path`` and the problem.
+    """
+    if not MIN_RATE <= f.samplerate <= MAX_RATE:
+        raise AudioError(f"{path}: sample rate {f.samplerate} Hz is not an audio rate ({MIN_RATE}..{MAX_RATE} Hz): "
+                         "a corrupt header or a wrong export; export it again")
+    missing = _missing_frames(f)
+    if missing:
+        raise AudioError(f"{path}: truncated: its header announces {f.frames + missing} samples per channel, "
+                         f"the file holds {f.frames} (an incomplete copy?); copy or export it again")
+
+
+def check_samples(x: np.ndarray, path: str | Path, *, start_s: float | None = None) -> None:
+    """Refuse samples that are NaN/Inf or beyond ±:data:`MAX_PEAK` (``start_s``: where a block starts, if one).
+
+    Raises
+    ------
+    AudioError
+        Naming ``path`` and the problem.
+    """
+    where = "" if start_s is None else f" (block starting at {start_s:.1f} s)"
+    n_bad = int(np.count_nonzero(~np.isfinite(x)))
+    if n_bad:
+        raise AudioError(f"{path}: {n_bad} samples are NaN or Inf{where}; re-export the file")
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak > MAX_PEAK:
+        raise AudioError(f"{path}: samples reach {peak:.3g}{where}, far beyond full scale (±1): written unscaled or "
+                         "corrupt; re-export the file normalised")
+
+
+def _missing_frames(f: sf.SoundFile) -> int:
+    """Frames a truncated uncompressed WAV/AIFF lacks, from libsndfile's header log (0 when complete).
+
+    libsndfile clamps a data chunk that runs past the end of the file (``f.frames``
+    is what is there) and logs ``data : <announced> (should be <present>)``; a size
+    of 0 or 0xFFFFFFFF is the "unknown length" of a streamed WAV, not a truncation.
+    """
+    width = _PCM_BYTES.get(f.subtype)
+    if width is None or f.format not in ("WAV", "WAVEX", "AIFF", "RF64", "W64"):
+        return 0
+    m = re.search(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", f.extra_info, re.MULTILINE)
+    if m is None:
+        return 0
+    announced, present = int(m.group(1)), int(m.group(2))
+    if announced in (0, 0xFFFFFFFF) or announced >= 0xFFFFFF00 or announced <= present:
+        return 0
+    return max(0, announced // (width * f.channels) - f.frames)
+
+
 def validate_audio(y: np.ndarray, *, sample_rate: int, min_duration_s: float = 0.0,
-                   silence_rms_db: float | None = None, name: str = "signal") -> np.ndarray:
+                   silence_rms_db: float | None = None, name: str = "signal",
+                   min_duration_key: str | None = None) -> np.ndarray:
     """Check that ``y`` is usable speech/noise audio and return it as float32.
 
     Parameters
@@ -130,6 +228,8 @@ def validate_audio(y: np.ndarray, *, sample_rate: int, min_duration_s: float = 0
         Signals whose RMS level (dBFS) is below this are rejected as silent.
     name : str
         Used in messages (usually the file path).
+    min_duration_key : str, optional
+        What sets ``min_duration_s``, named in the message (e.g. ``"audio.min_duration_s"``).
 
     Raises
     ------
@@ -145,7 +245,8 @@ def validate_audio(y: np.ndarray, *, sample_rate: int, min_duration_s: float = 0
         raise AudioError(f"{name}: {int(np.count_nonzero(~np.isfinite(y)))} samples are NaN or Inf")
     duration = y.size / sample_rate
     if duration < min_duration_s:
-        raise AudioError(f"{name}: too short ({duration:.3f} s < audio.min_duration_s={min_duration_s} s)")
+        limit = f"{min_duration_key}={min_duration_s:g} s" if min_duration_key else f"{min_duration_s:g} s"
+        raise AudioError(f"{name}: too short ({duration:.3f} s < {limit})")
     if silence_rms_db is not None:
         rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
         level = 20 * np.log10(rms) if rms > 0 else -np.inf
@@ -171,16 +272,44 @@ def write_audio(path: str | Path, y: np.ndarray, sample_rate: int, *, subtype: s
     Returns
     -------
     Path
-        ``path``.
+        ``path``. Float WAVs carry no write time (their PEAK chunk's timestamp is 0),
+        so writing the same samples twice gives the same bytes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     y = np.asarray(y, dtype=np.float32)
     if subtype.startswith("PCM"):
         y = np.clip(y, -1.0, 1.0)
+    fmt = _format_for(path)
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), y, sample_rate, subtype=subtype, format=_format_for(path))
+        sf.write(str(tmp), y, sample_rate, subtype=subtype, format=fmt)
+        if fmt == "WAV" and subtype in ("FLOAT", "DOUBLE"):
+            _clear_peak_timestamp(tmp)
     return path
+
+
+def _clear_peak_timestamp(path: Path) -> None:
+    """Zero the write time libsndfile stamps into a float WAV's PEAK chunk, so equal samples give equal files.
+
+    The chunk is ``PEAK``, size, version, *timestamp* (uint32, informational), then the
+    per-channel peaks; only the timestamp is changed. Files without the chunk are left alone.
+    """
+    with open(path, "r+b") as fh:
+        head = fh.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        pos = 12
+        while True:
+            fh.seek(pos)
+            chunk = fh.read(8)
+            if len(chunk) < 8 or chunk[:4] == b"data":
+                return
+            if chunk[:4] == b"PEAK":
+                fh.seek(pos + 12)
+                fh.write(bytes(4))
+                return
+            size = int.from_bytes(chunk[4:], "little")
+            pos += 8 + size + (size & 1)
 
 
 def _format_for(path: Path) -> str:

@@ -38,6 +38,9 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "default
 FEATURE_TYPES = ("fbank", "logmag", "logmel", "power", "magnitude", "waveform")
 #: Training targets: predict the clean features, or a bounded gain applied to the noisy features.
 TARGETS = ("mapping", "mask")
+#: ``training.distribute``: one device, ``tf.distribute.MirroredStrategy`` (local devices),
+#: ``MultiWorkerMirroredStrategy`` (cluster from TF_CONFIG).
+DISTRIBUTE = ("none", "mirrored", "multiworker")
 
 
 def _check(cond: bool, message: str) -> None:
@@ -58,12 +61,17 @@ class AudioConfig:
     sample_rate: int
     min_duration_s: float
     silence_rms_db: float
+    noise_channel: int | None = 0
 
     def __post_init__(self):
         _ints("audio", self, "sample_rate")
         _check(8000 <= self.sample_rate <= 48000,
                f"audio.sample_rate={self.sample_rate} Hz is outside 8000..48000; set a usual speech rate such as 16000")
         _check(self.min_duration_s > 0, f"audio.min_duration_s={self.min_duration_s} must be > 0 seconds")
+        _check(self.noise_channel is None or (isinstance(self.noise_channel, int)
+                                              and not isinstance(self.noise_channel, bool) and self.noise_channel >= 0),
+               f"audio.noise_channel={self.noise_channel!r} must be a 0-based channel number (0 = the first) or null "
+               "(average the channels)")
 
 
 @dataclass(frozen=True)
@@ -160,8 +168,15 @@ class TrainingConfig:
     val_max_patches: int | None = None
     max_minutes: float | None = None
     noise_only_fraction: float = 0.25
+    distribute: str = "none"
+    cpu_devices: int | None = None
 
     def __post_init__(self):
+        _check(self.distribute in DISTRIBUTE, f"training.distribute={self.distribute!r} is unknown; choose "
+               f"{', '.join(DISTRIBUTE)}")
+        n = self.cpu_devices
+        _check(n is None or (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 64),
+               f"training.cpu_devices={n!r} must be a whole number in 1..64 (or null: TensorFlow's default)")
         _check(0 < self.noise_only_fraction < 1, f"training.noise_only_fraction={self.noise_only_fraction!r} "
                "must be a share in (0, 1), e.g. 0.25")
         for name in ("steps_per_epoch", "val_max_patches"):

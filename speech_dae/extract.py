@@ -7,7 +7,8 @@ Output contract (see the README):
   n_samples, n_frames, kind); ``kind`` is ``mixture`` (clean + noise mixed here), ``paired`` (given noisy
   file with its clean pair), ``noisy`` (a noisy recording without a clean reference: its "clean" features are
   its own, for the semi-supervised models only) or ``noise_only`` (a noise-only recording, soft label 1)
-- ``skipped.csv``: every input file that could not be used, with the reason
+- ``skipped.csv``: every input file that could not be used, with the reason, and the channel files of
+  one-file-per-channel noise recordings that were left out (reason ``not used: ...``)
 - ``noisy/<id>.npy``, ``clean/<id>.npy``: float32 features, shape (n_frames, n_bins)
 - ``mixtures/<id>.wav``: the noisy audio that was featurised (float WAV)
 - ``references/<id>.wav``: its clean component (same gain as the mixture), for scoring; absent for the
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -37,7 +39,8 @@ from .errors import AudioError, ConfigError
 from .features import FeatureExtractor
 from .mixing import mix_at_snr, seeded_rng, snr_db_of, split_items
 
-__all__ = ["ExtractSummary", "extract_features", "MANIFEST_FIELDS", "SPLITS"]
+__all__ = ["ExtractSummary", "extract_features", "noise_files", "conversions", "conversions_line",
+           "clear_temporaries", "MANIFEST_FIELDS", "SPLITS"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class ExtractSummary:
     seconds: float = 0.0
     up_to_date: bool = False
     audio_s: float = 0.0
+    notes: list = field(default_factory=list)  # e.g. the one line of input conversions
 
     def lines(self) -> list[str]:
         if self.up_to_date:
@@ -65,7 +69,7 @@ class ExtractSummary:
         rt = self.audio_s / self.seconds if self.seconds else 0.0
         return [f"wrote {sum(self.counts.values())} utterances to {self.out} ({parts}); "
                 f"skipped {self.skipped} input file(s){' (see skipped.csv)' if self.skipped else ''}; "
-                f"{self.audio_s / 60:.1f} min of audio in {self.seconds:.1f} s ({rt:.0f}x real time)"]
+                f"{self.audio_s / 60:.1f} min of audio in {self.seconds:.1f} s ({rt:.0f}x real time)", *self.notes]
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class _Job:
     snr_db: float | None
     noisy: Path | None = None  # the given recording for the paired, noisy and noise_only kinds
     kind: str = "mixture"
+    noise_root: Path | None = None  # the noise folder (the noise's part of a mixture id is relative to it)
 
 
 def _stem_id(path: Path, root: Path) -> str:
@@ -92,43 +97,125 @@ def _speaker(path: Path, root: Path) -> str:
     return rel.parts[0] if len(rel.parts) > 1 else "unknown"
 
 
-def _plan_mixed(cfg: Config, sources: dict[str, tuple[list[Path], list[Path], Path]], usable) -> list[_Job]:
+#: ``ch01``, ``CH1``, ``DKITCHEN_ch01``, ``mic-ch16`` (not ``beach1``: "ch" starts the name or follows _ - . or a space)
+_CHANNEL_FILE = re.compile(r"^(?:(.*)[_\-. ])?ch(\d{1,3})$", re.IGNORECASE)
+
+
+def noise_files(folder: Path, channel: int | None, left_out: list[dict]) -> list[Path]:
+    """The noise recordings under ``folder``, one file per recording.
+
+    A folder holding two or more files named like ``ch01.wav, ch02.wav, ...``
+    (optionally with a common prefix, e.g. ``DKITCHEN_ch01.wav``) is one
+    recording stored one file per channel, as DEMAND distributes its 16-microphone
+    recordings. With ``channel`` set (``audio.noise_channel``, 0-based) only the
+    file of channel ``channel + 1`` (the names are 1-based) is used; the other
+    channel files are added to ``left_out`` (rows of ``skipped.csv``), and so are
+    all of a recording that has no such file. With ``channel=None`` every file is
+    its own recording.
+
+    Raises
+    ------
+    AudioError
+        If ``folder`` does not exist.
+    """
+    files = list_audio(folder)
+    if channel is None:
+        return files
+    groups: dict[tuple, list[tuple[int, Path]]] = {}
+    for p in files:
+        m = _CHANNEL_FILE.match(p.stem)
+        if m:
+            groups.setdefault((p.parent, (m.group(1) or "").lower()), []).append((int(m.group(2)), p))
+    drop: set[Path] = set()
+    for (parent, _), members in groups.items():
+        if len(members) < 2:
+            continue
+        keep = [p for number, p in members if number == channel + 1]
+        for number, p in members:
+            if p not in keep[:1]:
+                drop.add(p)
+                why = (f"not used: another channel of a one-file-per-channel recording; only ch{channel + 1:02d} is "
+                       f"used (audio.noise_channel={channel})") if keep else \
+                      (f"not used: one-file-per-channel recording without a ch{channel + 1:02d} file "
+                       f"(audio.noise_channel={channel}); set audio.noise_channel, or null to use every channel file")
+                left_out.append({"file": str(p), "reason": why})
+    return [p for p in files if p not in drop]
+
+
+def _usable_noises(folder: Path, files: list[Path], usable, skipped: list, what: str) -> list[Path]:
+    """``files`` that load and are not silent; raises AudioError naming the first reason when none is."""
+    good = [n for n in files if usable(n)]
+    if not good:
+        reasons = [r["reason"] for r in skipped if r["file"] in {str(f) for f in files}]
+        detail = (f"{len(files)} audio file(s), none usable; first: {reasons[0]}" if files else
+                  "it holds no WAV/FLAC/OGG file")
+        raise AudioError(f"no usable noise recording for {what} in {folder} ({detail}); add noise recordings")
+    return good
+
+
+def _plan_mixed(cfg: Config, sources: dict[str, tuple[list[Path], list[Path], Path, Path]]) -> list[_Job]:
     jobs = []
-    for split, (cleans, noises, root) in sources.items():
-        noises = [n for n in noises if usable(n)]
-        if not noises:
-            raise AudioError(f"no usable noise recording for the {split} split (see the reasons above or in "
-                             "skipped.csv); add WAV/FLAC/OGG noise files")
+    for split, (cleans, noises, root, noise_root) in sources.items():
         for c in cleans:
             for snr in cfg.mixing.snr_db:
                 noise = noises[int(seeded_rng(cfg.seed, "noise", str(c.relative_to(root)), snr).integers(len(noises)))]
-                jobs.append(_Job(split, c, root, noise, snr))
+                jobs.append(_Job(split, c, root, noise, snr, noise_root=noise_root))
     return jobs
 
 
-def _unreferenced_jobs(cfg: Config, folder: Path, kind: str) -> list[_Job]:
+def _unreferenced_jobs(cfg: Config, folder: Path, kind: str, left_out: list[dict]) -> list[_Job]:
     """Train / val jobs for every recording under ``folder`` (no clean reference, no test split)."""
-    groups = split_items(list_audio(folder), [cfg.mixing.val_fraction], seed=cfg.seed, key=kind)
+    files = noise_files(folder, cfg.audio.noise_channel, left_out) if kind == "noise_only" else list_audio(folder)
+    groups = split_items(files, [cfg.mixing.val_fraction], seed=cfg.seed, key=kind)
     return [_Job(split, None, folder, None, None, noisy=p, kind=kind) for split, g in zip(("train", "val"), groups)
             for p in g]
 
 
 def _discover(cfg: Config, data, clean, noise, noisy, skipped: list, usable,
-              noise_only=None) -> tuple[list[_Job], dict]:
-    """Turn the input options into a list of jobs; returns (jobs, description of inputs)."""
-    jobs, inputs = _discover_speech(cfg, data, clean, noise, noisy, skipped, usable, noise_only)
+              noise_only=None, left_out: list | None = None) -> tuple[list[_Job], dict]:
+    """Turn the input options into a list of jobs; returns (jobs, description of inputs).
+
+    Unusable files found on the way are added to ``skipped``, channel files not used to ``left_out``.
+    """
+    left_out = [] if left_out is None else left_out
+    jobs, inputs = _discover_speech(cfg, data, clean, noise, noisy, skipped, usable, noise_only, left_out)
     if noise_only is not None:
         noise_only = Path(noise_only)
         if not noise_only.is_dir():
             raise ConfigError(f"--noise-only {noise_only} is not a folder of noise-only recordings")
-        jobs += _unreferenced_jobs(cfg, noise_only, "noise_only")
+        jobs += _unreferenced_jobs(cfg, noise_only, "noise_only", left_out)
         inputs = {**inputs, "noise_only": str(noise_only)}
     return jobs, inputs
 
 
+def _pairs(noisy: Path, clean: Path, skipped: list) -> list[tuple[Path, Path]]:
+    """(noisy, clean) files matched by relative path without extension; the others go to ``skipped``."""
+    clean_by_rel: dict[Path, Path] = {}
+    for p in list_audio(clean):
+        rel = p.relative_to(clean).with_suffix("")
+        if rel in clean_by_rel:
+            skipped.append({"file": str(p), "reason": f"duplicate id {'-'.join(rel.parts)}: {clean_by_rel[rel].name} "
+                                                      "has the same relative path without extension and is used"})
+        else:
+            clean_by_rel[rel] = p
+    pairs, paired = [], set()
+    for p in list_audio(noisy):
+        rel = p.relative_to(noisy).with_suffix("")
+        ref = clean_by_rel.get(rel)
+        if ref is None:
+            skipped.append({"file": str(p),
+                            "reason": f"unpaired: no clean file with relative path {rel} under {clean}"})
+        else:
+            pairs.append((p, ref))
+            paired.add(rel)
+    skipped.extend({"file": str(c), "reason": f"unpaired: no noisy file with relative path {rel} under {noisy}"}
+                   for rel, c in clean_by_rel.items() if rel not in paired)
+    return pairs
+
+
 def _discover_speech(cfg: Config, data, clean, noise, noisy, skipped: list, usable,
-                     noise_only) -> tuple[list[_Job], dict]:
-    m = cfg.mixing
+                     noise_only, left_out: list) -> tuple[list[_Job], dict]:
+    m, channel = cfg.mixing, cfg.audio.noise_channel
     if noisy is not None and clean is None and noise is None:
         if noise_only is None:
             raise ConfigError("--noisy needs --clean (the clean references paired by relative path), or "
@@ -136,7 +223,8 @@ def _discover_speech(cfg: Config, data, clean, noise, noisy, skipped: list, usab
                               "without clean speech")
         if not Path(noisy).is_dir():
             raise ConfigError(f"--noisy {noisy} is not a folder")
-        return _unreferenced_jobs(cfg, Path(noisy), "noisy"), {"mode": "noisy+noise_only", "noisy": str(noisy)}
+        return (_unreferenced_jobs(cfg, Path(noisy), "noisy", left_out),
+                {"mode": "noisy+noise_only", "noisy": str(noisy)})
     if data is not None:
         if clean or noise or noisy:
             raise ConfigError("--data cannot be combined with --clean/--noise/--noisy; give one input layout")
@@ -145,13 +233,18 @@ def _discover_speech(cfg: Config, data, clean, noise, noisy, skipped: list, usab
             if not (data / sub).is_dir():
                 raise ConfigError(f"--data {data}: missing folder {sub}/; a corpus needs "
                                   "train/clean, train/noise, test/clean, test/noise (see data_sample/)")
+        tr_n, te_n = data / "train/noise", data / "test/noise"
+        train_noises = _usable_noises(tr_n, noise_files(tr_n, channel, left_out), usable, skipped, "training")
+        test_noises = _usable_noises(te_n, noise_files(te_n, channel, left_out), usable, skipped, "the test split")
         tr_clean, va_clean = split_items(list_audio(data / "train/clean"), [m.val_fraction], seed=cfg.seed, key="clean")
-        tr_noise, va_noise = split_items(list_audio(data / "train/noise"), [m.val_fraction], seed=cfg.seed, key="noise")
-        roots = {"train": data / "train/clean", "val": data / "train/clean", "test": data / "test/clean"}
+        tr_noise, va_noise = split_items(train_noises, [m.val_fraction], seed=cfg.seed, key="noise")
+        roots = {"train": (data / "train/clean", tr_n), "val": (data / "train/clean", tr_n),
+                 "test": (data / "test/clean", te_n)}
         sources = {"train": (tr_clean, tr_noise), "val": (va_clean, va_noise or tr_noise),
-                   "test": (list_audio(data / "test/clean"), list_audio(data / "test/noise"))}
-        if not va_noise:
-            log.warning("train/noise has too few recordings to hold some out; validation reuses training noises")
+                   "test": (list_audio(data / "test/clean"), test_noises)}
+        if not va_noise and va_clean:
+            log.warning("train/noise has too few usable recordings to hold some out; validation reuses training "
+                        "noises")
         inputs = {"mode": "data", "data": str(data)}
     elif noisy is not None:
         if clean is None:
@@ -159,34 +252,26 @@ def _discover_speech(cfg: Config, data, clean, noise, noisy, skipped: list, usab
         if noise is not None:
             raise ConfigError("--noisy cannot be combined with --noise; use --noisy DIR --clean DIR")
         noisy, clean = Path(noisy), Path(clean)
-        noisy_files = list_audio(noisy)
-        clean_by_rel = {p.relative_to(clean).with_suffix(""): p for p in list_audio(clean)}
-        pairs = []
-        for p in noisy_files:
-            ref = clean_by_rel.get(p.relative_to(noisy).with_suffix(""))
-            if ref is None:
-                skipped.append({"file": str(p), "reason": f"unpaired: no clean file with relative path "
-                                                          f"{p.relative_to(noisy).with_suffix('')} under {clean}"})
-            else:
-                pairs.append((p, ref))
-        tr, va, te = split_items(pairs, [m.val_fraction, m.test_fraction], seed=cfg.seed, key="pairs")
+        tr, va, te = split_items(_pairs(noisy, clean, skipped), [m.val_fraction, m.test_fraction], seed=cfg.seed,
+                                 key="pairs")
         jobs = [_Job(split, c, clean, None, None, noisy=n, kind="paired")
                 for split, group in zip(SPLITS, (tr, va, te)) for n, c in group]
         return jobs, {"mode": "paired", "noisy": str(noisy), "clean": str(clean)}
     elif clean is not None and noise is not None:
         clean, noise = Path(clean), Path(noise)
+        noises = _usable_noises(noise, noise_files(noise, channel, left_out), usable, skipped, "any split")
         c_groups = split_items(list_audio(clean), [m.val_fraction, m.test_fraction], seed=cfg.seed, key="clean")
-        n_groups = split_items(list_audio(noise), [m.val_fraction, m.test_fraction], seed=cfg.seed, key="noise")
+        n_groups = split_items(noises, [m.val_fraction, m.test_fraction], seed=cfg.seed, key="noise")
         if any(len(g) == 0 for g in n_groups):
-            log.warning("%s has too few recordings to give each split its own; the splits share them", noise)
-            n_groups = [list_audio(noise)] * 3
-        roots = {s: clean for s in SPLITS}
+            log.warning("%s has too few usable recordings to give each split its own; the splits share them", noise)
+            n_groups = [noises] * 3
+        roots = {s: (clean, noise) for s in SPLITS}
         sources = dict(zip(SPLITS, zip(c_groups, n_groups)))
         inputs = {"mode": "clean+noise", "clean": str(clean), "noise": str(noise)}
     else:
         raise ConfigError("no input given: use --data DIR, or --clean DIR --noise DIR, or --noisy DIR --clean DIR")
-    full = {s: (c, n, roots[s]) for s, (c, n) in sources.items() if c}
-    return _plan_mixed(cfg, full, usable), inputs
+    full = {s: (c, n, *roots[s]) for s, (c, n) in sources.items() if c}
+    return _plan_mixed(cfg, full), inputs
 
 
 def _input_fingerprint(cfg: Config, jobs: list[_Job], inputs: dict) -> str:
@@ -202,7 +287,8 @@ def _job_ids(jobs: list[_Job], inputs: dict) -> list[str]:
         if job.kind in UNREFERENCED_KINDS:
             ids.append(("noise_only-" if job.kind == "noise_only" else "") + _stem_id(job.noisy, job.clean_root))
         elif job.noisy is None:
-            ids.append(f"{_stem_id(job.clean, job.clean_root)}__{job.noise.stem}__snr{job.snr_db:+g}")
+            noise = _stem_id(job.noise, job.noise_root) if job.noise_root else job.noise.stem
+            ids.append(f"{_stem_id(job.clean, job.clean_root)}__{noise}__snr{job.snr_db:+g}")
         else:
             ids.append(_stem_id(job.noisy, Path(inputs["noisy"])))
     return ids
@@ -218,18 +304,62 @@ def _n_workers(jobs) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _load(cfg: Config, path: Path, role: str, resampled: set) -> np.ndarray:
-    """Read one input file at the configured rate and check it (``role``: clean, noise or noisy).
+def _load(cfg: Config, path: Path, role: str, converted: dict) -> np.ndarray:
+    """Read one input file at the configured rate and check it (``role``: clean, noise, noise_only or noisy).
 
-    The original rate of a resampled file is added to ``resampled``. Raises AudioError.
+    Noise recordings (``noise``, ``noise_only``) of several channels give channel
+    ``audio.noise_channel``, the others the mean of their channels. What was
+    converted is recorded in ``converted[str(path)]`` as ``(original rate, channels,
+    channel taken or None)``. Raises AudioError.
     """
     sr = cfg.audio.sample_rate
-    y, info = load_audio(path, sample_rate=sr)
-    if info.resampled:
-        resampled.add(f"{info.orig_sample_rate}")
+    channel = cfg.audio.noise_channel if role in ("noise", "noise_only") else None
+    y, info = load_audio(path, sample_rate=sr, channel=channel)
+    converted[str(path)] = (info.orig_sample_rate, info.orig_channels, info.channel)
+    frame_s = cfg.features.win_length / sr
     silence = cfg.audio.silence_rms_db if role == "clean" else None
-    min_dur = cfg.audio.min_duration_s if role == "clean" else cfg.features.win_length / sr
-    return validate_audio(y, sample_rate=sr, min_duration_s=min_dur, silence_rms_db=silence, name=str(path))
+    if role == "clean" and cfg.audio.min_duration_s >= frame_s:
+        min_dur, key = cfg.audio.min_duration_s, "audio.min_duration_s"
+    else:  # one analysis window: a shorter clip has no whole frame
+        min_dur, key = frame_s, "one analysis window, features.win_length"
+    return validate_audio(y, sample_rate=sr, min_duration_s=min_dur, silence_rms_db=silence, name=str(path),
+                          min_duration_key=key)
+
+
+def conversions(converted: dict, used: set[str], sample_rate: int) -> dict:
+    """Counts of the conversions of the files in ``used``, from :func:`_load`'s ``converted`` records.
+
+    Returns ``{"resampled": {original rate: files}, "folded_to_mono": {channels: files},
+    "channel_taken": {channel: files}}`` (string keys, sorted).
+    """
+    rates, folded, taken = Counter(), Counter(), Counter()
+    for path in used:
+        if path not in converted:
+            continue
+        orig_sr, channels, channel = converted[path]
+        if orig_sr != sample_rate:
+            rates[str(orig_sr)] += 1
+        if channels > 1:
+            (taken if channel is not None else folded)[str(channel if channel is not None else channels)] += 1
+    return {k: dict(sorted(c.items(), key=lambda kv: int(kv[0]))) for k, c in
+            (("resampled", rates), ("folded_to_mono", folded), ("channel_taken", taken))}
+
+
+def conversions_line(conv: dict, sample_rate: int, left_out: int) -> str | None:
+    """One line saying what :func:`conversions` counted (None when nothing was converted or left out)."""
+    parts = []
+    if conv["resampled"]:
+        rates = " and ".join(f"{n} file{'s' * (n != 1)} from {r} Hz" for r, n in conv["resampled"].items())
+        parts.append(f"resampled {rates} to {sample_rate} Hz")
+    for ch, n in conv["folded_to_mono"].items():
+        parts.append(f"folded {n} {'stereo' if ch == '2' else ch + '-channel'} file{'s' * (n != 1)} to mono "
+                     "(mean of the channels)")
+    for ch, n in conv["channel_taken"].items():
+        parts.append(f"took channel {ch} (audio.noise_channel) of {n} multi-channel noise file{'s' * (n != 1)}")
+    if left_out:
+        parts.append(f"left out {left_out} other-channel file{'s' * (left_out != 1)} of one-file-per-channel noise "
+                     "recordings (see skipped.csv)")
+    return ("inputs: " + "; ".join(parts)) if parts else None
 
 
 def _write_utterance(work: Path, uid: str, x_noisy, x_clean, y_noisy, y_ref, sr: int) -> None:
@@ -247,8 +377,9 @@ class _Result:
     row: dict | None = None
     arrays: tuple | None = None  # (x_noisy, x_clean, y_noisy, y_ref) when the job was not to write its files
     bad_file: str | None = None
+    bad_path: str = ""  # the file ``bad_file`` is about
     skip: dict | None = None
-    resampled: set = field(default_factory=set)
+    converted: dict = field(default_factory=dict)
 
 
 class _Worker:
@@ -277,20 +408,22 @@ class _Worker:
         """Run ``(job, uid, write)``; with ``write`` false the arrays come back instead of being written."""
         job, uid, write = task
         cfg, sr, res = self.cfg, self.cfg.audio.sample_rate, _Result()
+        res.bad_path = str(job.clean or job.noisy)  # the file being read, named in skipped.csv if it fails
         try:
             if job.clean is not None and self.clean[0] != job.clean:
-                self.clean = (job.clean, _load(cfg, job.clean, "clean", res.resampled))
+                self.clean = (job.clean, _load(cfg, job.clean, "clean", res.converted))
             y_clean = self.clean[1]
+            res.bad_path = str(job.noisy or job.noise)
             if job.kind in UNREFERENCED_KINDS:
                 noise_path = job.noisy
-                y_noisy = _load(cfg, job.noisy, "noisy", res.resampled)
+                y_noisy = _load(cfg, job.noisy, job.kind, res.converted)
                 if not np.any(y_noisy):
                     raise AudioError(f"{job.noisy}: recording is all zeros (silent)")
                 y_ref, gain, snr = None, 1.0, None
             elif job.noisy is None:
                 noise_path = job.noise
                 if noise_path not in self.noises:
-                    self.noises[noise_path] = _load(cfg, noise_path, "noise", res.resampled)
+                    self.noises[noise_path] = _load(cfg, noise_path, "noise", res.converted)
                 rng = seeded_rng(cfg.seed, "offset", uid)
                 try:
                     mix = mix_at_snr(y_clean, self.noises[noise_path], job.snr_db, rng=rng,
@@ -301,7 +434,9 @@ class _Worker:
                 y_noisy, y_ref, gain, snr = mix.noisy, mix.clean, mix.gain, job.snr_db
             else:
                 noise_path = job.noisy
-                y_noisy = _load(cfg, job.noisy, "noisy", res.resampled)
+                y_noisy = _load(cfg, job.noisy, "noisy", res.converted)
+                if not np.any(y_noisy):
+                    raise AudioError(f"{job.noisy}: recording is all zeros (silent)")
                 if abs(y_noisy.size - y_clean.size) > 0.01 * max(y_noisy.size, y_clean.size):
                     raise AudioError(f"{job.noisy}: length {y_noisy.size} differs from its clean pair "
                                      f"{job.clean} ({y_clean.size} samples) by more than 1%")
@@ -357,6 +492,14 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
     noise_only : path, optional
         Noise-only recordings, added to any layout as ``noise_only`` utterances
         (soft label 1; train / val only, split by recording).
+
+        Every folder is searched recursively for WAV/FLAC/OGG/AIFF files of any rate and bit
+        depth (resampled to ``audio.sample_rate``). Speech and noisy recordings with several
+        channels are averaged to mono; noise recordings (``noise``, ``noise_only``, the
+        ``noise/`` folders of ``data``) give channel ``audio.noise_channel``, and of a
+        DEMAND-style folder of one file per channel only that channel's file is used (see
+        :func:`noise_files`). The summary's second line says what was resampled, folded,
+        reduced to one channel or left out.
     force : bool
         Rebuild even when ``out`` is up to date, or holds another configuration.
     jobs : int
@@ -383,13 +526,14 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
     sr = cfg.audio.sample_rate
     fx = FeatureExtractor(cfg.features, sr)
     noise_cache: dict[Path, np.ndarray] = {}
-    resampled: set[str] = set()
+    converted: dict[str, tuple] = {}
+    left_out: list[dict] = []
 
     def usable_noise(path: Path) -> bool:
         if path in noise_cache:
             return True
         try:
-            y = _load(cfg, path, "noise", resampled)
+            y = _load(cfg, path, "noise", converted)
             if not np.any(y):
                 raise AudioError(f"{path}: noise recording is all zeros (silent)")
         except AudioError as exc:
@@ -399,16 +543,18 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
         noise_cache[path] = y
         return True
 
-    plan, inputs = _discover(cfg, data, clean, noise, noisy, skipped, usable_noise, noise_only)
+    plan, inputs = _discover(cfg, data, clean, noise, noisy, skipped, usable_noise, noise_only, left_out)
     if not plan:
-        raise AudioError(f"no usable input files found in {inputs if isinstance(inputs, dict) else ''}"
-                         f"{'' if not skipped else f' ({len(skipped)} skipped, first: {skipped[0]}'}; "
-                         "check the folders hold WAV/FLAC/OGG audio")
+        folders = ", ".join(str(v) for k, v in inputs.items() if k != "mode")
+        raise AudioError(f"no usable input in {folders}: "
+                         + (f"{len(skipped)} file(s) skipped, first: {skipped[0]['reason']}" if skipped else
+                            "no WAV/FLAC/OGG file found") + "; fix the inputs and re-run")
     fp = _input_fingerprint(cfg, plan, inputs)
     staged = StagedOutput(out, fp, marker="params.json", force=force)
     if staged.is_current():
         return ExtractSummary(Path(out), up_to_date=True)
     work = staged.begin()
+    clear_temporaries(work)
     ids = _job_ids(plan, inputs)
     id_counts = Counter(ids)
     # a job whose id another job shares sends its arrays back: only the first that succeeds is written
@@ -430,12 +576,12 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
             results = pool.map(_run_job, tasks, chunksize=len(cfg.mixing.snr_db))
         for (job, uid, _), res in zip(tasks, tqdm(results, total=len(tasks), desc="01 extract", unit="utt",
                                                   disable=not progress)):
-            resampled |= res.resampled
+            converted.update(res.converted)
             src = job.noisy or job.clean
-            if str(src) in bad_files or str(job.clean) in bad_files:
+            if any(str(p) in bad_files for p in (job.clean, job.noisy, job.noise) if p is not None):
                 continue  # a file already found unusable (the job failed on it again)
             if res.bad_file is not None:
-                bad_files.setdefault(str(src), res.bad_file)
+                bad_files.setdefault(res.bad_path, res.bad_file)
                 continue
             if res.skip is not None:
                 skipped.append(res.skip)
@@ -457,14 +603,15 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
     speech = {s: sum(r["split"] == s and r["kind"] != "noise_only" for r in rows) for s in SPLITS}
     for split in ("train", "test"):
         if speech[split] == 0 and any(j.split == split and j.kind != "noise_only" for j in plan):
-            raise AudioError(f"no usable {split} utterance is left ({len(skipped)} files skipped; first reason: "
+            raise AudioError(f"no usable {split} utterance is left ({len(skipped)} file(s) skipped; first: "
                              f"{skipped[0]['reason'] if skipped else 'none'}); fix the inputs and re-run")
     if counts["train"] == 0:
-        raise AudioError("no usable training utterance; check the inputs")
-    if resampled:
-        log.info("resampled inputs from %s Hz to %d Hz", ", ".join(sorted(resampled)), sr)
+        raise AudioError(f"no usable training utterance is left ({len(skipped)} file(s) skipped; first: "
+                         f"{skipped[0]['reason'] if skipped else 'none'}); fix the inputs and re-run")
+    used = {r[k] for r in rows for k in ("clean_file", "noise_file") if r[k]}
+    conv = conversions(converted, used, sr)
     write_csv(work / "manifest.csv", rows, MANIFEST_FIELDS)
-    write_csv(work / "skipped.csv", skipped, SKIPPED_FIELDS)
+    write_csv(work / "skipped.csv", skipped + left_out, SKIPPED_FIELDS)
     seconds = time.perf_counter() - t0
     write_json(work / "params.json", {
         "stage": "01_extract_features",
@@ -484,12 +631,29 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
         "noise_only": sum(r["kind"] == "noise_only" for r in rows),
         "clean_references": not any(r["kind"] == "noisy" for r in rows),
         "skipped": len(skipped),
+        "left_out_channel_files": len(left_out),
+        "conversions": conv,
         "audio_minutes": round(audio_s / 60, 3),
         "seconds": round(seconds, 2),
         "versions": package_versions(),
     })
     staged.commit()
-    return ExtractSummary(Path(out), counts=counts, skipped=len(skipped), seconds=seconds, audio_s=audio_s)
+    line = conversions_line(conv, sr, len(left_out))
+    return ExtractSummary(Path(out), counts=counts, skipped=len(skipped), seconds=seconds, audio_s=audio_s,
+                          notes=[line] if line else [])
+
+
+def clear_temporaries(folder: str | Path) -> int:
+    """Remove what a killed run's half-done atomic writes left in a staging folder; returns how many files.
+
+    :func:`~speech_dae.artifacts.atomic_path` writes ``.<stem>.<random>.tmp<suffix>`` beside its
+    target and renames it when complete; a run killed in between leaves the temporary behind, and a
+    re-run that keeps the staging folder (same fingerprint) would otherwise move it into the result.
+    """
+    stale = [p for p in Path(folder).rglob(".*.tmp*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
 
 
 def load_params(features_dir: str | Path) -> dict:

@@ -7,6 +7,7 @@ same files in the same order under the same ids.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,7 +51,9 @@ def manifest_items(features_dir: str | Path, split: str = "test") -> list[Item]:
     fdir = Path(features_dir)
     rows = [r for r in read_csv(fdir / "manifest.csv", stage_hint="01_extract_features.py") if r["split"] == split]
     if not rows:
-        raise ArtifactError(f"{fdir}/manifest.csv lists no {split} utterance")
+        hint = ("; features built without clean references (01 --noisy --noise-only) have no test split: pass "
+                "--input NOISY_FILE_OR_DIR (and --clean DIR to score)") if split == "test" else ""
+        raise ArtifactError(f"{fdir}/manifest.csv lists no {split} utterance{hint}")
     return [Item(r["id"], fdir / "mixtures" / f"{r['id']}.wav", fdir / "references" / f"{r['id']}.wav", r["snr_db"])
             for r in rows]
 
@@ -58,7 +61,10 @@ def manifest_items(features_dir: str | Path, split: str = "test") -> list[Item]:
 def folder_items(inputs: str | Path, clean: str | Path | None = None) -> list[Item]:
     """A noisy file or folder (recursive), with references matched by relative path under ``clean``.
 
-    A noisy file without a reference gets ``clean=None`` and a logged warning.
+    A noisy file without a reference gets ``clean=None`` and a logged warning. Ids are the
+    relative path without extension, joined by ``-``; files that differ only by their
+    extension (``a.wav``, ``a.flac``) get it appended (``a-wav``, ``a-flac``). Of several
+    references with the same relative path, the first in sorted order is used (warning).
 
     Raises
     ------
@@ -79,13 +85,22 @@ def folder_items(inputs: str | Path, clean: str | Path | None = None) -> list[It
         clean = Path(clean)
         if not clean.exists():
             raise AudioError(f"--clean {clean} does not exist")
-        refs = {p.relative_to(clean).with_suffix(""): p for p in list_audio(clean)} if clean.is_dir() else \
-            {Path(clean.stem): clean}
+        for p in (list_audio(clean) if clean.is_dir() else [clean]):
+            rel = p.relative_to(clean).with_suffix("") if clean.is_dir() else Path(clean.stem)
+            if rel in refs:
+                log.warning("clean references %s and %s share the relative path %s; %s is used", refs[rel].name,
+                            p.name, rel, refs[rel].name)
+            else:
+                refs[rel] = p
+    uids = Counter("-".join(f.relative_to(root).with_suffix("").parts) for f in files)
     out = []
     for f in files:
         rel = f.relative_to(root).with_suffix("")
         ref = refs.get(rel)
         if clean is not None and ref is None:
             log.warning("no clean reference for %s under %s; it will not be scored", f, clean)
-        out.append(Item("-".join(rel.parts), f, ref, ""))
+        uid = "-".join(rel.parts)
+        if uids[uid] > 1:  # a.wav and a.flac: both kept, told apart by their extension
+            uid = f"{uid}-{f.suffix.lstrip('.')}"
+        out.append(Item(uid, f, ref, ""))
     return out
