@@ -32,6 +32,7 @@ __all__ = [
     "read_csv",
     "fingerprint",
     "StagedOutput",
+    "clear_temporaries",
     "require_files",
     "package_versions",
 ]
@@ -125,6 +126,21 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha1(blob).hexdigest()[:16]
 
 
+def clear_temporaries(folder: str | Path) -> int:
+    """Remove what a killed run's half-done atomic writes left under ``folder``; returns how many files.
+
+    :func:`atomic_path` writes ``.<stem>.<random>.tmp<suffix>`` beside its target and renames it
+    when complete; a run killed in between leaves the temporary behind, and a re-run that keeps the
+    folder (a resumed ``.partial`` folder, or an output folder rewritten in place) would otherwise
+    carry it into the result. A missing ``folder`` removes nothing.
+    """
+    folder = Path(folder)
+    stale = [p for p in folder.rglob(".*.tmp*") if p.is_file()] if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
+
+
 def require_files(folder: str | Path, names: Iterable[str], *, stage_hint: str) -> Path:
     """Check that ``folder`` exists and holds every file in ``names``.
 
@@ -184,7 +200,11 @@ class StagedOutput:
         return not self.force and self.existing_fingerprint() == self.fingerprint
 
     def begin(self) -> Path:
-        """Return the staging folder, keeping earlier work there when its fingerprint matches."""
+        """Return the staging folder, keeping earlier work there when its fingerprint matches.
+
+        A kept folder is cleared of the temporaries a killed run's atomic writes left
+        (:func:`clear_temporaries`), so they never reach the committed output.
+        """
         old = self.existing_fingerprint()
         if self.out.exists() and old != self.fingerprint and not self.force:
             raise ArtifactError(
@@ -195,6 +215,8 @@ class StagedOutput:
             staged = json.loads((self.partial / ".stage.json").read_text(encoding="utf-8")).get("fingerprint")
         if self.partial.exists() and (staged != self.fingerprint or self.force):
             shutil.rmtree(self.partial)
+        else:
+            clear_temporaries(self.partial)
         self.partial.mkdir(parents=True, exist_ok=True)
         write_json(self.partial / ".stage.json", {"fingerprint": self.fingerprint})
         return self.partial

@@ -34,7 +34,7 @@ from .artifacts import (StagedOutput, fingerprint, read_csv, read_json, require_
                         write_json)
 from .config import Config
 from .errors import ArtifactError
-from .extract import SPLITS, clear_temporaries, load_params
+from .extract import SPLITS, load_params
 from .mixing import seeded_rng
 
 __all__ = ["build_dataset", "load_dataset", "patch_framing", "patch_starts", "gather_patches", "Normaliser",
@@ -210,8 +210,7 @@ def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: 
     staged = StagedOutput(out, fp, marker="dataset.json", force=force)
     if staged.is_current():
         return DatasetSummary(Path(out), read_json(Path(out) / "dataset.json"), up_to_date=True)
-    work = staged.begin()
-    clear_temporaries(work)
+    work = staged.begin()  # a resumed .partial folder comes back without a killed run's temporaries
     by_split = {s: [r for r in rows if r["split"] == s] for s in SPLITS}
     if not by_split["train"]:
         raise ArtifactError(f"{features}/manifest.csv has no training utterance; re-run {STAGE01} with more data")

@@ -28,7 +28,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from .artifacts import atomic_path
-from .audio import list_audio, resample
+from .audio import check_header, check_samples, list_audio, resample
 from .errors import AudioError, ConfigError
 from .reconstruct import Denoiser
 
@@ -86,7 +86,7 @@ class DenoiseSummary:
     warmup_s: float = 0.0
 
     def lines(self) -> list[str]:
-        out = [f"skipped {p}: {why}" for p, why in self.skipped]
+        out = [f"skipped {why}" if why.startswith(f"{p}: ") else f"skipped {p}: {why}" for p, why in self.skipped]
         out.append(f"start-up: {self.engine} engine loaded in {self.load_s:.2f} s (imports and model), "
                    f"first call {self.warmup_s:.2f} s (feature imports, tracing)")
         rt = self.audio_s / self.seconds if self.seconds else 0.0
@@ -111,17 +111,22 @@ def denoise_file(den: Denoiser, src: str | Path, dst: str | Path, *, block_s: fl
     Raises
     ------
     AudioError
-        If ``src`` cannot be read, is empty, or holds NaN/Inf samples.
+        If ``src`` cannot be read or decoded (also part-way: a truncated FLAC), is empty,
+        has an unusable header (:func:`~speech_dae.audio.check_header`: not an audio rate, a
+        truncated WAV), or holds NaN/Inf samples or samples far beyond full scale
+        (:func:`~speech_dae.audio.check_samples`). ``dst`` is then left untouched.
     """
     src, dst = Path(src), Path(dst)
     try:
         f_in = sf.SoundFile(str(src))  # one open gives the format and the samples
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{src}: cannot read audio ({str(exc).strip()})") from None
+        raise AudioError(f"{src}: cannot read audio ({_reason(exc)}): not a valid WAV/FLAC/OGG, or corrupt or "
+                         "truncated; copy or export it again") from None
     with f_in:
+        check_header(f_in, src)
         sr_in, sr, frames = int(f_in.samplerate), den.sample_rate, f_in.frames
         if frames == 0:
-            raise AudioError(f"{src}: file has no samples (empty)")
+            raise AudioError(f"{src}: file has no samples (empty, or cut off before its first samples)")
         align, margin = _grid(den, sr_in)
         ratio = sr_in / sr
         n = int(round(frames / ratio))  # model-rate length (what load_audio's resampling gives)
@@ -131,10 +136,13 @@ def denoise_file(den: Denoiser, src: str | Path, dst: str | Path, *, block_s: fl
                                                    subtype=f_in.subtype, format=f_in.format) as out:
             for r0, r1, k0, k1 in block_plan(n, block, margin, align):
                 i0, i1 = int(round(r0 * ratio)), min(frames, int(round(r1 * ratio)))
-                f_in.seek(i0)
-                x = f_in.read(i1 - i0, dtype="float32", always_2d=True)
-                if not np.all(np.isfinite(x)):
-                    raise AudioError(f"{src}: NaN or Inf samples near {i0 / sr_in:.1f} s; re-export the file")
+                try:
+                    f_in.seek(i0)
+                    x = f_in.read(i1 - i0, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as exc:
+                    raise AudioError(f"{src}: cannot read audio in the block starting at {i0 / sr_in:.1f} s "
+                                     f"({_reason(exc)}): corrupt or truncated; copy or export it again") from None
+                check_samples(x, src, start_s=i0 / sr_in)
                 y = den(resample(x.mean(axis=1) if x.shape[1] > 1 else x[:, 0], sr_in, sr))
                 if sr_in != sr:  # back to the input rate before cropping, so the kept part has no resampler edge
                     y = resample(y, sr, sr_in)
@@ -144,6 +152,12 @@ def denoise_file(den: Denoiser, src: str | Path, dst: str | Path, *, block_s: fl
                 y = np.pad(y, (0, o1 - o0 - y.size))  # a resampled tail may be a sample short
                 out.write(np.clip(y, -1.0, 1.0) if pcm else y)
     return frames / sr_in
+
+
+def _reason(exc: BaseException) -> str:
+    """libsndfile's own words for ``exc``, without the file name soundfile puts in front of them."""
+    text = getattr(exc, "error_string", None) if isinstance(exc, sf.LibsndfileError) else None
+    return (text or str(exc)).strip() or exc.__class__.__name__
 
 
 def _jobs(inputs: list[Path], out_dir: Path) -> list[tuple[Path, Path]]:

@@ -355,7 +355,7 @@ def _fingerprint(cfg, dens, baselines, metrics, items, sr) -> str:
     files = [(it.uid, it.snr_db, file_stat_key(it.noisy), file_stat_key(it.clean) if it.clean else None)
              for it in items]
     return fingerprint("evaluate", __version__, models, baselines, metrics, files, sr, asdict(cfg.reconstruct),
-                       asdict(cfg.features))
+                       asdict(cfg.features), cfg.audio.silence_rms_db)
 
 
 def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
@@ -449,7 +449,8 @@ def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
                 noisy, _ = load_audio(it.noisy, sample_rate=sr)
                 noisy = validate_audio(noisy, sample_rate=sr, min_duration_s=0.25, name=str(it.noisy))
                 ref, _ = load_audio(it.clean, sample_rate=sr)
-                ref = validate_audio(ref, sample_rate=sr, name=str(it.clean))
+                # a silent reference would give NaN scores: skip the file (listed in summary.md) instead
+                ref = validate_audio(ref, sample_rate=sr, silence_rms_db=cfg.audio.silence_rms_db, name=str(it.clean))
             except AudioError as exc:
                 skipped.append(str(exc))
                 log.warning("skipped: %s", exc)

@@ -40,7 +40,7 @@ from .features import FeatureExtractor
 from .mixing import mix_at_snr, seeded_rng, snr_db_of, split_items
 
 __all__ = ["ExtractSummary", "extract_features", "noise_files", "conversions", "conversions_line",
-           "clear_temporaries", "MANIFEST_FIELDS", "SPLITS"]
+           "MANIFEST_FIELDS", "SPLITS"]
 
 log = logging.getLogger(__name__)
 
@@ -553,8 +553,7 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
     staged = StagedOutput(out, fp, marker="params.json", force=force)
     if staged.is_current():
         return ExtractSummary(Path(out), up_to_date=True)
-    work = staged.begin()
-    clear_temporaries(work)
+    work = staged.begin()  # a resumed .partial folder comes back without a killed run's temporaries
     ids = _job_ids(plan, inputs)
     id_counts = Counter(ids)
     # a job whose id another job shares sends its arrays back: only the first that succeeds is written
@@ -641,19 +640,6 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
     line = conversions_line(conv, sr, len(left_out))
     return ExtractSummary(Path(out), counts=counts, skipped=len(skipped), seconds=seconds, audio_s=audio_s,
                           notes=[line] if line else [])
-
-
-def clear_temporaries(folder: str | Path) -> int:
-    """Remove what a killed run's half-done atomic writes left in a staging folder; returns how many files.
-
-    :func:`~speech_dae.artifacts.atomic_path` writes ``.<stem>.<random>.tmp<suffix>`` beside its
-    target and renames it when complete; a run killed in between leaves the temporary behind, and a
-    re-run that keeps the staging folder (same fingerprint) would otherwise move it into the result.
-    """
-    stale = [p for p in Path(folder).rglob(".*.tmp*") if p.is_file()]
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return len(stale)
 
 
 def load_params(features_dir: str | Path) -> dict:

@@ -13,6 +13,8 @@ import csv
 import io
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conftest import (SR, TINY_SETS, build_corpus, error_line, identity_run_dir, noise_clip, run_script,
-                      speech_clip, tree_checksums, write_wav)
+from conftest import (REPO_ROOT, SR, TINY_SETS, build_corpus, error_line, identity_run_dir, noise_clip,
+                      run_script, speech_clip, stdout_lines, tree_checksums, write_wav)
 from speech_dae.audio import load_audio
 from speech_dae.errors import AudioError, SpeechDAEError
 from speech_dae.extract import extract_features
@@ -218,17 +220,31 @@ def test_stage04_skips_each_broken_input_with_its_reason(bad_folder, tmp_path, t
     assert tree_checksums(noisy) == before
 
 
-@pytest.mark.xfail(strict=True, reason="reconstruct loads a clean reference outside its try: one broken reference "
-                                       "stops the whole stage 04 run (should skip scoring that file)")
-def test_stage04_with_a_broken_reference_denoises_the_others(bad_folder, tmp_path, tiny_cfg):
+def test_stage04_with_a_broken_or_silent_reference_denoises_it_unscored_and_scores_the_others(bad_folder, tmp_path,
+                                                                                               tiny_cfg, caplog):
     from speech_dae.reconstruct import reconstruct
 
     run, noisy, clean = bad_folder
-    write_wav(noisy / "x.wav", speech_clip(0, 1.0))
+    for name in ("x", "s"):
+        write_wav(noisy / f"{name}.wav", speech_clip(0, 1.0))
     (clean / "x.wav").write_bytes(b"")
-    summary = reconstruct(tiny_cfg, model_dir=run, inputs=noisy, clean=clean, out_root=tmp_path / "o",
-                          images_root=tmp_path / "i", progress=False)
-    assert {"good0", "good1"} <= {r["id"] for r in summary.rows}
+    write_wav(clean / "s.wav", np.zeros(SR, np.float32))
+    with caplog.at_level("WARNING"):
+        summary = reconstruct(tiny_cfg, model_dir=run, inputs=noisy, clean=clean, out_root=tmp_path / "o",
+                              images_root=tmp_path / "i", progress=False)
+    rows = {r["id"]: r for r in summary.rows}
+    assert {"good0", "good1", "x", "s"} <= set(rows)
+    assert all(np.isfinite(rows[g]["si_sdr_out"]) for g in ("good0", "good1"))
+    assert "si_sdr_out" not in rows["x"] and "si_sdr_out" not in rows["s"]
+    assert (tmp_path / "o" / "run" / "x_denoised.wav").is_file()
+    lines = summary.lines()
+    assert (f"x: denoised, not scored (clean reference unusable: {clean / 'x.wav'}: file is empty (0 bytes); "
+            "remove it or copy it again)") in lines
+    assert (f"s: denoised, not scored (clean reference unusable: {clean / 's.wav'}: silent (RMS -inf dBFS < "
+            "audio.silence_rms_db=-70 dBFS))") in lines
+    assert f"not scored: {noisy / 'x.wav'}: the clean reference is unusable: {clean / 'x.wav'}: " in caplog.text
+    assert {r["id"] for r in _rows(tmp_path / "o" / "run" / "metrics.csv")} == {"good0", "good1"}
+    assert "2 not scored (clean reference unusable)" in (tmp_path / "o" / "run" / "report.html").read_text()
 
 
 def test_stage05_lists_broken_references_and_scores_the_rest(bad_folder, tmp_path, tiny_cfg):
@@ -251,6 +267,25 @@ def test_stage05_lists_broken_references_and_scores_the_rest(bad_folder, tmp_pat
     assert "one_frame.wav: no clean reference" in skipped
 
 
+def test_stage05_skips_a_silent_reference_instead_of_scoring_nan(tmp_path, tiny_cfg):
+    from speech_dae.evaluate import evaluate
+
+    run = identity_run_dir(tmp_path / "run", tiny_cfg)
+    noisy, clean = tmp_path / "noisy", tmp_path / "clean"
+    for i in range(2):
+        write_wav(clean / f"good{i}.wav", speech_clip(i, 1.0))
+        write_wav(noisy / f"good{i}.wav", speech_clip(i, 1.0) + noise_clip(i, 1.0))
+    write_wav(noisy / "quiet.wav", speech_clip(2, 1.0) + noise_clip(2, 1.0))
+    write_wav(clean / "quiet.wav", np.full(SR, 1e-5, np.float32), subtype="FLOAT")  # -100 dBFS < -70 dBFS
+    summary = evaluate(tiny_cfg, out=tmp_path / "rep", models=[run], baselines=["wiener"], inputs=noisy,
+                       clean=clean, metrics=["si_sdr"], progress=False)
+    reason = f"{clean / 'quiet.wav'}: silent (RMS -100.0 dBFS < audio.silence_rms_db=-70 dBFS)"
+    assert summary.n_files == 2 and summary.skipped == [reason]
+    assert f"- {reason}" in (tmp_path / "rep" / "summary.md").read_text()
+    rows = _rows(tmp_path / "rep" / "results.csv")
+    assert {r["id"] for r in rows} == {"good0", "good1"} and np.all(np.isfinite([float(r["si_sdr"]) for r in rows]))
+
+
 def test_folder_items_keep_files_that_differ_only_by_extension(tmp_path, caplog):
     from speech_dae.inputs import folder_items
 
@@ -269,27 +304,83 @@ def test_denoise_skips_unreadable_empty_nan_and_short_files(bad_folder, tmp_path
     from speech_dae.denoise import denoise_paths
 
     run, noisy, _ = bad_folder
-    (noisy / "truncated.flac").unlink()  # see the next test
     before = tree_checksums(noisy)
     summary = denoise_paths(run, [noisy], tmp_path / "den", progress=False)
     skipped = {Path(p).name: why for p, why in summary.skipped}
-    for name in ("zero_bytes.wav", "zero_bytes.flac", "zero_bytes.ogg"):
+    for name in ("zero_bytes.wav", "zero_bytes.flac", "zero_bytes.ogg", "truncated.flac"):
         assert "cannot read audio" in skipped[name], name
-    assert "no samples" in skipped["header_only.wav"] and "no samples" in skipped["truncated.ogg"]
+    for name in ("header_only.wav", "truncated.wav", "huge.wav", "rate_100.wav"):  # the loader's own reasons
+        assert skipped[name].startswith(f"{noisy / name}: ") and _bad_files()[name][1] in skipped[name], name
+    assert "no samples" in skipped["truncated.ogg"]
     assert "NaN or Inf" in skipped["inf.wav"] and "shorter than one analysis window" in skipped["one_frame.wav"]
     assert {"good0.wav", "good1.wav"} <= {Path(p).name for p in summary.outputs}
     assert tree_checksums(noisy) == before
 
 
-@pytest.mark.xfail(strict=True, raises=sf.LibsndfileError,
-                   reason="denoise_file catches read errors only when opening: a FLAC that breaks off mid-stream "
-                          "raises LibsndfileError out of denoise_paths (should be an AudioError, file skipped)")
 def test_denoise_skips_a_truncated_flac(bad_folder, tmp_path):
     from speech_dae.denoise import denoise_paths
 
     run, noisy, _ = bad_folder
     summary = denoise_paths(run, [noisy / "truncated.flac", noisy / "good0.wav"], tmp_path / "den", progress=False)
     assert [Path(p).name for p, _ in summary.skipped] == ["truncated.flac"]
+    assert summary.skipped[0][1] == (f"{noisy / 'truncated.flac'}: cannot read audio in the block starting at 0.0 s "
+                                     "(Error : flac decoder lost sync.): corrupt or truncated; copy or export it "
+                                     "again")
+    assert [p.name for p in summary.outputs] == ["good0.wav"]
+    assert not (tmp_path / "den" / "truncated.flac").exists()
+    assert sorted(p.name for p in (tmp_path / "den").iterdir()) == ["good0.wav"]  # no temporary left behind
+
+
+def _cli_denoise(*args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", "speech_dae", "denoise", *map(str, args), "--no-progress"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_denoise_lists_broken_files_once_each_and_denoises_the_rest(tmp_path, tiny_cfg):
+    run = identity_run_dir(tmp_path / "run", tiny_cfg)
+    inp = tmp_path / "in"
+    y = speech_clip(0, 1.0)
+    write_wav(inp / "good.wav", y + noise_clip(0, 1.0))
+    sf.write(str(inp / "good.flac"), y, SR, subtype="PCM_16")
+    flac, wav = _encoded(y, "FLAC", "PCM_24"), _encoded(y, "WAV", "PCM_16")
+    nan = y.copy()
+    nan[[100, 2000]] = np.nan
+    (inp / "truncated.flac").write_bytes(flac[:len(flac) // 2])
+    (inp / "truncated.wav").write_bytes(wav[:len(wav) // 2])
+    (inp / "random.wav").write_bytes(np.random.default_rng(0).bytes(3000))
+    (inp / "nan.wav").write_bytes(_encoded(nan, "WAV", "FLOAT"))
+    before = tree_checksums(inp)
+    proc = _cli_denoise(inp, "-o", tmp_path / "out", "--model", run)
+    assert proc.returncode == 0, proc.stderr
+    lines = stdout_lines(proc)
+    skipped = {ln.split(": ")[0]: ln for ln in lines if ln.startswith("skipped ")}
+    assert set(skipped) == {f"skipped {inp / n}" for n in ("truncated.flac", "truncated.wav", "random.wav", "nan.wav")}
+    assert skipped[f"skipped {inp / 'truncated.flac'}"] == (
+        f"skipped {inp / 'truncated.flac'}: cannot read audio in the block starting at 0.0 s (Error : flac decoder "
+        "lost sync.): corrupt or truncated; copy or export it again")
+    assert skipped[f"skipped {inp / 'truncated.wav'}"] == (
+        f"skipped {inp / 'truncated.wav'}: truncated: its header announces 16000 samples per channel, the file "
+        f"holds {(len(wav) // 2 - 44) // 2} (an incomplete copy?); copy or export it again")
+    assert skipped[f"skipped {inp / 'random.wav'}"] == (
+        f"skipped {inp / 'random.wav'}: cannot read audio (Format not recognised.): not a valid WAV/FLAC/OGG, or "
+        "corrupt or truncated; copy or export it again")
+    assert skipped[f"skipped {inp / 'nan.wav'}"] == (
+        f"skipped {inp / 'nan.wav'}: 2 samples are NaN or Inf (block starting at 0.0 s); re-export the file")
+    assert all(ln.count(str(inp)) == 1 for ln in skipped.values()), "the path is named once per line"
+    assert "denoised 2 file(s)" in proc.stdout
+    out = tmp_path / "out" / "in"
+    assert sorted(p.name for p in out.iterdir()) == ["good.flac", "good.wav"]
+    got, sr = sf.read(str(out / "good.flac"), dtype="float32")
+    assert sr == SR and got.shape == y.shape and np.all(np.isfinite(got))
+    assert tree_checksums(inp) == before
+
+    proc = _cli_denoise(inp / "truncated.flac", inp / "nan.wav", "-o", tmp_path / "none", "--model", run)
+    assert proc.returncode == 2
+    assert error_line(proc) == (f"error: no file could be denoised (2 skipped; first: {inp / 'truncated.flac'}: "
+                                "cannot read audio in the block starting at 0.0 s (Error : flac decoder lost sync.): "
+                                "corrupt or truncated; copy or export it again)")
+    assert not (tmp_path / "none").exists() or not any((tmp_path / "none").rglob("*"))
 
 
 # ------------------------------------------------------------ property based

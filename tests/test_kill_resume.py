@@ -158,9 +158,6 @@ def noisy_folders(tmp_path, cfg):
     return run, noisy, clean
 
 
-@pytest.mark.xfail(strict=False, reason="04 writes outputs/<run>/ and images/<run>/ in place: a temporary left by "
-                   "a killed run stays there unless it was under report_files/ (reconstruct should remove "
-                   "'.*.tmp*' files under both folders before writing)")
 def test_04_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, noisy_folders, cfg):
     from speech_dae.reconstruct import reconstruct
 
@@ -175,8 +172,23 @@ def test_04_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, nois
     assert_same_artifacts(killed, ref)
 
 
-@pytest.mark.xfail(strict=True, reason="StagedOutput.begin keeps a killed run's '.*.tmp*' temporaries in the "
-                   "reused .partial folder (stages 01 and 02 remove them with extract.clear_temporaries)")
+def test_staged_output_resumes_a_partial_folder_without_a_killed_runs_temporaries(tmp_path):
+    from speech_dae.artifacts import StagedOutput
+
+    out = tmp_path / "out"
+    work = StagedOutput(out, "fp", marker="m.json").begin()
+    (work / "sub").mkdir()
+    (work / "done.npy").write_bytes(b"kept")
+    (work / ".done.abc123.tmp.npy").write_bytes(b"half")          # what atomic_path leaves when killed
+    (work / "sub" / ".x.k9.tmp.wav").write_bytes(b"half")
+    again = StagedOutput(out, "fp", marker="m.json").begin()
+    assert again == work and (work / "done.npy").read_bytes() == b"kept"
+    assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*")) == [".stage.json", "done.npy", "sub"]
+    (work / ".y.q.tmp.csv").write_bytes(b"half")
+    StagedOutput(out, "other", marker="m.json").begin()                # another fingerprint: started afresh
+    assert sorted(p.name for p in work.iterdir()) == [".stage.json"]
+
+
 def test_05_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, noisy_folders, cfg):
     from speech_dae.evaluate import evaluate
 
