@@ -1,8 +1,11 @@
 """Stage 03: train a registry model on a stage-02 dataset -> ``models/<run>/``.
 
-Plumbing is stock Keras: ``EarlyStopping`` (best weights restored),
-``ModelCheckpoint`` of the best ``val_loss`` to ``model.keras``, ``CSVLogger``
-to ``model_logs/<run>.csv`` and ``TensorBoard`` events in ``model_logs/<run>/``.
+Plumbing is stock Keras: ``EarlyStopping`` (best weights restored, saved to
+``model.keras``), ``CSVLogger`` to ``model_logs/<run>.csv`` and ``TensorBoard``
+events in ``model_logs/<run>/``. Batches are gathered from the memory-mapped
+dataset by a ``tf.data`` pipeline (parallel, prefetched), so a dataset larger
+than memory trains; ``training.distribute`` spreads them over several devices
+or workers (``tf.distribute``).
 The run folder is built as ``models/<run>.partial`` and renamed when training
 ends, so ``models/<run>/`` always holds a finished run: ``model.keras``,
 ``run.json`` (everything stage 04 needs), ``norm.npz`` and ``training.png``.
@@ -10,8 +13,13 @@ ends, so ``models/<run>/`` always holds a finished run: ``model.keras``,
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import shutil
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +32,8 @@ from .config import Config
 from .dataset import gather_patches, load_dataset
 from .errors import ArtifactError, ConfigError
 
-__all__ = ["train", "TrainSummary", "PatchSequence"]
+__all__ = ["train", "TrainSummary", "PatchSequence", "LabelledPatchSequence", "ClusterTask", "parse_tf_config",
+           "logical_cpu_devices", "distribution"]
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +44,125 @@ def _keras():
     return keras
 
 
-def PatchSequence(x, y, windows, *, context: int, batch_size: int, shuffle: bool, seed: int,
-                  target_fn=None, max_batches: int | None = None):
-    """A ``keras.utils.PyDataset`` of ``(x_patch, y_patch)`` batches gathered from memory-mapped frames.
+class _Batches:
+    """A batch plan over memory-mapped frames: a seeded order per epoch, a batch per ``(epoch, index)``.
+
+    Subclasses define :meth:`_starts` (window starts and soft labels of one
+    batch), :meth:`_arrays` (the gathered numpy arrays) and :meth:`_structure`
+    (the ``(inputs, targets)`` nest Keras expects). A batch is a pure function
+    of ``(epoch, index)``, so :meth:`dataset` can gather batches in parallel
+    threads and the result is the same for a given seed whatever the timing.
+    Indexing (``plan[i]``, ``len(plan)``, ``on_epoch_end()``) serves the
+    batches of the current epoch in numpy, as a ``keras.utils.PyDataset`` would.
+    """
+
+    def __init__(self, pools, *, batch_size: int, shuffle: bool, seed: int, max_batches: int | None):
+        self.pools = [np.asarray(p) for p in pools]
+        self.batch_size, self.shuffle, self.seed, self.max_batches = int(batch_size), shuffle, int(seed), max_batches
+        self.epoch = 0
+        self._lock = threading.Lock()
+        self._orders: dict[int, list[np.ndarray]] = {}
+
+    def order(self, epoch: int) -> list[np.ndarray]:
+        """Every pool in epoch ``epoch``'s order: the stored order in epoch 0, then ``default_rng([seed, epoch])``
+        permutations (the last two epochs' orders are cached)."""
+        if not self.shuffle or epoch == 0:
+            return self.pools
+        with self._lock:
+            if epoch not in self._orders:
+                rng = np.random.default_rng([self.seed, epoch])
+                self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
+                self._orders[epoch] = [p[rng.permutation(p.size)] for p in self.pools]
+            return self._orders[epoch]
+
+    def _n_full(self) -> int:
+        raise NotImplementedError
+
+    def batch_size_of(self, i: int) -> int:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        n = self._n_full()
+        return n if self.max_batches is None else min(n, self.max_batches)
+
+    def steps(self, parts: int = 1) -> int:
+        """Batches per epoch when every batch is split over ``parts`` replicas.
+
+        A last batch with fewer than ``parts`` patches is dropped (a replica would get none).
+
+        Raises
+        ------
+        ConfigError
+            If not one batch has ``parts`` patches.
+        """
+        n = len(self)
+        if n and self.batch_size_of(n - 1) < parts:
+            n -= 1
+        if n < 1:
+            raise ConfigError(f"{self.pools[0].size} patches make no batch of at least {parts} patches (one per "
+                              "replica); use more data, a larger training.batch_size or fewer replicas")
+        return n
+
+    def __getitem__(self, i: int):
+        starts, labels = self._starts(self.epoch, i)
+        return self._structure(*self._arrays(starts, labels), lambda a: np.zeros(a.shape[0], np.float32))
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.epoch += 1
+
+    def dataset(self, epochs: int = 1, *, input_context=None, repeat: bool = False):
+        """The batches of ``epochs`` epochs as a ``tf.data.Dataset`` (gathered by ``tf.numpy_function``).
+
+        Element ``k`` is batch ``k % steps`` of epoch ``k // steps``, gathered
+        from the memmaps in parallel threads (``num_parallel_calls=AUTOTUNE``,
+        order kept) and prefetched; nothing is loaded whole. Pass
+        ``steps_per_epoch=steps()`` to ``fit``, which then walks one iterator
+        through all epochs.
+
+        Parameters
+        ----------
+        epochs : int
+        input_context : tf.distribute.InputContext, optional
+            From ``strategy.distribute_datasets_from_function``: every batch is
+            split into ``num_replicas_in_sync`` interleaved parts
+            (``starts[r::replicas]``) and this input pipeline yields, per batch,
+            the parts of its local replicas.
+        repeat : bool
+            Repeat forever (validation: ``validation_steps=steps()`` batches per evaluation).
+        """
+        import tensorflow as tf
+
+        parts, local, first = 1, 1, 0
+        if input_context is not None:
+            parts = input_context.num_replicas_in_sync
+            local = parts // input_context.num_input_pipelines
+            first = input_context.input_pipeline_id * local
+        steps = self.steps(parts)
+        probe = self._arrays(*(None if a is None else a[:1] for a in self._starts(0, 0)))
+        dtypes = [tf.as_dtype(a.dtype) for a in probe]
+
+        def load(j):
+            k, r = divmod(int(j), local)
+            epoch, i = divmod(k, steps)
+            starts, labels = self._starts(epoch, i)
+            part = slice(first + r, None, parts)
+            return self._arrays(starts[part], None if labels is None else labels[part])
+
+        def structure(*flat):
+            for t, a in zip(flat, probe):
+                t.set_shape((None, *a.shape[1:]))
+            return self._structure(*flat, lambda a: tf.zeros(tf.shape(a)[:1], tf.float32))
+
+        ds = tf.data.Dataset.range(int(epochs) * steps * local)
+        ds = ds.map(lambda j: tf.numpy_function(load, [j], dtypes, stateful=False),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(structure)
+        return (ds.repeat() if repeat else ds).prefetch(tf.data.AUTOTUNE)
+
+
+class PatchSequence(_Batches):
+    """Batches of ``(x_patch, y_patch)`` gathered from memory-mapped frames (supervised models).
 
     Parameters
     ----------
@@ -47,7 +172,7 @@ def PatchSequence(x, y, windows, *, context: int, batch_size: int, shuffle: bool
     context : int
     batch_size : int
     shuffle : bool
-        Reshuffle the patch order after every epoch (seeded).
+        A fresh seeded order every epoch (epoch 0 keeps the stored order).
     seed : int
     target_fn : callable, optional
         ``target_fn(x_patches, y_patches) -> targets`` replaces the clean patches
@@ -56,42 +181,46 @@ def PatchSequence(x, y, windows, *, context: int, batch_size: int, shuffle: bool
         Batches per epoch (``training.steps_per_epoch``): each epoch serves the
         first ``max_batches`` batches of its own shuffle, so successive epochs
         see different patches.
+
+    Notes
+    -----
+    ``plan[i]`` is ``(x_patches, targets)``, float32 ``(batch, context, n_bins)``;
+    :meth:`dataset` streams the same batches through ``tf.data``.
     """
-    keras = _keras()
 
-    class _PatchSequence(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__()
-            self.order = np.asarray(windows)
-            self.rng = np.random.default_rng(seed)
+    def __init__(self, x, y, windows, *, context: int, batch_size: int, shuffle: bool, seed: int,
+                 target_fn=None, max_batches: int | None = None):
+        super().__init__([windows], batch_size=batch_size, shuffle=shuffle, seed=seed, max_batches=max_batches)
+        self.x, self.y, self.context, self.target_fn = x, y, int(context), target_fn
 
-        def __len__(self):
-            n = int(np.ceil(self.order.size / batch_size))
-            return n if max_batches is None else min(n, max_batches)
+    def _n_full(self) -> int:
+        return int(np.ceil(self.pools[0].size / self.batch_size))
 
-        def __getitem__(self, i):
-            starts = self.order[i * batch_size:(i + 1) * batch_size]
-            xb, yb = gather_patches(x, starts, context), gather_patches(y, starts, context)
-            return xb, (yb if target_fn is None else target_fn(xb, yb))
+    def batch_size_of(self, i: int) -> int:
+        return int(min(self.batch_size, self.pools[0].size - i * self.batch_size))
 
-        def on_epoch_end(self):
-            if shuffle:
-                self.order = self.order[self.rng.permutation(self.order.size)]
+    def _starts(self, epoch: int, i: int):
+        return self.order(epoch)[0][i * self.batch_size:(i + 1) * self.batch_size], None
 
-    return _PatchSequence()
+    def _arrays(self, starts, labels):
+        xb, yb = gather_patches(self.x, starts, self.context), gather_patches(self.y, starts, self.context)
+        yb = yb if self.target_fn is None else self.target_fn(xb, yb)
+        return [np.asarray(xb, np.float32), np.asarray(yb, np.float32)]
+
+    def _structure(self, xb, yb, zeros):
+        return xb, yb
 
 
-def LabelledPatchSequence(x, windows, labels, *, context: int, batch_size: int, noise_only_fraction: float,
-                          shuffle: bool, seed: int, penalty_output: bool, max_batches: int | None = None):
+class LabelledPatchSequence(_Batches):
     """Batches for the semi-supervised models: a fixed share of noise-only patches, the input as target.
 
     Every batch holds ``round(noise_only_fraction * batch_size)`` (at least 1)
     patches with soft label >= 0.5 (noise-only recordings), drawn cyclically
     from their own shuffle, and the rest from the other patches; an epoch
-    walks once through the latter. Returns ``((x_patches, labels), targets)``
+    walks once through the latter. ``plan[i]`` is ``((x_patches, labels), targets)``
     with ``targets = {"recon": x_patches}`` (plus a zero ``penalty`` target for
     the partitioned trainer): no clean features are read (Stowell & Turner 2015;
-    Lusterman 2016).
+    Lusterman 2016). :meth:`dataset` streams the same batches through ``tf.data``.
 
     Parameters
     ----------
@@ -112,41 +241,42 @@ def LabelledPatchSequence(x, windows, labels, *, context: int, batch_size: int, 
     ConfigError
         If there is no noise-only or no other patch.
     """
-    keras = _keras()
-    labels = np.asarray(labels)
-    pools = [np.asarray(windows)[labels < 0.5], np.asarray(windows)[labels >= 0.5]]
-    if pools[0].size == 0 or pools[1].size == 0:
-        raise ConfigError(f"semi-supervised training needs noise-only patches and noisy-speech patches; got "
-                          f"{pools[1].size} and {pools[0].size}: re-run 01_extract_features.py with --noise-only DIR")
-    n1 = max(1, int(round(noise_only_fraction * batch_size)))
-    n0 = max(1, batch_size - n1)
-    lab = {0: np.zeros(n0, np.float32), 1: np.ones(n1, np.float32)}
 
-    class _LabelledSequence(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__()
-            self.rng = np.random.default_rng(seed)
-            self.orders = [p.copy() for p in pools]
+    def __init__(self, x, windows, labels, *, context: int, batch_size: int, noise_only_fraction: float,
+                 shuffle: bool, seed: int, penalty_output: bool, max_batches: int | None = None):
+        labels = np.asarray(labels)
+        pools = [np.asarray(windows)[labels < 0.5], np.asarray(windows)[labels >= 0.5]]
+        if pools[0].size == 0 or pools[1].size == 0:
+            raise ConfigError(f"semi-supervised training needs noise-only patches and noisy-speech patches; got "
+                              f"{pools[1].size} and {pools[0].size}: re-run 01_extract_features.py with "
+                              "--noise-only DIR")
+        super().__init__(pools, batch_size=batch_size, shuffle=shuffle, seed=seed, max_batches=max_batches)
+        self.x, self.context, self.penalty_output = x, int(context), penalty_output
+        self.n1 = max(1, int(round(noise_only_fraction * batch_size)))
+        self.n0 = max(1, batch_size - self.n1)
 
-        def __len__(self):
-            n = int(np.ceil(self.orders[0].size / n0))
-            return n if max_batches is None else min(n, max_batches)
+    def _n_full(self) -> int:
+        return int(np.ceil(self.pools[0].size / self.n0))
 
-        def __getitem__(self, i):
-            speech = self.orders[0][i * n0:(i + 1) * n0]
-            noise = self.orders[1][(i * n1 + np.arange(n1)) % self.orders[1].size]
-            xb = gather_patches(x, np.concatenate([speech, noise]), context)
-            yb = np.concatenate([lab[0][:speech.size], lab[1]])[:, None]
-            targets = {"recon": xb}
-            if penalty_output:
-                targets["penalty"] = np.zeros(xb.shape[0], np.float32)
-            return (xb, yb), targets
+    def batch_size_of(self, i: int) -> int:
+        return int(min(self.n0, self.pools[0].size - i * self.n0) + self.n1)
 
-        def on_epoch_end(self):
-            if shuffle:
-                self.orders = [o[self.rng.permutation(o.size)] for o in self.orders]
+    def _starts(self, epoch: int, i: int):
+        speech, noise = self.order(epoch)
+        speech = speech[i * self.n0:(i + 1) * self.n0]
+        noise = noise[(i * self.n1 + np.arange(self.n1)) % noise.size]
+        labels = np.concatenate([np.zeros(speech.size, np.float32), np.ones(noise.size, np.float32)])
+        return np.concatenate([speech, noise]), labels
 
-    return _LabelledSequence()
+    def _arrays(self, starts, labels):
+        return [np.asarray(gather_patches(self.x, starts, self.context), np.float32),
+                np.asarray(labels, np.float32)[:, None]]
+
+    def _structure(self, xb, yb, zeros):
+        targets = {"recon": xb}
+        if self.penalty_output:
+            targets["penalty"] = zeros(xb)
+        return (xb, yb), targets
 
 
 def even_subset(windows: np.ndarray, n: int | None) -> np.ndarray:
@@ -176,17 +306,211 @@ def _time_budget(keras, minutes: float):
     return TimeBudget()
 
 
+@dataclass(frozen=True)
+class ClusterTask:
+    """This process's place in a ``MultiWorkerMirroredStrategy`` cluster, from ``TF_CONFIG``.
+
+    Attributes
+    ----------
+    type : str
+        ``"worker"`` or ``"chief"``.
+    index : int
+    n_workers : int
+        Tasks that train (chief and workers).
+    is_chief : bool
+        The ``chief`` task, or worker 0 of a cluster without one: the only task
+        that writes ``models/<run>/`` and the logs.
+    """
+
+    type: str
+    index: int
+    n_workers: int
+    is_chief: bool
+
+
+_TF_CONFIG_EXAMPLE = ("""TF_CONFIG='{"cluster": {"worker": ["localhost:12345", "localhost:12346"]}, """
+                      """"task": {"type": "worker", "index": 0}}' (index 1 on the second worker)""")
+
+
+def parse_tf_config(text: str | None) -> ClusterTask:
+    """Check the ``TF_CONFIG`` environment variable of a multi-worker run and say which task this is.
+
+    Parameters
+    ----------
+    text : str or None
+        The JSON value of ``TF_CONFIG``: ``{"cluster": {"worker": ["host:port", ...],
+        "chief": ["host:port"] (optional)}, "task": {"type": "worker", "index": i}}``.
+
+    Returns
+    -------
+    ClusterTask
+
+    Raises
+    ------
+    ConfigError
+        If ``text`` is missing or empty, not JSON, has no ``cluster`` with a list
+        of ``host:port`` workers, or its ``task`` is not a chief or worker with
+        an index inside its list.
+    """
+    need = f"training.distribute=multiworker reads the cluster from the TF_CONFIG environment variable, e.g. " \
+           f"{_TF_CONFIG_EXAMPLE}"
+    if not text or not text.strip():
+        raise ConfigError(f"TF_CONFIG is not set; {need}")
+    try:
+        conf = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({exc.msg} at character {exc.pos}); {need}") from None
+    cluster = conf.get("cluster") if isinstance(conf, dict) else None
+    if not isinstance(cluster, dict) or not cluster.get("worker") and not cluster.get("chief"):
+        raise ConfigError(f"TF_CONFIG has no \"cluster\" with a \"worker\" list; {need}")
+    for kind, addrs in cluster.items():
+        if kind not in ("chief", "worker"):
+            raise ConfigError(f"TF_CONFIG cluster task type {kind!r} is not supported (only chief and worker train); "
+                              f"{need}")
+        if not isinstance(addrs, list) or not addrs or not all(
+                isinstance(a, str) and a.rpartition(":")[0] and a.rpartition(":")[2].isdigit() for a in addrs):
+            raise ConfigError(f"TF_CONFIG cluster.{kind} must be a non-empty list of \"host:port\" strings, "
+                              f"got {addrs!r}; {need}")
+    task = conf.get("task")
+    if not isinstance(task, dict) or task.get("type") not in cluster:
+        raise ConfigError(f"TF_CONFIG task {task!r} must name a type of the cluster ({', '.join(cluster)}) and an "
+                          f"index; {need}")
+    index = task.get("index", 0)
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[task["type"]]):
+        raise ConfigError(f"TF_CONFIG task index {index!r} is outside cluster.{task['type']} "
+                          f"(0..{len(cluster[task['type']]) - 1}); {need}")
+    n = sum(len(a) for a in cluster.values())
+    chief = task["type"] == "chief" or ("chief" not in cluster and index == 0)
+    return ClusterTask(task["type"], index, n, chief)
+
+
+def logical_cpu_devices(n: int) -> None:
+    """Split the first physical CPU into ``n`` logical TensorFlow devices (``training.cpu_devices``).
+
+    Lets ``training.distribute=mirrored`` run on a CPU-only machine (one replica
+    per logical device; the devices share the cores). Must run before
+    TensorFlow initialises its devices, i.e. early in a fresh process.
+
+    Raises
+    ------
+    ConfigError
+        If TensorFlow was already initialised with another number of CPU devices.
+    """
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != n:
+            raise ConfigError(f"training.cpu_devices={n}: TensorFlow already started in this process with {have} "
+                              "CPU device(s); set it for a fresh process (e.g. 03_train_autoencoder.py "
+                              f"--set training.cpu_devices={n})") from None
+
+
+def distribution(t) -> tuple[object | None, ClusterTask | None]:
+    """The ``tf.distribute`` strategy of ``training.distribute`` (None for ``none``) and the cluster task.
+
+    ``mirrored``: ``MirroredStrategy`` over this machine's GPUs, or over its
+    logical CPU devices when it has none (see ``training.cpu_devices``).
+    ``multiworker``: ``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``
+    (:func:`parse_tf_config`).
+
+    Raises
+    ------
+    ConfigError
+        If the Keras backend is not TensorFlow, ``TF_CONFIG`` is missing or
+        malformed, or ``training.max_minutes`` is set with ``multiworker``
+        (each worker's clock would stop it at another batch).
+    """
+    if t.distribute == "none" and not t.cpu_devices:
+        return None, None
+    task = None
+    if t.distribute == "multiworker":
+        task = parse_tf_config(os.environ.get("TF_CONFIG"))
+        if t.max_minutes:
+            raise ConfigError("training.max_minutes cannot be used with training.distribute=multiworker (each "
+                              "worker's clock would stop it at another batch); use training.epochs or "
+                              "training.steps_per_epoch")
+    backend = _keras().backend.backend()
+    if backend != "tensorflow":
+        key = (f"training.distribute={t.distribute}" if t.distribute != "none"
+               else f"training.cpu_devices={t.cpu_devices}")
+        raise ConfigError(f"{key} needs the TensorFlow Keras backend, but KERAS_BACKEND is {backend}; run with "
+                          "KERAS_BACKEND=tensorflow, or train on one device (training.distribute=none, "
+                          "training.cpu_devices=null)")
+    if t.cpu_devices:
+        logical_cpu_devices(t.cpu_devices)
+    if t.distribute == "none":
+        return None, None
+    import tensorflow as tf
+
+    if t.distribute == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices]), None
+    return _multi_worker_strategy(tf), task
+
+
+def _multi_worker_strategy(tf):
+    """A ``MultiWorkerMirroredStrategy`` whose ``reduce`` accepts what Keras 3's ``fit`` passes it.
+
+    Keras 3 (checked with 3.15) calls ``strategy.reduce`` on the whole first
+    batch, a nest, to build the model, and on every scalar metric with
+    ``axis=0``; both fail under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585,
+    tensorflow/tensorflow#72388: "Attempt to convert a value (PerReplica ...)",
+    "Invalid reduction dimension 0 for input with 0 dimensions"). This
+    subclass reduces a nest leaf by leaf and a scalar over the replicas
+    (``axis=None``), which is what Keras means: the mean over every replica of
+    every worker, so all workers see the same losses and stop together.
+    """
+    base = tf.distribute.MultiWorkerMirroredStrategy
+
+    class KerasMultiWorkerMirroredStrategy(base):
+        def reduce(self, reduce_op, value, axis=None):
+            def one(v):
+                parts = getattr(v, "values", (v,))
+                scalar = all(getattr(getattr(p, "shape", None), "rank", None) == 0 for p in parts)
+                return base.reduce(self, reduce_op, v, axis=None if scalar else axis)
+
+            return tf.nest.map_structure(one, value)
+
+    return KerasMultiWorkerMirroredStrategy()
+
+
+def _epoch_timer(keras):
+    """A callback that records the wall-clock seconds of every epoch (training and validation) in ``seconds``."""
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(round(time.perf_counter() - self.t0, 3))
+
+    return EpochTimer()
+
+
 @dataclass
 class TrainSummary:
     run_dir: Path
     info: dict
     up_to_date: bool = False
+    discarded: bool = False  # a non-chief worker of a multi-worker run: the chief wrote run_dir
 
     def lines(self) -> list[str]:
         i = self.info
         if self.up_to_date:
             return [f"{self.run_dir} is up to date (same dataset, model and training parameters); "
                     "pass --force to retrain"]
+        if self.discarded:
+            return [f"{i['cluster_task']}: trained {i['model']} for {i['epochs_run']} epochs in "
+                    f"{i['train_seconds']:.0f} s; best epoch {i['best_epoch']} val_loss {i['best_val_loss']:.4f}; "
+                    f"the chief writes {self.run_dir} (this worker's copy was discarded)"]
         return [f"trained {i['model']} ({i['n_params']:,} parameters) for {i['epochs_run']} epochs in "
                 f"{i['train_seconds']:.0f} s ({i['stop_reason']}); best epoch {i['best_epoch']} "
                 f"val_loss {i['best_val_loss']:.4f}; saved {self.run_dir}/model.keras"]
@@ -247,8 +571,21 @@ def _sequences(dataset: Path, info: dict, t, seed: int, *, semi: bool, penalty: 
     return train_seq, val_seq, {s: int(w.size) for s, w in speech.items()}
 
 
+def _distribute(seq: _Batches, strategy, *, epochs: int = 1, repeat: bool = False):
+    """``seq.dataset(...)``, or one input pipeline per worker through ``strategy.distribute_datasets_from_function``."""
+    if strategy is None:
+        return seq.dataset(epochs, repeat=repeat)
+    return strategy.distribute_datasets_from_function(
+        lambda ctx: seq.dataset(epochs, input_context=ctx, repeat=repeat))
+
+
+#: ``training`` keys that say how to run, not what to train: left out of the run fingerprint.
+_EXECUTION_KEYS = ("distribute", "cpu_devices")
+
+
 def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path = "models",
-          logs_dir: str | Path = "model_logs", force: bool = False, progress: bool = True) -> TrainSummary:
+          logs_dir: str | Path = "model_logs", force: bool = False, progress: bool = True,
+          extra_callbacks: list | None = None) -> TrainSummary:
     """Run stage 03: train ``cfg.model.name`` on ``dataset`` and write ``models/<run>/``.
 
     Parameters
@@ -259,6 +596,19 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
         A ``datasets/<name>/`` folder written by stage 02.
     run : str
         Run name: the folder under ``models_dir`` and the log names under ``logs_dir``.
+    extra_callbacks : list of keras.callbacks.Callback, optional
+        Appended to the callbacks of ``fit`` (e.g. the Optuna pruning callback of :mod:`speech_dae.tuning`).
+
+    Notes
+    -----
+    Batches stream through ``tf.data`` from the memory-mapped dataset
+    (:meth:`PatchSequence.dataset`), with every Keras backend. With
+    ``training.distribute`` ``mirrored`` or ``multiworker`` the model is built
+    and compiled in the strategy's scope and every batch is split over the
+    replicas (see :func:`distribution`). In a multi-worker run only the chief
+    writes ``models/<run>/`` and the logs (the other workers write to a
+    temporary folder and delete it), and the run is always retrained (the
+    workers cannot agree to skip it without talking to each other).
 
     Raises
     ------
@@ -266,7 +616,8 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
         If the dataset is missing, incomplete or stale (names stage 02), or
         ``models/<run>`` holds a run of another configuration and ``force`` is false.
     ConfigError
-        For an unknown model or hyper-parameter, or a bad run name.
+        For an unknown model or hyper-parameter, a bad run name, or a
+        distribution that cannot run (see :func:`distribution`).
     """
     if not run or "/" in run or run.startswith("."):
         raise ConfigError(f"--run {run!r} must be a plain folder name such as logmag_type2")
@@ -285,17 +636,43 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
     if name not in SEMI_SUPERVISED and not info.get("clean_targets", True):
         raise ConfigError(f"{dataset} has no clean references (stage 01 --noisy without --clean), so only the "
                           f"semi-supervised models ({', '.join(SEMI_SUPERVISED)}) can train on it, not {name}")
-    fp = fingerprint(__version__, info["fingerprint"], name, hparams, cfg.to_dict()["training"], cfg.seed)
-    run_dir = Path(models_dir) / run
+    # how many devices train does not change the run: left out of the fingerprint (runs stay up to date)
+    fp = fingerprint(__version__, info["fingerprint"], name, hparams,
+                     {k: v for k, v in cfg.to_dict()["training"].items() if k not in _EXECUTION_KEYS}, cfg.seed)
+    strategy, task = distribution(t)
+    if task is not None and not task.is_chief:  # only the chief writes models/<run>/ and the logs
+        scratch = Path(tempfile.mkdtemp(prefix=f"speech_dae_{task.type}{task.index}_"))
+        try:
+            summary = _train(cfg, dataset, info, run, scratch / "models", scratch / "logs", True, progress, fp,
+                             strategy, task, extra_callbacks=extra_callbacks)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return TrainSummary(Path(models_dir) / run, summary.info, discarded=True)
+    # workers cannot agree to skip without talking to each other: a multi-worker run always retrains
+    return _train(cfg, dataset, info, run, Path(models_dir), Path(logs_dir), force or task is not None, progress, fp,
+                  strategy, task, extra_callbacks=extra_callbacks)
+
+
+def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, logs_dir: Path, force: bool,
+           progress: bool, fp: str, strategy, task: ClusterTask | None, extra_callbacks=None) -> TrainSummary:
+    """The body of :func:`train` once the inputs are checked: one process's part of a run."""
+    from .models import SEMI_SUPERVISED, build_model
+
+    name, t = cfg.model.name, cfg.training
+    hparams = cfg.model.params_for(name)
+    run_dir = models_dir / run
     staged = StagedOutput(run_dir, fp, marker="run.json", force=force)
     if staged.is_current():
         return TrainSummary(run_dir, read_json(run_dir / "run.json"), up_to_date=True)
-    from .models import build_model
-
     keras = _keras()
     keras.utils.set_random_seed(cfg.seed)
     context, n_bins = int(info["context"]), int(info["n_bins"])
-    model = build_model(name, (context, n_bins), target=t.target, **hparams)
+
+    def scope():
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+    with scope():
+        model = build_model(name, (context, n_bins), target=t.target, **hparams)
     work = staged.begin()
     logs_dir = Path(logs_dir)
     logs_dir.mkdir(parents=True, exist_ok=True)
@@ -305,14 +682,18 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
 
     semi = name in SEMI_SUPERVISED
     train_seq, val_seq, n_patches = _sequences(dataset, info, t, cfg.seed, semi=semi, penalty=name == "partitioned")
-    if semi:
-        from .models.thesis import identity_loss, semi_supervised_trainer
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    steps = {"train": train_seq.steps(replicas), "val": val_seq.steps(replicas)}
+    train_ds, val_ds = _distribute(train_seq, strategy, epochs=t.epochs), _distribute(val_seq, strategy, repeat=True)
+    with scope():
+        if semi:
+            from .models.thesis import identity_loss, semi_supervised_trainer
 
-        fit_model = semi_supervised_trainer(model, name, penalty=hparams.get("penalty", 0.75))
-        losses = {"recon": t.loss, **({"penalty": identity_loss} if name == "partitioned" else {})}
-    else:
-        fit_model, losses = model, t.loss
-    fit_model.compile(optimizer=keras.optimizers.Adam(learning_rate=t.learning_rate), loss=losses)
+            fit_model = semi_supervised_trainer(model, name, penalty=hparams.get("penalty", 0.75))
+            losses = {"recon": t.loss, **({"penalty": identity_loss} if name == "partitioned" else {})}
+        else:
+            fit_model, losses = model, t.loss
+        fit_model.compile(optimizer=keras.optimizers.Adam(learning_rate=t.learning_rate), loss=losses)
     early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True)
     callbacks = [
         early,
@@ -321,11 +702,16 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
     ]
     budget = _time_budget(keras, t.max_minutes) if t.max_minutes else None
     callbacks += [budget] if budget else []
-    log.info("training %s on %s: %d train / %d val patches of %dx%d, up to %d epochs", name, dataset,
-             n_patches["train"], n_patches["val"], context, n_bins, t.epochs)
+    timer = _epoch_timer(keras)
+    callbacks.append(timer)
+    callbacks += list(extra_callbacks or [])
+    log.info("training %s on %s: %d train / %d val patches of %dx%d, up to %d epochs of %d steps on %d replica(s) "
+             "(Keras backend %s)", name, dataset, n_patches["train"], n_patches["val"], context, n_bins, t.epochs,
+             steps["train"], replicas, keras.backend.backend())
     t0 = time.perf_counter()
-    history = fit_model.fit(train_seq, validation_data=val_seq, epochs=t.epochs, callbacks=callbacks,
-                        verbose=1 if progress else 2)
+    history = fit_model.fit(train_ds, steps_per_epoch=steps["train"], validation_data=val_ds,
+                            validation_steps=steps["val"], epochs=t.epochs, callbacks=callbacks, shuffle=False,
+                            verbose=1 if progress else 2)
     seconds = time.perf_counter() - t0
     model.save(work / "model.keras")  # the inference model, with the best epoch's weights (EarlyStopping restores)
     h = {k: [float(v) for v in vals] for k, vals in history.history.items()}
@@ -358,9 +744,13 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
         "best_val_loss": h["val_loss"][best],
         "stop_reason": stop,
         "train_seconds": round(seconds, 1),
+        "epoch_seconds": timer.seconds,
         "train_patches": n_patches["train"],
         "val_patches": n_patches["val"],
         "semi_supervised": semi,
+        "keras_backend": keras.backend.backend(),
+        "replicas": replicas,
+        **({"cluster_task": f"{task.type} {task.index} of {task.n_workers}"} if task is not None else {}),
         "n_params": int(model.count_params()),
         "history": h,
         "dataset": str(dataset),
