@@ -433,7 +433,7 @@ def export_run(run_dir: str | Path, fmt: str, *, audio: str | Path | None = None
         export_s = time.perf_counter() - t0
         engine = load_engine(tmp, fmt, input_shape=(den.context, den.fx.n_bins))
         got = np.asarray(engine(patches), dtype=np.float32)
-        ref = np.asarray(den.model(patches, training=False), dtype=np.float32)
+        ref = den.predict_batch(patches)
         # NaN anywhere (or another shape) fails the check: nan < tol is False
         diff = float(np.max(np.abs(got.astype(np.float64) - ref))) if got.shape == ref.shape else float("inf")
         keras_s = _best_time(lambda: den.model(patches, training=False), repeats)

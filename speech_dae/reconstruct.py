@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .artifacts import read_json, require_files, write_csv
+from .artifacts import clear_temporaries, read_json, require_files, write_csv
 from .audio import load_audio, validate_audio, write_audio
 from .config import Config, FeatureConfig
 from .dataset import Normaliser, gather_patches, patch_starts
@@ -158,6 +158,16 @@ class Denoiser:
     def name(self) -> str:
         return self.run_dir.name
 
+    def predict_batch(self, patches: np.ndarray) -> np.ndarray:
+        """One forward pass: ``(batch, context, n_bins)`` float32 -> same shape, as a NumPy float32 array.
+
+        Keras runs ``predict_on_batch`` (one traced function, NumPy out on every backend: torch outputs
+        that require grad cannot go through ``np.asarray``); the onnx engine runs its session.
+        """
+        if self.engine == "onnx":
+            return np.asarray(self.model(patches), dtype=np.float32)
+        return np.asarray(self.model.predict_on_batch(patches), dtype=np.float32)
+
     def predict_frames(self, features: np.ndarray) -> np.ndarray:
         """The model's output per frame: ``(n_frames, n_bins)`` float32, normalised (mapping) or a mask in [0, 1].
 
@@ -175,7 +185,7 @@ class Denoiser:
             x = np.pad(x, ((0, self.context - x.shape[0]), (0, 0)), mode="edge")
         starts = patch_starts(x.shape[0], self.context, self.patch_hop)
         patches = gather_patches(x, starts, self.context)
-        pred = np.concatenate([np.asarray(self.model(patches[i:i + self.batch_size], training=False))
+        pred = np.concatenate([self.predict_batch(patches[i:i + self.batch_size])
                                for i in range(0, len(patches), self.batch_size)])
         return overlap_average(pred, starts, x.shape[0], self.window)[pad:pad + n]
 
@@ -258,6 +268,8 @@ class ReconstructSummary:
             if r in scored:
                 out.append(f"{r['id']}: SNR {r['snr_in']:6.2f} -> {r['snr_out']:6.2f} dB, "
                            f"SI-SDR {r['si_sdr_in']:6.2f} -> {r['si_sdr_out']:6.2f} dB")
+            elif r.get("not_scored"):
+                out.append(f"{r['id']}: denoised, not scored ({r['not_scored']})")
             else:
                 out.append(f"{r['id']}: denoised (no clean reference to score against)")
         if scored:
@@ -340,6 +352,9 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
     examples = {it.uid: k for k, it in enumerate(report.pick_examples(items, report_examples))}
     shown = []
     report.clear_assets(out_dir)
+    for folder in (out_dir, img_dir):  # both are rewritten in place: drop a killed run's half-written files
+        clear_temporaries(folder)
+    unscored = 0
     for uid, path, ref_path, snr_db in tqdm(items, desc="04 reconstruct", unit="file", disable=not progress):
         try:
             noisy, _ = load_audio(path, sample_rate=sr)
@@ -348,15 +363,25 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
             skipped.append(str(exc))
             log.warning("skipped: %s", exc)
             continue
+        ref = None
+        if ref_path is not None:
+            try:  # a broken or silent reference costs that file its scores, not the run
+                ref, _ = load_audio(ref_path, sample_rate=sr)
+                ref = validate_audio(ref, sample_rate=sr, silence_rms_db=cfg.audio.silence_rms_db, name=str(ref_path))
+            except AudioError as exc:
+                ref, unscored = None, unscored + 1
+                log.warning("not scored: %s: the clean reference is unusable: %s", path, exc)
+                not_scored = f"clean reference unusable: {exc}"
         t0 = time.perf_counter()
         y_hat = den(noisy)
         t_model += time.perf_counter() - t0
         summary.audio_s += noisy.size / sr
         out_wav = write_audio(out_dir / f"{uid}_denoised.wav", y_hat, sr)
         row = {"id": uid, "snr_db": snr_db, "noisy_file": str(path)}
+        if ref_path is not None and ref is None:
+            row["not_scored"] = not_scored
         panels = [("noisy", noisy), ("denoised", y_hat)]
-        if ref_path is not None:
-            ref, _ = load_audio(ref_path, sample_rate=sr)
+        if ref is not None:
             n = min(ref.size, noisy.size)
             ref = ref[:n]
             row.update(snr_in=snr(ref, noisy[:n]) + 0.0, snr_out=snr(ref, y_hat[:n]) + 0.0,  # + 0.0: no "-0.0"
@@ -374,10 +399,10 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
         if uid in examples:
             signals = [("noisy", "noisy input", noisy, None),
                        ("denoised", f"denoised ({den.info['model']}, {den.info['feature']})", y_hat, out_wav)]
-            signals += [("clean", "clean reference", ref, None)] if ref_path is not None else []
+            signals += [("clean", "clean reference", ref, None)] if ref is not None else []
             cards = report.save_example(out_dir, examples[uid], signals, sample_rate=sr, n_fft=c.n_fft,
                                         hop_length=c.hop_length, image_max_s=r.image_max_s)
-            if ref_path is not None:
+            if ref is not None:
                 for cd, side in zip(cards, ("in", "out")):
                     cd["scores"] = (f"SNR {report.fmt_number(row[f'snr_{side}'], 1)} dB · "
                                     f"SI-SDR {report.fmt_number(row[f'si_sdr_{side}'], 1)} dB")
@@ -393,5 +418,6 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
     summary.report = report.reconstruct_report(
         out_dir, summary.rows, sorted(shown, key=lambda e: e["k"]), title=f"Reconstruction: {den.name}",
         meta=[f"{den.info['model']} on {den.info['feature']} features ({den.target}) from {den.run_dir}; "
-              f"{len(summary.rows)} file(s) denoised{rt}" + (f", {len(skipped)} skipped" if skipped else "") + "."])
+              f"{len(summary.rows)} file(s) denoised{rt}" + (f", {len(skipped)} skipped" if skipped else "")
+              + (f", {unscored} not scored (clean reference unusable)" if unscored else "") + "."])
     return summary

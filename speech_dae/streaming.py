@@ -288,11 +288,9 @@ class Streamer:
         if new.size:
             x = den.norm.norm_x(feats[new[0] - f0:new[-1] - f0 + ctx])
             patches = gather_patches(x, new - new[0], ctx)
-            # Keras: predict_on_batch runs one traced function (0.7 ms for type2 on one patch, where an eager call
-            # costs ~7 ms of per-layer overhead on a small CPU); other engines (onnx) are called as they are
-            predict = getattr(den.model, "predict_on_batch", None) or (lambda p: den.model(p, training=False))
-            pred = [np.asarray(predict(patches[i:i + den.batch_size]), dtype=np.float32)
-                    for i in range(0, len(patches), den.batch_size)]
+            # Denoiser.predict_batch: Keras predict_on_batch runs one traced function (0.7 ms for type2 on one
+            # patch, where an eager call costs ~7 ms of per-layer overhead on a small CPU)
+            pred = [den.predict_batch(patches[i:i + den.batch_size]) for i in range(0, len(patches), den.batch_size)]
             self._pstarts = np.concatenate([self._pstarts, new])
             self._ppred = np.concatenate([self._ppred, *pred])
             self._next_start = int(new[-1]) + ph
