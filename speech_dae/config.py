@@ -170,8 +170,15 @@ class TrainingConfig:
     noise_only_fraction: float = 0.25
     distribute: str = "none"
     cpu_devices: int | None = None
+    tensorboard_media: bool = True
+    tensorboard_utterances: int = 2
 
     def __post_init__(self):
+        _check(isinstance(self.tensorboard_media, bool),
+               f"training.tensorboard_media={self.tensorboard_media!r} must be true or false")
+        n_utt = self.tensorboard_utterances
+        _check(isinstance(n_utt, int) and not isinstance(n_utt, bool) and 1 <= n_utt <= 8,
+               f"training.tensorboard_utterances={n_utt!r} must be a whole number in 1..8")
         _check(self.distribute in DISTRIBUTE, f"training.distribute={self.distribute!r} is unknown; choose "
                f"{', '.join(DISTRIBUTE)}")
         n = self.cpu_devices

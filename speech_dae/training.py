@@ -2,7 +2,10 @@
 
 Plumbing is stock Keras: ``EarlyStopping`` (best weights restored, saved to
 ``model.keras``), ``CSVLogger`` to ``model_logs/<run>.csv`` and ``TensorBoard``
-events in ``model_logs/<run>/``. Batches are gathered from the memory-mapped
+events in ``model_logs/<run>/``, plus libdse-style ``Loss/``, ``Ratio/``, ``SNR/``
+and ``GradNorm/`` scalars, audio and spectrograms there (``training.tensorboard_media``).
+``BackupAndRestore`` keeps the last completed epoch in ``models/<run>.partial/backup``:
+a run killed mid-training resumes from it when started again. Batches are gathered from the memory-mapped
 dataset by a ``tf.data`` pipeline (parallel, prefetched), so a dataset larger
 than memory trains; ``training.distribute`` spreads them over several devices
 or workers (``tf.distribute``).
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .artifacts import StagedOutput, fingerprint, package_versions, read_json, write_json
+from .artifacts import StagedOutput, atomic_path, fingerprint, package_versions, read_json, write_json
 from .config import Config
 from .dataset import gather_patches, load_dataset
 from .errors import ArtifactError, ConfigError
@@ -111,7 +114,7 @@ class _Batches:
         if self.shuffle:
             self.epoch += 1
 
-    def dataset(self, epochs: int = 1, *, input_context=None, repeat: bool = False):
+    def dataset(self, epochs: int = 1, *, input_context=None, repeat: bool = False, first_epoch: int = 0):
         """The batches of ``epochs`` epochs as a ``tf.data.Dataset`` (gathered by ``tf.numpy_function``).
 
         Element ``k`` is batch ``k % steps`` of epoch ``k // steps``, gathered
@@ -130,6 +133,9 @@ class _Batches:
             the parts of its local replicas.
         repeat : bool
             Repeat forever (validation: ``validation_steps=steps()`` batches per evaluation).
+        first_epoch : int
+            Start with this epoch's batches (a run resumed by :class:`BackupAndRestore` at
+            ``initial_epoch``): its shuffle is the one an uninterrupted run would draw.
         """
         import tensorflow as tf
 
@@ -154,7 +160,7 @@ class _Batches:
                 t.set_shape((None, *a.shape[1:]))
             return self._structure(*flat, lambda a: tf.zeros(tf.shape(a)[:1], tf.float32))
 
-        ds = tf.data.Dataset.range(int(epochs) * steps * local)
+        ds = tf.data.Dataset.range(int(first_epoch) * steps * local, int(epochs) * steps * local)
         ds = ds.map(lambda j: tf.numpy_function(load, [j], dtypes, stateful=False),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.map(structure)
@@ -295,12 +301,16 @@ def _time_budget(keras, minutes: float):
 
     class TimeBudget(keras.callbacks.Callback):
         reached = False
+        spent = 0.0  # seconds used before a kill (set by the resumed run's BackupAndRestore)
 
         def on_train_begin(self, logs=None):
             self.t0 = time.perf_counter()
 
+        def elapsed(self) -> float:
+            return self.spent + time.perf_counter() - self.t0
+
         def on_train_batch_end(self, batch, logs=None):
-            if time.perf_counter() - self.t0 >= 60.0 * minutes:
+            if self.elapsed() >= 60.0 * minutes:
                 self.reached = self.model.stop_training = True
 
     return TimeBudget()
@@ -495,6 +505,231 @@ def _epoch_timer(keras):
     return EpochTimer()
 
 
+def _backup_and_restore(keras, backup_dir: Path, *, epochs: int, early, timer, budget):
+    """``keras.callbacks.BackupAndRestore`` that also carries the run's own state over a kill.
+
+    Every epoch end writes, each file atomically, ``epoch<N>.weights.h5`` (model
+    and optimizer variables, ``Model.save_weights``), ``best<E>.npz`` (the
+    ``EarlyStopping`` best weights, when they change) and last ``state.json``:
+    the epoch count ``N``, the full history, the ``EarlyStopping`` counters,
+    the epoch timings and the seconds spent (for ``training.max_minutes``).
+    Files of older epochs are then removed, so a kill at any moment leaves one
+    consistent backup. A new run reads it (:attr:`initial_epoch`) before the
+    input pipeline is built, so that pipeline starts with epoch ``N``'s
+    shuffle; ``on_train_begin`` restores the weights, optimizer and counters
+    (``early`` must come before this callback in the list). The caller
+    deletes ``backup_dir`` when the run is committed.
+    """
+
+    class BackupAndRestore(keras.callbacks.BackupAndRestore):
+        def __init__(self):
+            super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+            self.state = self._read_state()
+            self.history = {k: list(v) for k, v in self.state["history"].items()} if self.state else {}
+
+        @staticmethod
+        def _read_state():
+            try:
+                state = json.loads((backup_dir / "state.json").read_text(encoding="utf-8"))
+                n, best = int(state["epoch"]), state["best"]
+                if (backup_dir / f"epoch{n}.weights.h5").is_file() and (best is None or (backup_dir / best).is_file()):
+                    return state
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            if backup_dir.exists():  # nothing usable (killed before the first epoch ended): start afresh
+                shutil.rmtree(backup_dir)
+            return None
+
+        @property
+        def initial_epoch(self) -> int:
+            """Epochs completed before the kill (0 for a fresh run)."""
+            return int(self.state["epoch"]) if self.state else 0
+
+        @property
+        def finished(self) -> bool:
+            """The killed run had stopped training (last epoch, early stopping or time budget) before it was saved."""
+            return bool(self.state and self.state["finished"])
+
+        def restore(self, model) -> None:
+            """Weights, optimizer and the counters of ``early`` / ``timer`` / ``budget`` from the backup."""
+            n = self.initial_epoch
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            model.load_weights(str(backup_dir / f"epoch{n}.weights.h5"))
+            e = self.state["early"]
+            early.wait, early.best, early.best_epoch, early.stopped_epoch = (
+                e["wait"], e["best"], e["best_epoch"], e["stopped_epoch"])
+            if self.state["best"] is not None:
+                with np.load(backup_dir / self.state["best"]) as z:
+                    early.best_weights = [z[f"w{i}"] for i in range(len(z.files))]
+            timer.seconds = list(self.state["epoch_seconds"])
+            if budget is not None:
+                budget.spent = float(self.state["train_seconds"])
+                budget.reached = bool(self.state["budget_reached"])
+
+        def on_train_begin(self, logs=None):
+            if self.state:
+                self.restore(self.model)
+
+        def on_epoch_end(self, epoch, logs=None):
+            n = epoch + 1
+            for k, v in (logs or {}).items():
+                self.history.setdefault(k, []).append(float(v))
+            backup_dir.mkdir(parents=True, exist_ok=True)
+            tmp = backup_dir / "tmp.weights.h5"
+            self.model.save_weights(str(tmp), overwrite=True)
+            os.replace(tmp, backup_dir / f"epoch{n}.weights.h5")
+            best = None
+            if early.best_weights is not None:
+                best = f"best{early.best_epoch}.npz"
+                if not (backup_dir / best).is_file():
+                    with open(backup_dir / "tmp.npz", "wb") as fh:
+                        np.savez(fh, **{f"w{i}": w for i, w in enumerate(early.best_weights)})
+                    os.replace(backup_dir / "tmp.npz", backup_dir / best)
+            spent = budget.elapsed() if budget is not None else float(sum(timer.seconds))
+            write_json(backup_dir / "state.json", {
+                "epoch": n, "history": self.history, "best": best,
+                "early": {"wait": early.wait, "best": None if early.best is None else float(early.best),
+                          "best_epoch": early.best_epoch, "stopped_epoch": early.stopped_epoch},
+                "epoch_seconds": timer.seconds, "train_seconds": spent,
+                "budget_reached": bool(budget is not None and budget.reached),
+                "resumed_at_epochs": self.resumed_at_epochs,
+                "finished": bool(self.model.stop_training) or n >= epochs})
+            for p in backup_dir.iterdir():
+                if p.name not in (f"epoch{n}.weights.h5", best, "state.json"):
+                    p.unlink(missing_ok=True)
+
+        @property
+        def resumed_at_epochs(self) -> list[int]:
+            """Every epoch count this run was resumed at (empty for an uninterrupted run)."""
+            if not self.state:
+                return []
+            return list(self.state.get("resumed_at_epochs", [])) + [self.initial_epoch]
+
+    return BackupAndRestore()
+
+
+def _validation_clips(dataset: Path, info: dict, n: int,
+                      max_s: float = 4.0) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The first ``n`` validation utterances with a clean reference: ``(id, noisy, clean)`` float32 waveforms.
+
+    Read from the stage-01 folder the dataset was built from (``mixtures/``, ``references/``), at most
+    ``max_s`` seconds each; empty when that folder is gone.
+    """
+    import soundfile as sf
+
+    from .artifacts import read_csv
+
+    source = Path(info.get("source", ""))
+    path = dataset / "utterances_val.csv"
+    rows = read_csv(path) if path.is_file() else []
+    out = []
+    for r in rows:
+        mix, ref = source / "mixtures" / f"{r['id']}.wav", source / "references" / f"{r['id']}.wav"
+        if r.get("kind") not in ("mixture", "paired") or not (mix.is_file() and ref.is_file()):
+            continue
+        sr = int(info["features_params"]["sample_rate"])
+        noisy, clean = (sf.read(str(f), dtype="float32", frames=int(max_s * sr))[0] for f in (mix, ref))
+        out.append((r["id"], *(y.reshape(y.shape[0], -1).mean(axis=1) for y in (noisy, clean))))
+        if len(out) == n:
+            break
+    if not out:
+        log.info("no validation utterance with a clean reference under %s: TensorBoard gets no SNR/val, audio or "
+                 "spectrograms", source)
+    return out
+
+
+def _spectrogram_image(signals: list[np.ndarray], n_fft: int = 512, hop: int = 128) -> np.ndarray:
+    """Log-magnitude spectrograms of ``signals`` stacked top to bottom, low frequencies down: uint8 RGB
+    ``(n_signals * (n_fft // 2 + 1), n_frames, 3)`` (magma colour map, 80 dB range)."""
+    import librosa
+    from matplotlib import colormaps
+
+    mags = [np.abs(librosa.stft(np.asarray(y, np.float32), n_fft=n_fft, hop_length=hop)) for y in signals]
+    width = min(m.shape[1] for m in mags)
+    db = librosa.amplitude_to_db(np.concatenate([m[::-1, :width] for m in mags]), ref=max(float(np.max(
+        np.concatenate([m.ravel() for m in mags]))), 1e-10), top_db=80.0)
+    return (colormaps["magma"]((db + 80.0) / 80.0)[..., :3] * 255).astype(np.uint8)
+
+
+def _tensorboard_scalars(keras, log_dir: Path, *, model, fit_model, batch, clips, dataset: Path, info: dict,
+                         cfg: Config):
+    """A callback writing libdse-style TensorBoard summaries to ``log_dir`` at the end of every epoch.
+
+    Scalars: ``Loss/train``, ``Loss/val``, ``Ratio/val_to_train`` (from the epoch logs), ``SNR/val``
+    (mean SI-SDR improvement in dB of the denoised over the noisy waveform on ``clips``, through the
+    stage-04 inference path: :class:`speech_dae.reconstruct.Denoiser` on the in-memory model), and
+    ``GradNorm/encoder`` / ``GradNorm/decoder`` (global gradient norm of the first / second half of the
+    trainable variables on the fixed training ``batch``, ``tf.GradientTape``, inference mode so no
+    random state is used). Media: ``Audio/<id>`` (denoised waveform) and ``Spectrogram/<id>`` (noisy,
+    denoised, clean from top to bottom) for every clip. The step is the epoch index (as Keras's own
+    ``TensorBoard`` callback). TensorFlow backend only: ``None`` (and a debug log) on the others.
+    """
+    if keras.backend.backend() != "tensorflow":
+        log.debug("TensorBoard scalars and media need the TensorFlow backend; %s writes the stock curves only",
+                  keras.backend.backend())
+        return None
+    import tensorflow as tf
+
+    from .dataset import Normaliser
+    from .metrics import si_sdr
+    from .reconstruct import Denoiser
+
+    params = info["features_params"]
+    sr = int(params["sample_rate"])
+    # the stage-04 inference path, on the model being trained (no run folder yet)
+    run_info = {"sample_rate": sr, "features": params["features"], "context": info["context"],
+                "feature": info.get("feature"), "target": cfg.training.target}
+    den = Denoiser.from_model(model, run_info, Normaliser.load(dataset / "norm.npz"),
+                              patch_hop=cfg.reconstruct.patch_hop, batch_size=cfg.reconstruct.batch_size,
+                              max_gain=cfg.reconstruct.max_gain)
+
+    class TensorBoardScalars(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.writer = tf.summary.create_file_writer(str(log_dir))
+
+        def grad_norms(self) -> tuple[float, float]:
+            x, y = batch
+            variables = fit_model.trainable_variables
+            with tf.GradientTape() as tape:
+                loss = fit_model.compute_loss(x=x, y=y, y_pred=fit_model(x, training=False), training=False)
+            grads = tape.gradient(loss, variables)
+            half = max(1, len(variables) // 2)
+            return tuple(float(tf.linalg.global_norm([g for g in part if g is not None]))
+                         for part in (grads[:half], grads[half:]))
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            scalars = {}
+            if "loss" in logs:
+                scalars["Loss/train"] = float(logs["loss"])
+            if "val_loss" in logs:
+                scalars["Loss/val"] = float(logs["val_loss"])
+            if "loss" in logs and "val_loss" in logs and float(logs["loss"]) != 0:
+                scalars["Ratio/val_to_train"] = float(logs["val_loss"]) / float(logs["loss"])
+            scalars["GradNorm/encoder"], scalars["GradNorm/decoder"] = self.grad_norms()
+            denoised = [den(noisy) for _, noisy, _ in clips]
+            if clips:
+                scalars["SNR/val"] = float(np.mean([si_sdr(clean, d) - si_sdr(clean, noisy)
+                                                    for (_, noisy, clean), d in zip(clips, denoised)]))
+            with self.writer.as_default(step=epoch):
+                for tag, value in scalars.items():
+                    tf.summary.scalar(tag, value)
+                for (uid, noisy, clean), d in zip(clips, denoised):
+                    peak = max(float(np.max(np.abs(d))), 1e-9)
+                    tf.summary.audio(f"Audio/{uid}", (d / max(peak, 1.0))[None, :, None], sr, max_outputs=1,
+                                     description="denoised (validation)")
+                    tf.summary.image(f"Spectrogram/{uid}", _spectrogram_image([noisy, d, clean])[None],
+                                     max_outputs=1, description="noisy / denoised / clean (top to bottom)")
+            self.writer.flush()
+
+        def on_train_end(self, logs=None):
+            self.writer.close()
+
+    return TensorBoardScalars()
+
+
 @dataclass
 class TrainSummary:
     run_dir: Path
@@ -511,8 +746,9 @@ class TrainSummary:
             return [f"{i['cluster_task']}: trained {i['model']} for {i['epochs_run']} epochs in "
                     f"{i['train_seconds']:.0f} s; best epoch {i['best_epoch']} val_loss {i['best_val_loss']:.4f}; "
                     f"the chief writes {self.run_dir} (this worker's copy was discarded)"]
+        resumed = "".join(f"; resumed from epoch {n}" for n in i.get("resumed_at_epochs") or [])
         return [f"trained {i['model']} ({i['n_params']:,} parameters) for {i['epochs_run']} epochs in "
-                f"{i['train_seconds']:.0f} s ({i['stop_reason']}); best epoch {i['best_epoch']} "
+                f"{i['train_seconds']:.0f} s ({i['stop_reason']}{resumed}); best epoch {i['best_epoch']} "
                 f"val_loss {i['best_val_loss']:.4f}; saved {self.run_dir}/model.keras"]
 
 
@@ -571,12 +807,12 @@ def _sequences(dataset: Path, info: dict, t, seed: int, *, semi: bool, penalty: 
     return train_seq, val_seq, {s: int(w.size) for s, w in speech.items()}
 
 
-def _distribute(seq: _Batches, strategy, *, epochs: int = 1, repeat: bool = False):
+def _distribute(seq: _Batches, strategy, *, epochs: int = 1, repeat: bool = False, first_epoch: int = 0):
     """``seq.dataset(...)``, or one input pipeline per worker through ``strategy.distribute_datasets_from_function``."""
     if strategy is None:
-        return seq.dataset(epochs, repeat=repeat)
+        return seq.dataset(epochs, repeat=repeat, first_epoch=first_epoch)
     return strategy.distribute_datasets_from_function(
-        lambda ctx: seq.dataset(epochs, input_context=ctx, repeat=repeat))
+        lambda ctx: seq.dataset(epochs, input_context=ctx, repeat=repeat, first_epoch=first_epoch))
 
 
 #: ``training`` keys that say how to run, not what to train: left out of the run fingerprint.
@@ -653,6 +889,17 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
                   strategy, task, extra_callbacks=extra_callbacks)
 
 
+def _keep_csv_epochs(path: Path, n: int) -> None:
+    """Keep the header and the rows of epochs ``0 .. n-1`` of a ``CSVLogger`` file (a resumed run appends)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if ln.split(",", 1)[0].strip().isdigit()
+                        and int(ln.split(",", 1)[0]) < n and ln.endswith("\n")]
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("".join(keep), encoding="utf-8")
+
+
 def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, logs_dir: Path, force: bool,
            progress: bool, fp: str, strategy, task: ClusterTask | None, extra_callbacks=None) -> TrainSummary:
     """The body of :func:`train` once the inputs are checked: one process's part of a run."""
@@ -673,18 +920,30 @@ def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, l
 
     with scope():
         model = build_model(name, (context, n_bins), target=t.target, **hparams)
-    work = staged.begin()
+    work = staged.begin()  # a killed run's .partial folder (same fingerprint) is kept, with its backup
+    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True)
+    budget = _time_budget(keras, t.max_minutes) if t.max_minutes else None
+    timer = _epoch_timer(keras)
+    # a multi-worker run always retrains (see train): no backup
+    backup = None if task is not None else _backup_and_restore(
+        keras, work / "backup", epochs=t.epochs, early=early, timer=timer, budget=budget)
+    first = backup.initial_epoch if backup is not None else 0
     logs_dir = Path(logs_dir)
     logs_dir.mkdir(parents=True, exist_ok=True)
-    tb_dir = logs_dir / run
-    if tb_dir.exists():
+    tb_dir, csv_path = logs_dir / run, logs_dir / f"{run}.csv"
+    if first:
+        log.info("resumed from epoch %d: %s holds the backup of %d completed epoch(s) of %d", first,
+                 work / "backup", first, t.epochs)
+        _keep_csv_epochs(csv_path, first)
+    elif tb_dir.exists():
         shutil.rmtree(tb_dir)
 
     semi = name in SEMI_SUPERVISED
     train_seq, val_seq, n_patches = _sequences(dataset, info, t, cfg.seed, semi=semi, penalty=name == "partitioned")
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     steps = {"train": train_seq.steps(replicas), "val": val_seq.steps(replicas)}
-    train_ds, val_ds = _distribute(train_seq, strategy, epochs=t.epochs), _distribute(val_seq, strategy, repeat=True)
+    train_ds = _distribute(train_seq, strategy, epochs=t.epochs, first_epoch=first)
+    val_ds = _distribute(val_seq, strategy, repeat=True)
     with scope():
         if semi:
             from .models.thesis import identity_loss, semi_supervised_trainer
@@ -694,27 +953,36 @@ def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, l
         else:
             fit_model, losses = model, t.loss
         fit_model.compile(optimizer=keras.optimizers.Adam(learning_rate=t.learning_rate), loss=losses)
-    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True)
-    callbacks = [
-        early,
-        keras.callbacks.CSVLogger(str(logs_dir / f"{run}.csv")),
-        keras.callbacks.TensorBoard(log_dir=str(tb_dir), write_graph=False),
-    ]
-    budget = _time_budget(keras, t.max_minutes) if t.max_minutes else None
-    callbacks += [budget] if budget else []
-    timer = _epoch_timer(keras)
-    callbacks.append(timer)
+    # order matters: the backup saves the state early / timer / budget hold at the end of each epoch, and is
+    # written before the CSV row (a logged epoch is a saved one)
+    callbacks = [early, timer, *([budget] if budget else []), *([backup] if backup else []),
+                 keras.callbacks.CSVLogger(str(csv_path), append=bool(first)),
+                 keras.callbacks.TensorBoard(log_dir=str(tb_dir), write_graph=False)]
+    if t.tensorboard_media:
+        scalars = _tensorboard_scalars(keras, tb_dir, model=model, fit_model=fit_model, batch=train_seq[0],
+                                       clips=_validation_clips(dataset, info, t.tensorboard_utterances),
+                                       dataset=dataset, info=info, cfg=cfg)
+        callbacks += [scalars] if scalars is not None else []
     callbacks += list(extra_callbacks or [])
     log.info("training %s on %s: %d train / %d val patches of %dx%d, up to %d epochs of %d steps on %d replica(s) "
              "(Keras backend %s)", name, dataset, n_patches["train"], n_patches["val"], context, n_bins, t.epochs,
              steps["train"], replicas, keras.backend.backend())
     t0 = time.perf_counter()
-    history = fit_model.fit(train_ds, steps_per_epoch=steps["train"], validation_data=val_ds,
-                            validation_steps=steps["val"], epochs=t.epochs, callbacks=callbacks, shuffle=False,
-                            verbose=1 if progress else 2)
-    seconds = time.perf_counter() - t0
+    spent = float(backup.state["train_seconds"]) if first else 0.0
+    if backup is not None and backup.finished:  # killed after training ended, before the run was committed
+        backup.restore(fit_model)
+        if early.best_weights is not None:
+            fit_model.set_weights(early.best_weights)
+        h = backup.history
+    else:
+        history = fit_model.fit(train_ds, steps_per_epoch=steps["train"], validation_data=val_ds,
+                                validation_steps=steps["val"], epochs=t.epochs, initial_epoch=first,
+                                callbacks=callbacks, shuffle=False, verbose=1 if progress else 2)
+        h = backup.history if backup is not None else {k: [float(v) for v in vals]
+                                                       for k, vals in history.history.items()}
+    seconds = spent + time.perf_counter() - t0
     model.save(work / "model.keras")  # the inference model, with the best epoch's weights (EarlyStopping restores)
-    h = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    resumed = backup.resumed_at_epochs if backup is not None else []
     epochs_run = len(h["loss"])
     best = int(np.argmin(h["val_loss"]))
     if early.stopped_epoch:
@@ -744,6 +1012,7 @@ def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, l
         "best_val_loss": h["val_loss"][best],
         "stop_reason": stop,
         "train_seconds": round(seconds, 1),
+        "resumed_at_epochs": resumed,
         "epoch_seconds": timer.seconds,
         "train_patches": n_patches["train"],
         "val_patches": n_patches["val"],
@@ -765,5 +1034,6 @@ def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, l
         "versions": {**package_versions(), "speech_dae": __version__},
     }
     write_json(work / "run.json", run_info)
+    shutil.rmtree(work / "backup", ignore_errors=True)  # kept until now: a kill before the commit resumes from it
     staged.commit()
     return TrainSummary(run_dir, run_info)

@@ -1,6 +1,7 @@
 """Nothing lost: a stage killed (SIGKILL) mid-run and run again gives what an uninterrupted run gives.
 
-Stages 01, 02, 04 and 05 (stage 03 has its own test). The killed run is the
+Stages 01, 02, 04 and 05; stage 03 (training) resumes from its BackupAndRestore backup instead (its tests are
+at the end). The killed run is the
 numbered script in a subprocess whose atomic writes are slowed down (every
 ``os.replace`` of a temporary file sleeps first), so the kill lands while
 files are half-written, whatever the machine's speed; the test checks the
@@ -204,3 +205,97 @@ def test_05_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, nois
     evaluate(cfg, out=tmp_path / "reference" / "report", **kw)
     assert not Path(f"{out}.partial").exists()
     assert_same_artifacts(out, tmp_path / "reference" / "report")
+
+
+def test_03_killed_after_an_epoch_resumes_and_equals_an_uninterrupted_run(tmp_path, built):
+    """SIGKILL stage 03 once an epoch is logged; the re-run resumes from the BackupAndRestore backup in
+    ``models/<run>.partial/backup`` (epochs not redone) and ends with the uninterrupted run's history and weights.
+
+    The tiny model has no dropout (``model.hparams.type2.dropout=0.0`` in TINY_SETS), so the resumed run draws
+    no random numbers the backup does not hold and the weights agree to float32 rounding.
+    """
+    import keras
+    import numpy as np
+
+    from speech_dae.config import load_config
+    from speech_dae.training import train
+
+    sets = TINY_SETS + ["training.epochs=4", "training.patience=10", "training.tensorboard_media=false"]
+    cfg = load_config(overrides=sets)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    csv_log = killed / "model_logs" / "r.csv"
+    env = dict(os.environ, SLOW_WRITE_S="1.0", TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
+               PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_RUNNER, str(REPO_ROOT / "03_train_autoencoder.py"),
+                             "--dataset", str(built.dataset), "--model", "type2", "--run", "r", "--no-progress",
+                             *[a for s in sets for a in ("--set", s)]], cwd=str(killed), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    try:  # every epoch's state.json is an atomic write, slowed by 1 s: the kill lands inside epoch 2
+        while proc.poll() is None and time.monotonic() < deadline and not (
+                csv_log.is_file() and len(csv_log.read_text().splitlines()) >= 2):
+            time.sleep(0.02)
+        assert proc.poll() is None, f"stage 03 ended before the kill:\n{proc.communicate()[1][-3000:]}"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    partial = killed / "models" / "r.partial"
+    state = json.loads((partial / "backup" / "state.json").read_text())
+    assert 1 <= state["epoch"] < 4 and not (killed / "models" / "r").exists()
+
+    got = train(cfg, dataset=built.dataset, run="r", models_dir=killed / "models", logs_dir=killed / "model_logs",
+                progress=False)
+    ref = train(cfg, dataset=built.dataset, run="r", models_dir=tmp_path / "ref" / "models",
+                logs_dir=tmp_path / "ref" / "model_logs", progress=False)
+    assert got.info["resumed_at_epochs"] == [state["epoch"]] and ref.info["resumed_at_epochs"] == []
+    assert f"resumed from epoch {state['epoch']}" in got.lines()[0]
+    assert not partial.exists() and not (got.run_dir / "backup").exists(), "the backup is deleted on commit"
+    assert got.info["epochs_run"] == ref.info["epochs_run"] == 4
+    assert len(got.info["epoch_seconds"]) == 4
+    for key in ("loss", "val_loss"):
+        assert len(got.info["history"][key]) == 4
+        np.testing.assert_allclose(got.info["history"][key], ref.info["history"][key], rtol=1e-5)
+    # the epochs before the kill were not redone: the CSV log has each epoch once
+    rows = list(csv.DictReader(io.StringIO(csv_log.read_text())))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    w_got = keras.saving.load_model(got.run_dir / "model.keras").get_weights()
+    w_ref = keras.saving.load_model(ref.run_dir / "model.keras").get_weights()
+    assert len(w_got) == len(w_ref)
+    for a, b in zip(w_got, w_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_03_stopped_after_training_but_before_the_commit_does_not_train_again(tmp_path, built, monkeypatch):
+    """A run that fails between the end of ``fit`` and the commit (here: the training plot raises) leaves a
+    finished backup; the re-run takes the best weights and history from it without training an epoch."""
+    import keras
+    import numpy as np
+
+    import speech_dae.plots
+    from speech_dae.config import load_config
+    from speech_dae.training import train
+
+    cfg = load_config(overrides=TINY_SETS + ["training.epochs=3", "training.tensorboard_media=false"])
+    kw = dict(dataset=built.dataset, run="r", progress=False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(speech_dae.plots, "plot_training_curves", broken)
+        with pytest.raises(RuntimeError, match="killed"):
+            train(cfg, models_dir=tmp_path / "a", logs_dir=tmp_path / "a_logs", **kw)
+    state = json.loads((tmp_path / "a" / "r.partial" / "backup" / "state.json").read_text())
+    assert state["epoch"] == 3 and state["finished"]
+    got = train(cfg, models_dir=tmp_path / "a", logs_dir=tmp_path / "a_logs", **kw)
+    ref = train(cfg, models_dir=tmp_path / "b", logs_dir=tmp_path / "b_logs", **kw)
+    assert got.info["resumed_at_epochs"] == [3] and got.info["history"] == ref.info["history"]
+    assert got.info["best_epoch"] == ref.info["best_epoch"] and got.info["stop_reason"] == ref.info["stop_reason"]
+    for a, b in zip(keras.saving.load_model(got.run_dir / "model.keras").get_weights(),
+                    keras.saving.load_model(ref.run_dir / "model.keras").get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not (got.run_dir / "backup").exists()
