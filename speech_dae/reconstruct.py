@@ -122,19 +122,7 @@ class Denoiser:
         self.run_dir = Path(run_dir)
         self.info = read_json(self.run_dir / "run.json", stage_hint=STAGE03)
         self.norm = Normaliser.load(self.run_dir / "norm.npz")
-        self.sample_rate = int(self.info["sample_rate"])
-        self.fx = FeatureExtractor(FeatureConfig(**self.info["features"]), self.sample_rate)
-        self.context = int(self.info["context"])
-        self.target = self.info.get("target", "mapping")
-        self.waveform = self.info.get("feature") == "waveform"
-        if self.waveform:  # Hann-weighted overlap-add of chunks every chunk_size // 2 samples
-            self.patch_hop = self.context // 2
-            self.window = np.hanning(self.context + 2)[1:-1].astype(np.float32)  # strictly positive weights
-        else:
-            self.patch_hop = min(int(patch_hop), self.context)  # a larger hop would leave frames uncovered
-            self.window = None
-        self.batch_size = int(batch_size)
-        self.max_gain = max_gain
+        self._configure(patch_hop=patch_hop, batch_size=batch_size, max_gain=max_gain)
         if engine == "onnx":
             if not (self.run_dir / "model.onnx").is_file():
                 raise ArtifactError(f"{self.run_dir}/model.onnx is missing; run `speech-dae export --model "
@@ -154,6 +142,40 @@ class Denoiser:
                                     "--force") from None
         self.load_seconds = time.perf_counter() - t_start
 
+    def _configure(self, *, patch_hop: int, batch_size: int, max_gain: float | None) -> None:
+        """Framing, target and patching from ``self.info`` (the keys of ``run.json``)."""
+        self.sample_rate = int(self.info["sample_rate"])
+        self.fx = FeatureExtractor(FeatureConfig(**self.info["features"]), self.sample_rate)
+        self.context = int(self.info["context"])
+        self.target = self.info.get("target", "mapping")
+        self.waveform = self.info.get("feature") == "waveform"
+        if self.waveform:  # Hann-weighted overlap-add of chunks every chunk_size // 2 samples
+            self.patch_hop = self.context // 2
+            self.window = np.hanning(self.context + 2)[1:-1].astype(np.float32)  # strictly positive weights
+        else:
+            self.patch_hop = min(int(patch_hop), self.context)  # a larger hop would leave frames uncovered
+            self.window = None
+        self.batch_size = int(batch_size)
+        self.max_gain = max_gain
+
+    @classmethod
+    def from_model(cls, model, info: dict, norm: Normaliser, *, patch_hop: int = 1, batch_size: int = 1024,
+                   max_gain: float | None = 1.0) -> "Denoiser":
+        """A Denoiser around an in-memory Keras model, e.g. during training (no run folder yet).
+
+        Parameters
+        ----------
+        model : keras.Model
+            Called directly (``model(x, training=False)``), which also works inside a distribution strategy.
+        info : dict
+            The ``run.json`` keys ``sample_rate``, ``features``, ``context``, ``feature`` and ``target``.
+        norm : Normaliser
+        """
+        den = cls.__new__(cls)
+        den.engine, den.run_dir, den.info, den.norm, den.model, den.load_seconds = "call", None, info, norm, model, 0.0
+        den._configure(patch_hop=patch_hop, batch_size=batch_size, max_gain=max_gain)
+        return den
+
     @property
     def name(self) -> str:
         return self.run_dir.name
@@ -166,6 +188,10 @@ class Denoiser:
         """
         if self.engine == "onnx":
             return np.asarray(self.model(patches), dtype=np.float32)
+        if self.engine == "call":  # an in-memory model (from_model): a plain call, valid in any strategy scope
+            import keras
+
+            return np.asarray(keras.ops.convert_to_numpy(self.model(patches, training=False)), dtype=np.float32)
         return np.asarray(self.model.predict_on_batch(patches), dtype=np.float32)
 
     def predict_frames(self, features: np.ndarray) -> np.ndarray:
