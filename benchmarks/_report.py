@@ -42,3 +42,10 @@ def update_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> Path:
     tmp.write_text(new, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def publish(name: str, text: str, *, write: bool = True) -> None:
+    """Print a benchmark's ``text`` and, when ``write``, replace its ``name`` section of BENCHMARKS.md."""
+    print(text)
+    if write:
+        print(f"wrote the {name} section of {update_section(name, text)}")

@@ -152,11 +152,9 @@ def main() -> int:
     if not results:
         return 1
     text = markdown(results, args)
-    print(text)
-    if not args.no_write:
-        from benchmarks._report import update_section
+    from benchmarks._report import publish
 
-        update_section("backends", text)
+    publish("backends", text, write=not args.no_write)
     return 0
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
-from benchmarks._report import machine_line, update_section  # noqa: E402
+from benchmarks._report import machine_line, publish  # noqa: E402
 
 
 def write_long(features: Path, path: Path, minutes: float, sr: int = 16000) -> float:
@@ -80,9 +80,7 @@ def main() -> int:
         f"The CLI's own line: `{lines[-1] if lines else proc.stdout.strip()}`; output length "
         f"{out_frames} samples = input length {int(round(seconds * 16000))}: "
         f"{'equal' if out_frames == int(round(seconds * 16000)) else 'DIFFERENT'}."])
-    print(text)
-    if not args.no_write:
-        print(f"wrote {update_section('denoise-long', text)}")
+    publish('denoise-long', text, write=not args.no_write)
     return 0
 
 

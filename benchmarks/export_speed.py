@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import soundfile as sf  # noqa: E402
 
-from benchmarks._report import machine_line, update_section  # noqa: E402
+from benchmarks._report import machine_line, publish  # noqa: E402
 from benchmarks.denoise_long import write_long  # noqa: E402
 from speech_dae.artifacts import read_json  # noqa: E402
 from speech_dae.export import export_run  # noqa: E402
@@ -146,9 +146,7 @@ def main() -> int:
         table(rows, args.minutes), "",
         f"Engine load = imports and model load; first call = the denoiser's warm-up on 0.5 s of noise (lazy "
         f"imports of the feature code); × real time is the steady state after both ({sr} Hz PCM_16 input)."])
-    print(text)
-    if not args.no_write:
-        print(f"wrote {update_section('export', text)}")
+    publish('export', text, write=not args.no_write)
     return 0
 
 

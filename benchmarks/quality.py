@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-from benchmarks._report import machine_line, update_section  # noqa: E402
+from benchmarks._report import machine_line, publish  # noqa: E402
 
 from speech_dae.config import load_config  # noqa: E402
 from speech_dae.dataset import build_dataset  # noqa: E402
@@ -175,9 +175,8 @@ def main() -> int:
                  f"(input SNRs {', '.join(f'{s:+g}' for s in snr_list)} dB), report in `{ev.out}`.")
     text = markdown(ev.summary, runs, args, ev.n_files, data_line) + "\n\n" + "\n".join(
         stage_commands(runs, work, train_sets))
-    print("\n" + text)
-    if not args.no_write:
-        print(f"wrote {update_section(f'quality-{args.name}', text)}")
+    print()
+    publish(f'quality-{args.name}', text, write=not args.no_write)
     return 0
 
 

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._report import machine_line, update_section  # noqa: E402
+from benchmarks._report import machine_line, publish  # noqa: E402
 from benchmarks.speed import best_time  # noqa: E402
 
 from speech_dae.audio import load_audio  # noqa: E402
@@ -65,9 +65,7 @@ def main() -> int:
                       f"Whole-file denoising of {len(audio)} test mixtures ({seconds:.0f} s of audio), "
                       f"patch_hop {patch_hop}, best of {args.repeats}; TensorFlow's own threads only.", "",
                       "| run | × real time |", "|---|---|", *rows])
-    print(text)
-    if not args.no_write:
-        print(f"wrote {update_section(f'rtf-{args.name}', text)}")
+    publish(f'rtf-{args.name}', text, write=not args.no_write)
     return 0
 
 

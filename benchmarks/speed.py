@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks._report import machine_line, update_section  # noqa: E402
+from benchmarks._report import machine_line, publish  # noqa: E402
 from speech_dae.audio import list_audio, load_audio  # noqa: E402
 from speech_dae.baselines import BASELINES, run_baseline  # noqa: E402
 from speech_dae.config import FEATURE_TYPES, load_config  # noqa: E402
@@ -173,9 +173,7 @@ def main() -> None:
     except SpeechDAEError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(text)
-    if not args.no_write:
-        print(f"wrote the speed section of {update_section('speed', text)}")
+    publish('speed', text, write=not args.no_write)
 
 
 def run(args) -> str:

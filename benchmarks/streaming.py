@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks._report import machine_line, update_section  # noqa: E402
+from benchmarks._report import machine_line, publish  # noqa: E402
 from benchmarks.speed import load_speech  # noqa: E402
 from speech_dae.mixing import mix_at_snr  # noqa: E402
 from speech_dae.reconstruct import Denoiser  # noqa: E402
@@ -101,9 +101,7 @@ def main() -> int:
         f"| run ({args.engine}) | block (samples) | latency (samples) | × real time | block mean ms | p99 ms | "
         "max ms | over | max \\|Δ\\| vs offline |",
         "|---|---|---|---|---|---|---|---|---|", *rows])
-    print(text)
-    if not args.no_write:
-        print(f"wrote {update_section('streaming', text)}")
+    publish('streaming', text, write=not args.no_write)
     return 0
 
 

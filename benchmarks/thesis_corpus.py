@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._report import update_section  # noqa: E402
+from benchmarks._report import publish  # noqa: E402
 from benchmarks.quality import markdown, train_run  # noqa: E402
 
 from speech_dae.artifacts import read_json  # noqa: E402
@@ -104,9 +104,8 @@ def main() -> int:
                  f"`clean_targets: {str(not no_clean).lower()}`); shallow: the same mixtures with their clean "
                  f"references. Test: {ev.n_files} files of the unseen test split, report in `{ev.out}`.")
     text = markdown(ev.summary, runs, args, ev.n_files, data_line, goals=False)
-    print("\n" + text)
-    if not args.no_write:
-        print(f"wrote {update_section('quality-thesis', text)}")
+    print()
+    publish('quality-thesis', text, write=not args.no_write)
     return 0
 
 
