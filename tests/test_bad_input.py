@@ -190,14 +190,20 @@ def test_stage01_with_an_empty_clean_folder_fails_in_one_line(tmp_path, tiny_cfg
 
 
 # ------------------------------------------------------ stages 04, 05, denoise
-@pytest.fixture
-def bad_folder(tmp_path, tiny_cfg):
-    """An identity run, 2 good noisy files with references, and the broken files (no references)."""
-    run = identity_run_dir(tmp_path / "run", tiny_cfg)
+def _good_pairs(tmp_path: Path, cfg) -> tuple[Path, Path, Path]:
+    """An identity run and 2 good noisy files with their clean references: ``(run, noisy_dir, clean_dir)``."""
+    run = identity_run_dir(tmp_path / "run", cfg)
     noisy, clean = tmp_path / "noisy", tmp_path / "clean"
     for i in range(2):
         write_wav(clean / f"good{i}.wav", speech_clip(i, 1.0))
         write_wav(noisy / f"good{i}.wav", speech_clip(i, 1.0) + noise_clip(i, 1.0))
+    return run, noisy, clean
+
+
+@pytest.fixture
+def bad_folder(tmp_path, tiny_cfg):
+    """An identity run, 2 good noisy files with references, and the broken files (no references)."""
+    run, noisy, clean = _good_pairs(tmp_path, tiny_cfg)
     for name, (data, _) in _bad_files().items():
         (noisy / name).write_bytes(data)
     write_wav(noisy / "one_frame.wav", speech_clip(0, 0.02))
@@ -270,11 +276,7 @@ def test_stage05_lists_broken_references_and_scores_the_rest(bad_folder, tmp_pat
 def test_stage05_skips_a_silent_reference_instead_of_scoring_nan(tmp_path, tiny_cfg):
     from speech_dae.evaluate import evaluate
 
-    run = identity_run_dir(tmp_path / "run", tiny_cfg)
-    noisy, clean = tmp_path / "noisy", tmp_path / "clean"
-    for i in range(2):
-        write_wav(clean / f"good{i}.wav", speech_clip(i, 1.0))
-        write_wav(noisy / f"good{i}.wav", speech_clip(i, 1.0) + noise_clip(i, 1.0))
+    run, noisy, clean = _good_pairs(tmp_path, tiny_cfg)
     write_wav(noisy / "quiet.wav", speech_clip(2, 1.0) + noise_clip(2, 1.0))
     write_wav(clean / "quiet.wav", np.full(SR, 1e-5, np.float32), subtype="FLOAT")  # -100 dBFS < -70 dBFS
     summary = evaluate(tiny_cfg, out=tmp_path / "rep", models=[run], baselines=["wiener"], inputs=noisy,

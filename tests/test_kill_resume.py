@@ -55,10 +55,8 @@ def _temporaries(folder: Path) -> list[Path]:
     return [p for p in folder.rglob(".*.tmp*") if p.is_file()] if folder.is_dir() else []
 
 
-def kill_mid_run(script: str, *args, cwd: Path, watch: Path, after_files: int = 3, delay_s: float = 0.4,
-                 timeout: float = 300) -> None:
-    """Start ``script args`` with slowed writes; SIGKILL it in the middle of an atomic write (a temporary file
-    exists under ``watch.parent``) once ``watch`` holds ``after_files`` finished files."""
+def kill_when(script: str, *args, cwd: Path, ready, delay_s: float = 0.4, timeout: float = 300) -> None:
+    """Start ``script args`` with every atomic write slowed by ``delay_s``; SIGKILL it once ``ready()`` is true."""
     env = dict(os.environ, SLOW_WRITE_S=str(delay_s), TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
                PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_RUNNER, str(REPO_ROOT / script), *map(str, args),
@@ -66,17 +64,24 @@ def kill_mid_run(script: str, *args, cwd: Path, watch: Path, after_files: int = 
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout
     try:
-        while proc.poll() is None and time.monotonic() < deadline and not (
-                len(_files(watch)) >= after_files and _temporaries(watch.parent)):
+        while proc.poll() is None and time.monotonic() < deadline and not ready():
             time.sleep(0.02)
         assert proc.poll() is None, f"{script} ended before the kill:\n{proc.communicate()[1][-3000:]}"
-        assert len(_files(watch)) >= after_files, f"{script} wrote nothing to {watch} in {timeout} s"
+        assert ready(), f"{script}: the kill condition was not reached in {timeout} s"
         proc.send_signal(signal.SIGKILL)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
     assert proc.returncode == -signal.SIGKILL
+
+
+def kill_mid_run(script: str, *args, cwd: Path, watch: Path, after_files: int = 3, delay_s: float = 0.4,
+                 timeout: float = 300) -> None:
+    """Start ``script args`` with slowed writes; SIGKILL it in the middle of an atomic write (a temporary file
+    exists under ``watch.parent``) once ``watch`` holds ``after_files`` finished files."""
+    kill_when(script, *args, cwd=cwd, delay_s=delay_s, timeout=timeout,
+              ready=lambda: len(_files(watch)) >= after_files and bool(_temporaries(watch.parent)))
     assert _temporaries(watch.parent), "the kill should have come in the middle of a write"
 
 
@@ -225,24 +230,10 @@ def test_03_killed_after_an_epoch_resumes_and_equals_an_uninterrupted_run(tmp_pa
     killed = tmp_path / "killed"
     killed.mkdir()
     csv_log = killed / "model_logs" / "r.csv"
-    env = dict(os.environ, SLOW_WRITE_S="1.0", TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
-               PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_RUNNER, str(REPO_ROOT / "03_train_autoencoder.py"),
-                             "--dataset", str(built.dataset), "--model", "type2", "--run", "r", "--no-progress",
-                             *[a for s in sets for a in ("--set", s)]], cwd=str(killed), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    try:  # every epoch's state.json is an atomic write, slowed by 1 s: the kill lands inside epoch 2
-        while proc.poll() is None and time.monotonic() < deadline and not (
-                csv_log.is_file() and len(csv_log.read_text().splitlines()) >= 2):
-            time.sleep(0.02)
-        assert proc.poll() is None, f"stage 03 ended before the kill:\n{proc.communicate()[1][-3000:]}"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+    # every epoch's state.json is an atomic write, slowed by 1 s: the kill lands inside epoch 2
+    kill_when("03_train_autoencoder.py", "--dataset", built.dataset, "--model", "type2", "--run", "r",
+              *[a for s in sets for a in ("--set", s)], cwd=killed, delay_s=1.0,
+              ready=lambda: csv_log.is_file() and len(csv_log.read_text().splitlines()) >= 2)
     partial = killed / "models" / "r.partial"
     state = json.loads((partial / "backup" / "state.json").read_text())
     assert 1 <= state["epoch"] < 4 and not (killed / "models" / "r").exists()
