@@ -266,6 +266,12 @@ def test_no_clean_layout_next_lines_keep_the_config_and_propose_a_model_that_tra
     assert "context 1 frames" in stdout_lines(two)[0]
     assert stdout_lines(two)[-1] == (f"next: python 03_train_autoencoder.py --config {config} --dataset datasets/mine "
                                      "--model partitioned --run mine_partitioned")
+    three = run_script("03_train_autoencoder.py", "--config", config, "--set", "model.hparams.partitioned.units=16",
+                       "--set", "training.epochs=1", "--dataset", "datasets/mine", "--model", "partitioned",
+                       "--run", "mine_partitioned", cwd=tmp_path)
+    assert three.returncode == 0, three.stderr
+    assert stdout_lines(three)[-1] == ("next: python 04_reconstruct.py --model models/mine_partitioned --input "
+                                       "NOISY_FILE_OR_DIR  (this dataset has no test split)")
 
 
 def test_04_without_input_on_features_without_a_test_split_says_what_to_pass(tmp_path):
