@@ -13,7 +13,8 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+import math
+from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
@@ -41,6 +42,124 @@ TARGETS = ("mapping", "mask")
 #: ``training.distribute``: one device, ``tf.distribute.MirroredStrategy`` (local devices),
 #: ``MultiWorkerMirroredStrategy`` (cluster from TF_CONFIG).
 DISTRIBUTE = ("none", "mirrored", "multiworker")
+#: ``training.mixing``: the stage-02 mixtures, or new clean x noise x SNR x gain draws every epoch.
+MIXING = ("fixed", "dynamic")
+#: ``training.loss`` terms: pointwise on the model output (alone), or spectral ones that can be combined with "+".
+POINTWISE_LOSSES = ("mse", "mae")
+SPECTRAL_LOSSES = ("cmse", "sisdr")
+
+
+def check_loss_weights(weights, n_terms: int, terms) -> tuple:
+    try:
+        values = tuple(float(w) for w in weights)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"loss weights must be a list of numbers, got {weights!r}; "
+            f"give one non-negative weight per term of {list(terms)}."
+        ) from None
+    if len(values) != n_terms:
+        raise ConfigError(
+            f"got {len(values)} loss weights {list(values)} for {n_terms} terms {list(terms)}; "
+            "give exactly one weight per term (or none for all 1.0)."
+        )
+    bad = [w for w in values if not math.isfinite(w) or w < 0]
+    if bad:
+        raise ConfigError(
+            f"loss weights must be finite and >= 0, got {list(values)} for terms {list(terms)}."
+        )
+    if n_terms and not any(values):
+        raise ConfigError(
+            f"all loss weights are 0 ({list(values)}); at least one term must have a positive weight."
+        )
+    return values
+
+
+def parse_loss(spec: str, weights: Optional[Sequence[float]] = None) -> tuple:
+    """Parse a loss spec string of the config into term names and weights.
+
+    Parameters
+    ----------
+    spec : str
+        ``"mse"``, ``"mae"`` (point-wise, alone) or one or more spectral
+        terms of :data:`SPECTRAL_LOSSES` joined by ``+``, e.g. ``"cmse+sisdr"``.
+        Case and blanks around names are ignored.
+    weights : sequence of float, optional
+        One finite, non-negative weight per term, in the order of ``spec``;
+        default all ``1.0``. At least one must be positive.
+
+    Returns
+    -------
+    terms : tuple of str
+        The term names, lower-case, e.g. ``("cmse", "sisdr")``.
+    weights : tuple of float
+        One weight per term.
+
+    Raises
+    ------
+    ConfigError
+        For an empty spec, an unknown or duplicated name, a point-wise loss
+        combined with anything, or weights of the wrong count, negative,
+        non-finite or all zero.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(
+            f"loss must be a non-empty string such as 'mse' or 'cmse+sisdr', got {spec!r}; "
+            f"valid names: {list(POINTWISE_LOSSES + SPECTRAL_LOSSES)}."
+        )
+    terms = tuple(part.strip().lower() for part in spec.split("+"))
+    valid = POINTWISE_LOSSES + SPECTRAL_LOSSES
+    for term in terms:
+        if term not in valid:
+            raise ConfigError(
+                f"unknown loss term {term!r} in {spec!r}; valid: "
+                f"{', '.join(repr(v) for v in valid)} (spectral terms join with '+', e.g. 'cmse+sisdr')."
+            )
+    dupes = sorted({t for t in terms if terms.count(t) > 1})
+    if dupes:
+        raise ConfigError(
+            f"loss term(s) {dupes} repeated in {spec!r}; name each term once and use weights to scale it."
+        )
+    pointwise = [t for t in terms if t in POINTWISE_LOSSES]
+    if pointwise and len(terms) > 1:
+        spectral = [t for t in terms if t in SPECTRAL_LOSSES]
+        if spectral:
+            raise ConfigError(
+                f"{pointwise[0]} cannot be combined with cmse/sisdr: use cmse "
+                f"(compressed-magnitude MSE) with sisdr instead of {spec!r}."
+            )
+        raise ConfigError(
+            f"point-wise losses {pointwise} cannot be combined ({spec!r}); pick one of {list(POINTWISE_LOSSES)}."
+        )
+    if weights is None:
+        weights = (1.0,) * len(terms)
+    return terms, check_loss_weights(weights, len(terms), terms)
+
+
+def is_spectral(spec: str) -> bool:
+    """Whether a loss spec needs :class:`SpectralLoss` (and the 4-channel STFT target).
+
+    Parameters
+    ----------
+    spec : str
+        A spec accepted by :func:`parse_loss`.
+
+    Returns
+    -------
+    bool
+        ``True`` for specs of spectral terms (``"cmse"``, ``"sisdr"``,
+        ``"cmse+sisdr"``), ``False`` for ``"mse"``/``"mae"``.
+
+    Raises
+    ------
+    ConfigError
+        If ``spec`` is invalid (see :func:`parse_loss`).
+    """
+    terms, _ = parse_loss(spec)
+    return terms[0] in SPECTRAL_LOSSES
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
 
 
 def _check(cond: bool, message: str) -> None:
@@ -172,8 +291,29 @@ class TrainingConfig:
     cpu_devices: int | None = None
     tensorboard_media: bool = True
     tensorboard_utterances: int = 2
+    mixing: str = "fixed"
+    snr_range: tuple[float, float] = (-5.0, 15.0)
+    gain_db: float = 10.0
+    loss_weights: tuple[float, ...] | None = None
+    weight_decay: float = 0.0
 
     def __post_init__(self):
+        _check(self.mixing in MIXING, f"training.mixing={self.mixing!r} is unknown; choose {' or '.join(MIXING)}")
+        lo_hi = self.snr_range
+        _check(isinstance(lo_hi, (list, tuple)) and len(lo_hi) == 2 and all(_number(v) for v in lo_hi)
+               and lo_hi[0] <= lo_hi[1], f"training.snr_range={lo_hi!r} must be [low, high] in dB with low <= high, "
+               "e.g. [-5, 15]")
+        object.__setattr__(self, "snr_range", tuple(float(v) for v in lo_hi))
+        _check(_number(self.gain_db) and 0 <= self.gain_db <= 40, f"training.gain_db={self.gain_db!r} must be a "
+               "level range in dB in [0, 40] (each dynamic mixture is scaled by a gain uniform in +-gain_db)")
+        _check(_number(self.weight_decay) and 0 <= self.weight_decay < 1,
+               f"training.weight_decay={self.weight_decay!r} must be in [0, 1) (0: Adam; > 0: AdamW)")
+        try:
+            terms = parse_loss(self.loss, self.loss_weights)
+        except ConfigError as err:
+            raise ConfigError(f"training.loss={self.loss!r}, training.loss_weights={self.loss_weights!r}: {err}") \
+                from None
+        object.__setattr__(self, "loss_weights", None if self.loss_weights is None else terms[1])
         _check(isinstance(self.tensorboard_media, bool),
                f"training.tensorboard_media={self.tensorboard_media!r} must be true or false")
         n_utt = self.tensorboard_utterances
@@ -198,7 +338,6 @@ class TrainingConfig:
         _check(self.batch_size >= 1, f"training.batch_size={self.batch_size} must be >= 1")
         _check(0 < self.learning_rate < 1, f"training.learning_rate={self.learning_rate} must be in (0, 1)")
         _check(self.patience >= 0, f"training.patience={self.patience} must be >= 0")
-        _check(self.loss in ("mse", "mae"), f"training.loss={self.loss!r} is unknown; choose mse or mae")
 
 
 @dataclass(frozen=True)

@@ -124,16 +124,45 @@ class FeatureExtractor:
 
         Parameters
         ----------
-        y : np.ndarray [shape=(n_samples,)], float32
+        y : np.ndarray [shape=(..., n_samples)], float32
+            One signal, or a batch of equally long signals (one call, vectorised).
 
         Returns
         -------
-        np.ndarray [shape=(n_frames, n_fft // 2 + 1)], complex64
+        np.ndarray [shape=(..., n_frames, n_fft // 2 + 1)], complex64
         """
         c = self.cfg
         S = librosa.stft(np.asarray(y, dtype=np.float32), n_fft=c.n_fft, hop_length=c.hop_length,
                          win_length=c.win_length, window=c.window, center=True)
-        return S.T
+        return np.swapaxes(S, -1, -2)
+
+    def from_stft(self, S: np.ndarray) -> np.ndarray:
+        """The features of a signal whose :meth:`stft` is ``S`` (every STFT-based type: not fbank or waveform).
+
+        Parameters
+        ----------
+        S : np.ndarray [shape=(..., n_frames, n_fft // 2 + 1)], complex
+
+        Returns
+        -------
+        np.ndarray [shape=(..., n_frames, n_bins)], float32
+            As :meth:`__call__`: ``log(|S| + eps)``, ``log(|S|**2 @ mel_weights.T + eps)``, ``|S|**2`` or ``|S|``.
+
+        Raises
+        ------
+        ConfigError
+            For ``fbank`` (python_speech_features frames its own signal) and ``waveform``.
+        """
+        if self.kind in ("fbank", "waveform"):
+            raise ConfigError(f"{self.kind} features are not computed from the shared STFT; call the extractor "
+                              "on the waveform")
+        if self.kind == "logmag":
+            return np.log(np.abs(S) + self.cfg.eps).astype(np.float32)
+        if self.kind == "logmel":
+            return self._logmel_from_stft(S)
+        if self.kind == "power":
+            return _power(S).astype(np.float32)
+        return np.abs(S).astype(np.float32)
 
     def istft(self, S: np.ndarray, *, length: int) -> np.ndarray:
         """Inverse of :meth:`stft` (weighted overlap-add), cropped/padded to ``length`` samples.
@@ -185,15 +214,9 @@ class FeatureExtractor:
         if y.ndim != 1 or y.size < min_len:
             raise AudioError(f"signal of shape {y.shape} is shorter than one analysis window "
                              f"({min_len} samples); use longer clips")
-        if self.kind == "logmag":
-            return np.log(np.abs(self.stft(y)) + self.cfg.eps).astype(np.float32)
-        if self.kind == "logmel":
-            return self._logmel_from_stft(self.stft(y))
-        if self.kind == "power":
-            return _power(self.stft(y)).astype(np.float32)
-        if self.kind == "magnitude":
-            return np.abs(self.stft(y)).astype(np.float32)
-        return np.log(self._fbank_energies(y) + self.cfg.eps).astype(np.float32)
+        if self.kind == "fbank":
+            return np.log(self._fbank_energies(y) + self.cfg.eps).astype(np.float32)
+        return self.from_stft(self.stft(y))
 
     def _logmel_from_stft(self, S: np.ndarray) -> np.ndarray:
         """``log(|S|**2 @ mel_weights.T + eps)``, float32 ``(n_frames, n_mels)`` (libdse's log-mel power)."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import __version__
 from .artifacts import StagedOutput, atomic_path, fingerprint, package_versions, read_json, write_json
-from .config import Config
+from .config import POINTWISE_LOSSES, Config, parse_loss
 from .dataset import gather_patches, load_dataset
 from .errors import ArtifactError, ConfigError
 
@@ -749,7 +749,13 @@ class TrainSummary:
         resumed = "".join(f"; resumed from epoch {n}" for n in i.get("resumed_at_epochs") or [])
         return [f"trained {i['model']} ({i['n_params']:,} parameters) for {i['epochs_run']} epochs in "
                 f"{i['train_seconds']:.0f} s ({i['stop_reason']}{resumed}); best epoch {i['best_epoch']} "
-                f"val_loss {i['best_val_loss']:.4f}; saved {self.run_dir}/model.keras"]
+                f"val_loss {i['best_val_loss']:.4f}{_val_size(i)}; saved {self.run_dir}/model.keras"]
+
+
+def _val_size(info: dict) -> str:
+    if "val_frames" not in info:
+        return ""
+    return f" on {info['val_frames']:,} validation frames ({info['val_minutes']:g} min)"
 
 
 def _mask_target_fn(dataset: Path, info: dict):
@@ -783,6 +789,13 @@ def _sequences(dataset: Path, info: dict, t, seed: int, *, semi: bool, penalty: 
         path = dataset / f"labels_{split}.npy"
         return np.load(path) if path.is_file() else np.zeros(mm("windows", split).shape[0], np.float32)
 
+    from .segments import mixture_sequences, uses_audio
+
+    if uses_audio(t):
+        if semi:
+            raise ConfigError("the semi-supervised models train on the stage-02 patches: set training.mixing=fixed "
+                              "and training.loss=mse")
+        return mixture_sequences(dataset, info, t, seed, _Batches)
     context = int(info["context"])
     windows = {"train": np.asarray(mm("windows", "train")), "val": np.asarray(mm("windows", "val"))}
     lab = {"train": labels("train"), "val": labels("val")}
@@ -790,7 +803,8 @@ def _sequences(dataset: Path, info: dict, t, seed: int, *, semi: bool, penalty: 
     windows["val"], lab["val"] = windows["val"][keep], lab["val"][keep]
     if windows["val"].size == 0:
         raise ArtifactError(f"{dataset} has no validation patches; rebuild it with mixing.val_fraction > 0")
-    n_patches = {s: int(w.size) for s, w in windows.items()}
+    n_patches = {**{s: int(w.size) for s, w in windows.items()},
+                 **_covered(windows["val"], context, info["features_params"])}
     if semi:
         seqs = [LabelledPatchSequence(mm("x", s), windows[s], lab[s], context=context, batch_size=t.batch_size,
                                       noise_only_fraction=t.noise_only_fraction, shuffle=s == "train", seed=seed,
@@ -804,7 +818,37 @@ def _sequences(dataset: Path, info: dict, t, seed: int, *, semi: bool, penalty: 
                               max_batches=t.steps_per_epoch)
     val_seq = PatchSequence(mm("x", "val"), mm("y", "val"), speech["val"], context=context,
                             batch_size=max(t.batch_size, 512), shuffle=False, seed=seed, target_fn=target_fn)
-    return train_seq, val_seq, {s: int(w.size) for s, w in speech.items()}
+    return train_seq, val_seq, {**{s: int(w.size) for s, w in speech.items()},
+                                **_covered(speech["val"], context, info["features_params"])}
+
+
+def _covered(starts: np.ndarray, context: int, params: dict) -> dict:
+    """``val_frames`` (distinct frames under the patches starting at ``starts``; samples for waveform
+    chunks) and ``val_minutes``."""
+    s = np.sort(np.asarray(starts, np.int64))
+    frames = int(np.minimum(np.diff(s), context).sum() + context) if s.size else 0
+    step = 1 if params["feature"] == "waveform" else int(params["features"]["hop_length"])  # waveform: samples
+    return {"val_frames": frames, "val_minutes": round(frames * step / int(params["sample_rate"]) / 60.0, 2)}
+
+
+def _loss(t, info: dict):
+    """What ``compile`` gets for ``training.loss``: ``"mse"`` / ``"mae"``, or a :class:`speech_dae.losses.SpectralLoss`
+    on the dataset's STFT framing."""
+    terms, weights = parse_loss(t.loss, t.loss_weights)
+    if terms[0] in POINTWISE_LOSSES:
+        return terms[0]
+    from .losses import SpectralLoss
+
+    f = info["features_params"]["features"]
+    return SpectralLoss(terms=terms, weights=weights, n_fft=int(f["n_fft"]), hop_length=int(f["hop_length"]),
+                        window=f["window"])
+
+
+def _optimizer(keras, t):
+    """Adam, or AdamW (decoupled weight decay, Loshchilov & Hutter 2019) when ``training.weight_decay > 0``."""
+    if t.weight_decay:
+        return keras.optimizers.AdamW(learning_rate=t.learning_rate, weight_decay=t.weight_decay)
+    return keras.optimizers.Adam(learning_rate=t.learning_rate)
 
 
 def _distribute(seq: _Batches, strategy, *, epochs: int = 1, repeat: bool = False, first_epoch: int = 0):
@@ -951,8 +995,10 @@ def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, l
             fit_model = semi_supervised_trainer(model, name, penalty=hparams.get("penalty", 0.75))
             losses = {"recon": t.loss, **({"penalty": identity_loss} if name == "partitioned" else {})}
         else:
-            fit_model, losses = model, t.loss
-        fit_model.compile(optimizer=keras.optimizers.Adam(learning_rate=t.learning_rate), loss=losses)
+            fit_model, losses = model, _loss(t, info)
+            if not isinstance(losses, str):  # compile a twin sharing the layers: model.keras keeps no reference
+                fit_model = keras.Model(model.inputs, model.outputs, name=f"{model.name}_trainer")  # to the loss
+        fit_model.compile(optimizer=_optimizer(keras, t), loss=losses)
     # order matters: the backup saves the state early / timer / budget hold at the end of each epoch, and is
     # written before the CSV row (a logged epoch is a saved one)
     callbacks = [early, timer, *([budget] if budget else []), *([backup] if backup else []),
@@ -964,9 +1010,10 @@ def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, l
                                        dataset=dataset, info=info, cfg=cfg)
         callbacks += [scalars] if scalars is not None else []
     callbacks += list(extra_callbacks or [])
-    log.info("training %s on %s: %d train / %d val patches of %dx%d, up to %d epochs of %d steps on %d replica(s) "
-             "(Keras backend %s)", name, dataset, n_patches["train"], n_patches["val"], context, n_bins, t.epochs,
-             steps["train"], replicas, keras.backend.backend())
+    log.info("training %s on %s: %d train / %d val patches of %dx%d (%s mixing; validation %d frames, %.1f min), "
+             "up to %d epochs of %d steps on %d replica(s) (Keras backend %s)", name, dataset, n_patches["train"],
+             n_patches["val"], context, n_bins, t.mixing, n_patches["val_frames"], n_patches["val_minutes"],
+             t.epochs, steps["train"], replicas, keras.backend.backend())
     t0 = time.perf_counter()
     spent = float(backup.state["train_seconds"]) if first else 0.0
     if backup is not None and backup.finished:  # killed after training ended, before the run was committed
@@ -1005,7 +1052,10 @@ def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, l
         "input_shape": [context, n_bins],
         "target": t.target,
         "loss": t.loss,
-        "optimizer": {"name": "adam", "learning_rate": t.learning_rate},
+        "loss_weights": list(parse_loss(t.loss, t.loss_weights)[1]),
+        "optimizer": {"name": "adamw" if t.weight_decay else "adam", "learning_rate": t.learning_rate,
+                      **({"weight_decay": t.weight_decay} if t.weight_decay else {})},
+        "mixing": t.mixing,
         "training": cfg.to_dict()["training"],
         "epochs_run": epochs_run,
         "best_epoch": best + 1,
@@ -1016,6 +1066,8 @@ def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, l
         "epoch_seconds": timer.seconds,
         "train_patches": n_patches["train"],
         "val_patches": n_patches["val"],
+        "val_frames": n_patches["val_frames"],
+        "val_minutes": n_patches["val_minutes"],
         "semi_supervised": semi,
         "keras_backend": keras.backend.backend(),
         "replicas": replicas,

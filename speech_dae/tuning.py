@@ -65,6 +65,9 @@ SEARCH_SPACES: dict[str, dict[str, tuple]] = {
     "partitioned": {"units": ("choice", [500, 1000, 2000]), "background": ("float", 0.1, 0.5, False),
                     "penalty": ("float", 0.1, 3.0, True)},
     "curro": {"units": ("choice", [[1024, 1024], [2048, 2048]]), "decoder_units": ("choice", [[512], [1024]])},
+    "tcn": {"units": ("choice", [[256], [512], [1024, 512]]), "channels": ("choice", [64, 128, 256]),
+            "dilations": ("choice", [[1, 2, 4], [1, 2, 4, 8], [1, 2, 4, 8, 16]]),
+            "dropout": ("float", 0.0, 0.3, False)},
 }
 #: Searched for every model: keys of the ``training`` section.
 TRAINING_SPACE: dict[str, tuple] = {

@@ -28,6 +28,7 @@ TINY = {
     "shallow": {"units": 16},
     "partitioned": {"units": 16},
     "curro": {"units": [16, 8], "decoder_units": [8]},
+    "tcn": {"units": [16], "channels": 8, "dilations": [1, 2]},
 }
 #: Every (model, target) pair the registry supports.
 CASES = [(name, target) for name in sorted(MODELS) for target in MODEL_TARGETS[name]]
@@ -54,7 +55,7 @@ def _batch(name: str, target: str, n: int = 16, seed: int = 0) -> tuple[np.ndarr
 def test_registry_names():
     assert model_names() == sorted(MODELS)
     assert set(MODELS) == {"type1", "type2", "dense_ln", "conv1d_time", "cnn2d", "unet", "shallow", "partitioned",
-                           "curro"}
+                           "curro", "tcn"}
 
 
 def test_registry_features_and_targets():
@@ -92,7 +93,8 @@ def test_output_shape_equals_input_shape(name, target):
             assert y.min() >= 0.0 and y.max() <= 1.0
 
 
-@pytest.mark.parametrize("name", ["type1", "type2", "dense_ln", "cnn2d", "unet", "shallow", "partitioned", "curro"])
+@pytest.mark.parametrize("name", ["type1", "type2", "dense_ln", "cnn2d", "unet", "shallow", "partitioned", "curro",
+                                  "tcn"])
 @pytest.mark.parametrize("shape", [(1, 3), (5, 13), (1, 257)])
 def test_spectral_models_take_any_patch_size(name, shape):
     model = build_model(name, shape, **TINY[name])

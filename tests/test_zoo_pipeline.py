@@ -20,6 +20,7 @@ CASES = [
     ("cnn2d", "logmag", "mask"), ("cnn2d", "fbank", "mapping"), ("unet", "fbank", "mask"),
     ("unet", "logmag", "mapping"), ("conv1d_time", "waveform", "mapping"),
     ("shallow", "magnitude", "mask"), ("partitioned", "magnitude", "mapping"), ("curro", "logmag", "mapping"),
+    ("tcn", "logmel", "mask"),
 ]
 
 

@@ -33,6 +33,9 @@ name             features / targets          lineage
                                              clean speech (Stowell & Turner 2015 via Lusterman 2016)
 ``curro``        spectral / mapping          split code, one shared decoder for the signal and noise
                                              halves; trained without clean speech (Lusterman 2016)
+``tcn``          spectral / mapping, mask    per-frame dense encoder/decoder around a causal dilated
+                                             Conv1D (TCN) bottleneck, 31-frame receptive field by
+                                             default (Bai et al. 2018; Pandey & Wang 2019)
 ===============  ==========================  =======================================================
 
 "spectral" is the feature types ``fbank``, ``logmag``, ``logmel``, ``power`` and ``magnitude``.
@@ -48,6 +51,7 @@ from .autoencoders import build_type1, build_type2
 from .blocks import SPECTRAL_TARGETS
 from .libdse import build_dense_ln
 from .spectrogram import build_cnn2d, build_unet
+from .tcn import build_tcn
 from .thesis import SEMI_SUPERVISED, build_curro, build_partitioned, build_shallow
 from .waveform import WAVEFORM_TARGETS, build_conv1d_time
 
@@ -64,6 +68,7 @@ MODELS: dict[str, Callable] = {
     "shallow": build_shallow,
     "partitioned": build_partitioned,
     "curro": build_curro,
+    "tcn": build_tcn,
 }
 
 #: Feature types (``features.type``) of the patches / chunks each model accepts.
