@@ -997,7 +997,7 @@ def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, l
         else:
             fit_model, losses = model, _loss(t, info)
             if not isinstance(losses, str):  # compile a twin sharing the layers: model.keras keeps no reference
-                fit_model = keras.Model(model.inputs, model.outputs, name=f"{model.name}_trainer")  # to the loss
+                fit_model = keras.Model(model.input, model.output, name=f"{model.name}_trainer")  # to the loss
         fit_model.compile(optimizer=_optimizer(keras, t), loss=losses)
     # order matters: the backup saves the state early / timer / budget hold at the end of each epoch, and is
     # written before the CSV row (a logged epoch is a saved one)
