@@ -233,7 +233,7 @@ def _validation_table(pools: dict[str, AudioPool], context: int, hop: int, pad: 
     return np.concatenate(rows).astype(np.int64)
 
 
-def mixture_sequences(dataset: Path, info: dict, t: TrainingConfig, seed: int, batches_cls):
+def mixture_sequences(dataset: Path, info: dict, t: TrainingConfig, seed: int):
     """Train and validation batch plans cut from audio, and their sizes.
 
     Parameters
@@ -244,12 +244,11 @@ def mixture_sequences(dataset: Path, info: dict, t: TrainingConfig, seed: int, b
         Its ``dataset.json``.
     t : TrainingConfig
     seed : int
-    batches_cls : type
-        :class:`speech_dae.training._Batches`, the plan base class (its ``dataset()`` streams).
 
     Returns
     -------
     train, val : batch plans
+        :class:`MixtureBatches` on :class:`speech_dae.training._Batches` (``steps()``, ``dataset()``).
     sizes : dict
         ``train`` / ``val`` examples per epoch, and ``val_frames`` / ``val_minutes``.
 
@@ -261,6 +260,8 @@ def mixture_sequences(dataset: Path, info: dict, t: TrainingConfig, seed: int, b
     ArtifactError
         See :func:`load_pools`.
     """
+    from .training import _Batches as batches_cls  # the batch plan whose dataset() streams through tf.data
+
     params = info["features_params"]
     feature = info["feature"]
     if feature == "waveform":

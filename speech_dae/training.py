@@ -795,7 +795,7 @@ def _sequences(dataset: Path, info: dict, t, seed: int, *, semi: bool, penalty: 
         if semi:
             raise ConfigError("the semi-supervised models train on the stage-02 patches: set training.mixing=fixed "
                               "and training.loss=mse")
-        return mixture_sequences(dataset, info, t, seed, _Batches)
+        return mixture_sequences(dataset, info, t, seed)
     context = int(info["context"])
     windows = {"train": np.asarray(mm("windows", "train")), "val": np.asarray(mm("windows", "val"))}
     lab = {"train": labels("train"), "val": labels("val")}

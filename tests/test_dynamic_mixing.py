@@ -15,14 +15,14 @@ from speech_dae.config import load_config
 from speech_dae.errors import ConfigError
 from speech_dae.features import FeatureExtractor
 from speech_dae.segments import AudioPool, load_pools, mixture_sequences, uses_audio
-from speech_dae.training import _Batches, train
+from speech_dae.training import train
 
 
 def _sequences(built, *sets):
     """Config, dataset.json and ``mixture_sequences`` of the tiny built dataset with ``sets``."""
     cfg = load_config(overrides=[*TINY_SETS, *sets])
     info = read_json(built.dataset / "dataset.json")
-    return cfg, info, mixture_sequences(built.dataset, info, cfg.training, cfg.seed, _Batches)
+    return cfg, info, mixture_sequences(built.dataset, info, cfg.training, cfg.seed)
 
 
 def test_audio_pool_pads_speech_with_zeros_and_loops_noise():
