@@ -98,11 +98,23 @@ class AudioPool:
                         ).astype(np.float32)
 
 
-def _read(path: Path) -> np.ndarray:
+def read_mono(path: Path, frames: int = -1) -> np.ndarray:
+    """The first ``frames`` samples (all with -1) of a stage-01 WAV, float32, channels averaged."""
     import soundfile as sf
 
-    y, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    y, _ = sf.read(str(path), dtype="float32", frames=frames, always_2d=True)
     return y.mean(axis=1)
+
+
+def referenced_pairs(dataset: Path, info: dict, split: str) -> list[tuple[str, Path, Path]]:
+    """``(id, mixture, reference)`` WAV paths of every ``split`` utterance of a stage-02 dataset that
+    has a clean reference (kinds ``mixture`` and ``paired``), in the stage-01 folder it was built from.
+    The files may be missing (the stage-01 folder deleted): the callers check."""
+    source = Path(info.get("source", ""))
+    path = dataset / f"utterances_{split}.csv"
+    rows = read_csv(path) if path.is_file() else []
+    return [(r["id"], source / "mixtures" / f"{r['id']}.wav", source / "references" / f"{r['id']}.wav")
+            for r in rows if (r.get("kind") or "mixture") in ("mixture", "paired")]
 
 
 def load_pools(dataset: Path, info: dict, split: str, *, dynamic: bool) -> dict[str, AudioPool]:
@@ -119,25 +131,23 @@ def load_pools(dataset: Path, info: dict, split: str, *, dynamic: bool) -> dict[
         utterance with a clean reference.
     """
     source = Path(info.get("source", ""))
-    path = dataset / f"utterances_{split}.csv"
-    rows = [r for r in (read_csv(path) if path.is_file() else []) if (r.get("kind") or "mixture")
-            in ("mixture", "paired")]
-    if not rows:
+    pairs = referenced_pairs(dataset, info, split)
+    if not pairs:
         raise ArtifactError(f"{dataset} has no {split} utterance with a clean reference; dynamic mixing and the "
                             "spectral losses need clean speech (stage 01 with --clean)")
-    files = [(source / "mixtures" / f"{r['id']}.wav", source / "references" / f"{r['id']}.wav") for r in rows]
+    files = [(mix, ref) for _, mix, ref in pairs]
     missing = [str(p) for pair in files for p in pair if not p.is_file()]
     if missing:
         raise ArtifactError(f"{len(missing)} stage-01 audio files are missing (e.g. {missing[0]}); training on "
                             f"audio reads {source}: re-run 01_extract_features.py into it")
     log.info("reading %d %s mixtures and references from %s", len(files), split, source)
-    noisy, clean = [_read(m) for m, _ in files], [_read(r) for _, r in files]
+    noisy, clean = [read_mono(m) for m, _ in files], [read_mono(r) for _, r in files]
     if not dynamic:
         return {"noisy": AudioPool(noisy), "clean": AudioPool(clean)}
     manifest = {r["id"]: r for r in read_csv(source / "manifest.csv")} if (source / "manifest.csv").is_file() else {}
     first: dict[str, int] = {}
-    for i, r in enumerate(rows):
-        first.setdefault(manifest.get(r["id"], {}).get("clean_file") or r["id"], i)
+    for i, (uid, _, _) in enumerate(pairs):
+        first.setdefault(manifest.get(uid, {}).get("clean_file") or uid, i)
     noise = [n - c for n, c in zip(noisy, clean)]
     noise = [v for v in noise if np.mean(np.square(v, dtype=np.float64)) > 1e-12]  # a reference-only pair: no noise
     if not noise:

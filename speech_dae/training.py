@@ -616,26 +616,19 @@ def _validation_clips(dataset: Path, info: dict, n: int,
     Read from the stage-01 folder the dataset was built from (``mixtures/``, ``references/``), at most
     ``max_s`` seconds each; empty when that folder is gone.
     """
-    import soundfile as sf
+    from .segments import read_mono, referenced_pairs
 
-    from .artifacts import read_csv
-
-    source = Path(info.get("source", ""))
-    path = dataset / "utterances_val.csv"
-    rows = read_csv(path) if path.is_file() else []
+    sr = int(info["features_params"]["sample_rate"])
     out = []
-    for r in rows:
-        mix, ref = source / "mixtures" / f"{r['id']}.wav", source / "references" / f"{r['id']}.wav"
-        if r.get("kind") not in ("mixture", "paired") or not (mix.is_file() and ref.is_file()):
+    for uid, mix, ref in referenced_pairs(dataset, info, "val"):
+        if not (mix.is_file() and ref.is_file()):
             continue
-        sr = int(info["features_params"]["sample_rate"])
-        noisy, clean = (sf.read(str(f), dtype="float32", frames=int(max_s * sr))[0] for f in (mix, ref))
-        out.append((r["id"], *(y.reshape(y.shape[0], -1).mean(axis=1) for y in (noisy, clean))))
+        out.append((uid, read_mono(mix, int(max_s * sr)), read_mono(ref, int(max_s * sr))))
         if len(out) == n:
             break
     if not out:
         log.info("no validation utterance with a clean reference under %s: TensorBoard gets no SNR/val, audio or "
-                 "spectrograms", source)
+                 "spectrograms", info.get("source", ""))
     return out
 
 

@@ -53,8 +53,8 @@ def test_dynamic_pools_read_only_the_training_split(built, monkeypatch):
     import speech_dae.segments as segments
 
     read = []
-    real = segments._read
-    monkeypatch.setattr(segments, "_read", lambda p: read.append(p.stem) or real(p))
+    real = segments.read_mono
+    monkeypatch.setattr(segments, "read_mono", lambda p, *a: read.append(p.stem) or real(p, *a))
     info = read_json(built.dataset / "dataset.json")
     pools = load_pools(built.dataset, info, "train", dynamic=True)
     train_ids = {r["id"] for r in read_csv(built.dataset / "utterances_train.csv")}
