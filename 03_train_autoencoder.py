@@ -8,7 +8,8 @@ from speech_dae.cli import config_from_args, make_parser, run
 parser = make_parser("03_train_autoencoder.py", __doc__, epilog=(
     "models: type1 (Conv1D / Conv1DTranspose), type2 (dense), dense_ln (libdse LayerNorm dense),\n"
     "        cnn2d and unet (2-D conv on patches), conv1d_time (waveform chunks; needs --feature waveform),\n"
-    "        shallow (thesis, supervised), partitioned and curro (thesis; train without clean speech)\n"
+    "        shallow (thesis, supervised), partitioned and curro (thesis; train without clean speech),\n"
+    "        tcn (causal dilated Conv1D bottleneck; the model of configs/best.yaml)\n"
     "example:\n  python 03_train_autoencoder.py --dataset datasets/logmag --model type2 --run logmag_type2\n"
     "several devices (TensorFlow backend): --distribute mirrored (--set training.cpu_devices=2 on a CPU), or\n"
     "  --distribute multiworker in one process per worker, each with TF_CONFIG (the chief writes models/<run>/)"))
