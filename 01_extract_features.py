@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """Stage 01: mix clean speech with noise at each SNR and extract features into features/<name>/."""
+
 import sys
 
 from speech_dae.cli import config_from_args, make_parser, run
 from speech_dae.config import FEATURE_TYPES
 
-parser = make_parser("01_extract_features.py", __doc__, epilog=(
-    "input layouts:\n"
-    "  --data DIR               train/{clean,noise}/ and test/{clean,noise}/ (like data_sample/)\n"
-    "  --clean DIR --noise DIR  split into train/val/test by utterance and by noise recording\n"
-    "  --noisy DIR --clean DIR  pairs matched by relative path (VoiceBank+DEMAND style)\n"
-    "  --noisy DIR --noise-only DIR  no clean speech: for the partitioned and curro models\n"
-    "example:\n  python 01_extract_features.py --data data_sample --feature logmag --out features/logmag"))
+parser = make_parser(
+    "01_extract_features.py",
+    __doc__,
+    epilog=(
+        "input layouts:\n"
+        "  --data DIR               train/{clean,noise}/ and test/{clean,noise}/ (like data_sample/)\n"
+        "  --clean DIR --noise DIR  split into train/val/test by utterance and by noise recording\n"
+        "  --noisy DIR --clean DIR  pairs matched by relative path (VoiceBank+DEMAND style)\n"
+        "  --noisy DIR --noise-only DIR  no clean speech: for the partitioned and curro models\n"
+        "example:\n  python 01_extract_features.py --data data_sample --feature logmag --out features/logmag"
+    ),
+)
 src = parser.add_argument_group("inputs")
 src.add_argument("--data", metavar="DIR", help="corpus with train/ and test/, each with clean/ and noise/")
 src.add_argument("--clean", metavar="DIR", help="clean speech folder")
@@ -21,9 +27,14 @@ src.add_argument("--noise-only", metavar="DIR", help="noise-only recordings (sof
 parser.add_argument("--feature", choices=FEATURE_TYPES, help="feature type (default: features.type)")
 parser.add_argument("--snr", metavar="DB", type=float, nargs="+", help="SNRs in dB (default: mixing.snr_db)")
 parser.add_argument("--out", metavar="DIR", help="output folder (default: features/<feature>)")
-parser.add_argument("--jobs", metavar="N", type=int, default=1,
-                    help="worker processes for the per-utterance work; 0 = one per CPU core (default: 1). "
-                         "The output is identical whatever N")
+parser.add_argument(
+    "--jobs",
+    metavar="N",
+    type=int,
+    default=1,
+    help="worker processes for the per-utterance work; 0 = one per CPU core (default: 1). "
+    "The output is identical whatever N",
+)
 
 
 def main(args):
@@ -33,9 +44,18 @@ def main(args):
     from speech_dae.extract import extract_features
 
     out = args.out or f"features/{cfg.features.type}"
-    summary = extract_features(cfg, out=out, data=args.data, clean=args.clean, noise=args.noise, noisy=args.noisy,
-                               noise_only=args.noise_only, force=args.force, progress=not args.no_progress,
-                               jobs=args.jobs)
+    summary = extract_features(
+        cfg,
+        out=out,
+        data=args.data,
+        clean=args.clean,
+        noise=args.noise,
+        noisy=args.noisy,
+        noise_only=args.noise_only,
+        force=args.force,
+        progress=not args.no_progress,
+        jobs=args.jobs,
+    )
     yield from summary.lines()
     config = f" --config {args.config}" if args.config else ""
     yield f"next: python 02_build_dataset.py{config} --features {out} --out datasets/{out.rstrip('/').split('/')[-1]}"

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Stage 02: cut features/<name>/ into context patches, normalise (training split only), write datasets/<name>/."""
+
 import sys
 from pathlib import Path
 
 from speech_dae.cli import config_from_args, make_parser, run
 
-parser = make_parser("02_build_dataset.py", __doc__, epilog=(
-    "example:\n  python 02_build_dataset.py --features features/logmag --out datasets/logmag --context 11"))
+parser = make_parser(
+    "02_build_dataset.py",
+    __doc__,
+    epilog=("example:\n  python 02_build_dataset.py --features features/logmag --out datasets/logmag --context 11"),
+)
 parser.add_argument("--features", metavar="DIR", required=True, help="a folder written by 01_extract_features.py")
 parser.add_argument("--out", metavar="DIR", help="output folder (default: datasets/<features name>)")
 parser.add_argument("--context", metavar="FRAMES", type=int, help="frames per patch (default: dataset.context)")

@@ -1,27 +1,38 @@
 #!/usr/bin/env python3
 """Stage 03: train a denoising autoencoder on datasets/<name>/ and save models/<run>/."""
+
 import sys
 from pathlib import Path
 
 from speech_dae.cli import config_from_args, make_parser, run
 
-parser = make_parser("03_train_autoencoder.py", __doc__, epilog=(
-    "models: type1 (Conv1D / Conv1DTranspose), type2 (dense), dense_ln (libdse LayerNorm dense),\n"
-    "        cnn2d and unet (2-D conv on patches), conv1d_time (waveform chunks; needs --feature waveform),\n"
-    "        shallow (thesis, supervised), partitioned and curro (thesis; train without clean speech),\n"
-    "        tcn (causal dilated Conv1D bottleneck; the model of configs/best.yaml)\n"
-    "example:\n  python 03_train_autoencoder.py --dataset datasets/logmag --model type2 --run logmag_type2\n"
-    "several devices (TensorFlow backend): --distribute mirrored (--set training.cpu_devices=2 on a CPU), or\n"
-    "  --distribute multiworker in one process per worker, each with TF_CONFIG (the chief writes models/<run>/)"))
+parser = make_parser(
+    "03_train_autoencoder.py",
+    __doc__,
+    epilog=(
+        "models: type1 (Conv1D / Conv1DTranspose), type2 (dense), dense_ln (libdse LayerNorm dense),\n"
+        "        cnn2d and unet (2-D conv on patches), conv1d_time (waveform chunks; needs --feature waveform),\n"
+        "        shallow (thesis, supervised), partitioned and curro (thesis; train without clean speech),\n"
+        "        tcn (causal dilated Conv1D bottleneck; the model of configs/best.yaml)\n"
+        "example:\n  python 03_train_autoencoder.py --dataset datasets/logmag --model type2 --run logmag_type2\n"
+        "several devices (TensorFlow backend): --distribute mirrored (--set training.cpu_devices=2 on a CPU), or\n"
+        "  --distribute multiworker in one process per worker, each with TF_CONFIG (the chief writes models/<run>/)"
+    ),
+)
 parser.add_argument("--dataset", metavar="DIR", required=True, help="a folder written by 02_build_dataset.py")
 parser.add_argument("--model", help="registry name (default: model.name)")
 parser.add_argument("--run", help="run name under models/ (default: <dataset name>_<model>)")
 parser.add_argument("--epochs", type=int, help="maximum epochs (default: training.epochs)")
-parser.add_argument("--target", choices=["mapping", "mask"],
-                    help="mapping: predict clean features; mask: predict a gain in [0, 1] (default: training.target)")
-parser.add_argument("--distribute", choices=["none", "mirrored", "multiworker"],
-                    help="mirrored: this machine's devices; multiworker: the TF_CONFIG cluster "
-                         "(default: training.distribute)")
+parser.add_argument(
+    "--target",
+    choices=["mapping", "mask"],
+    help="mapping: predict clean features; mask: predict a gain in [0, 1] (default: training.target)",
+)
+parser.add_argument(
+    "--distribute",
+    choices=["none", "mirrored", "multiworker"],
+    help="mirrored: this machine's devices; multiworker: the TF_CONFIG cluster (default: training.distribute)",
+)
 
 
 def main(args):

@@ -1,20 +1,30 @@
 #!/usr/bin/env python3
 """Stage 05: score models and classical baselines on the same files with PESQ, STOI, SI-SDR and more."""
+
 import sys
 from pathlib import Path
 
 from speech_dae.cli import config_from_args, make_parser, run
 
-parser = make_parser("05_evaluate.py", __doc__, epilog=(
-    "writes reports/<name>/results.csv (file x system), summary.md (mean ± 95% CI, overall and per input SNR)\n"
-    "metrics_by_snr.png and report.html (tables, audio players, spectrograms; open it in a browser);\n"
-    "with no --features/--input, the test split the first model was trained on is used\n"
-    "examples:\n  python 05_evaluate.py --models models/fbank_type2 --baselines all --out reports/fbank\n"
-    "  python 05_evaluate.py --models models/a models/b --input my_noisy/ --clean my_clean/ --out reports/mine"))
+parser = make_parser(
+    "05_evaluate.py",
+    __doc__,
+    epilog=(
+        "writes reports/<name>/results.csv (file x system), summary.md (mean ± 95% CI, overall and per input SNR)\n"
+        "metrics_by_snr.png and report.html (tables, audio players, spectrograms; open it in a browser);\n"
+        "with no --features/--input, the test split the first model was trained on is used\n"
+        "examples:\n  python 05_evaluate.py --models models/fbank_type2 --baselines all --out reports/fbank\n"
+        "  python 05_evaluate.py --models models/a models/b --input my_noisy/ --clean my_clean/ --out reports/mine"
+    ),
+)
 parser.add_argument("--models", metavar="DIR", nargs="*", default=[], help="run folders written by 03")
-parser.add_argument("--baselines", metavar="NAME", nargs="*", default=["all"],
-                    help="all (default), none, or names: spectral_subtraction wiener noisereduce_stationary "
-                         "noisereduce_nonstationary")
+parser.add_argument(
+    "--baselines",
+    metavar="NAME",
+    nargs="*",
+    default=["all"],
+    help="all (default), none, or names: spectral_subtraction wiener noisereduce_stationary noisereduce_nonstationary",
+)
 src = parser.add_argument_group("files to score (default: the test split the first model was trained on)")
 src.add_argument("--features", metavar="DIR", help="a folder written by 01: score its test mixtures")
 src.add_argument("--input", metavar="NOISY_DIR", help="noisy audio file or folder")
@@ -24,8 +34,12 @@ parser.add_argument("--metrics", metavar="NAME", nargs="+", help="subset of the 
 parser.add_argument("--max-files", metavar="N", type=int, help="score at most N files per input SNR, evenly spaced")
 parser.add_argument("--jobs", metavar="N", type=int, default=1, help="processes computing metrics (default: 1)")
 parser.add_argument("--save-audio", action="store_true", help="also write every system's output WAVs")
-parser.add_argument("--report-examples", metavar="N", type=int,
-                    help="files with players in report.html (default: one per input SNR, at most 8; 0: none)")
+parser.add_argument(
+    "--report-examples",
+    metavar="N",
+    type=int,
+    help="files with players in report.html (default: one per input SNR, at most 8; 0: none)",
+)
 
 
 def main(args):
@@ -33,10 +47,22 @@ def main(args):
     from speech_dae.evaluate import evaluate
 
     out = args.out or f"reports/{Path(args.models[0] if args.models else args.features or args.input or '.').name}"
-    summary = evaluate(cfg, out=out, models=args.models, baselines=args.baselines, features=args.features,
-                       inputs=args.input, clean=args.clean, metrics=args.metrics, max_files=args.max_files,
-                       jobs=args.jobs, save_audio=args.save_audio, force=args.force, progress=not args.no_progress,
-                       report_examples=args.report_examples)
+    summary = evaluate(
+        cfg,
+        out=out,
+        models=args.models,
+        baselines=args.baselines,
+        features=args.features,
+        inputs=args.input,
+        clean=args.clean,
+        metrics=args.metrics,
+        max_files=args.max_files,
+        jobs=args.jobs,
+        save_audio=args.save_audio,
+        force=args.force,
+        progress=not args.no_progress,
+        report_examples=args.report_examples,
+    )
     yield from summary.lines()
     yield f"next: open {summary.out}/report.html in a browser, or read {summary.out}/summary.md"
 

@@ -20,15 +20,18 @@ BENCHMARKS_MD = ROOT / "benchmarks" / "BENCHMARKS.md"
 def machine_line() -> str:
     """One line naming the machine, the date and the commit the figures come from."""
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     import datetime
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{platform.processor() or platform.machine()}, {cores} cores, Python {sys.version.split()[0]}, "
-            f"commit {commit}, {datetime.date.today().isoformat()}")
+    return (
+        f"{platform.processor() or platform.machine()}, {cores} cores, Python {sys.version.split()[0]}, "
+        f"commit {commit}, {datetime.date.today().isoformat()}"
+    )
 
 
 def update_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> Path:

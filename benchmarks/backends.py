@@ -52,15 +52,26 @@ def worker(args) -> dict:
 
     backend = keras.backend.backend()
     work = Path(args.work) / backend
-    cfg = load_config(overrides=[f"model.name={args.model}", f"features.type={args.feature}", "training.patience=1000",
-                                 *args.overrides])
-    kw = dict(dataset=Path(args.work) / "dataset", models_dir=work / "models", logs_dir=work / "logs", force=True,
-              progress=False)
+    cfg = load_config(
+        overrides=[
+            f"model.name={args.model}",
+            f"features.type={args.feature}",
+            "training.patience=1000",
+            *args.overrides,
+        ]
+    )
+    kw = dict(
+        dataset=Path(args.work) / "dataset",
+        models_dir=work / "models",
+        logs_dir=work / "logs",
+        force=True,
+        progress=False,
+    )
     more = train(cfg.replace(**{"training.epochs": 1 + args.epochs}), run="run", **kw)
     per_epoch = float(np.median(more.info["epoch_seconds"][1:]))
     features = Path(args.work) / "features"
     with open(features / "manifest.csv", newline="") as f:
-        ids = [r["id"] for r in csv.DictReader(f) if r["split"] == "test"][:args.files]
+        ids = [r["id"] for r in csv.DictReader(f) if r["split"] == "test"][: args.files]
     audio = [load_audio(features / "mixtures" / f"{i}.wav", sample_rate=cfg.audio.sample_rate)[0] for i in ids]
     if backend == "torch":  # inference needs no autograd graph (and np.asarray refuses tensors that require grad)
         import torch
@@ -71,12 +82,22 @@ def worker(args) -> dict:
         seconds = time_run(more.run_dir, audio, patch_hop=cfg.reconstruct.patch_hop, repeats=args.repeats)
     module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
     steps = -(-more.info["train_patches"] // cfg.training.batch_size)
-    return {"backend": backend, "version": __import__(module).__version__, "keras": keras.__version__,
-            "seconds_per_epoch": per_epoch, "steps": steps, "ms_per_step": 1000 * per_epoch / steps,
-            "first_epoch_s": more.info["epoch_seconds"][0], "val_loss": more.info["history"]["val_loss"][-1],
-            "epochs": 1 + args.epochs, "params": more.info["n_params"], "train_patches": more.info["train_patches"],
-            "val_patches": more.info["val_patches"], "x_real_time": sum(y.size for y in audio) /
-            cfg.audio.sample_rate / seconds, "audio_s": sum(y.size for y in audio) / cfg.audio.sample_rate}
+    return {
+        "backend": backend,
+        "version": __import__(module).__version__,
+        "keras": keras.__version__,
+        "seconds_per_epoch": per_epoch,
+        "steps": steps,
+        "ms_per_step": 1000 * per_epoch / steps,
+        "first_epoch_s": more.info["epoch_seconds"][0],
+        "val_loss": more.info["history"]["val_loss"][-1],
+        "epochs": 1 + args.epochs,
+        "params": more.info["n_params"],
+        "train_patches": more.info["train_patches"],
+        "val_patches": more.info["val_patches"],
+        "x_real_time": sum(y.size for y in audio) / cfg.audio.sample_rate / seconds,
+        "audio_s": sum(y.size for y in audio) / cfg.audio.sample_rate,
+    }
 
 
 def build(args) -> None:
@@ -96,23 +117,39 @@ def markdown(results: list[dict], args) -> str:
 
     cmd = f"python benchmarks/{Path(sys.argv[0]).name} " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     r0 = results[0]
-    md = ["### Keras backends", "", f"Command: `{cmd}`  ", f"Machine: {machine_line()}  ",
-          f"{args.feature} + {args.model} ({r0['params']:,} parameters), `{args.data}`: {r0['train_patches']:,} "
-          f"training patches ({r0['steps']} steps per epoch), {r0['val_patches']:,} validation patches; "
-          f"inference on {args.files} test mixtures ({r0['audio_s']:.0f} s of audio)"
-          + (f"; environment {' '.join(args.env)}" if args.env else "") + ".", "",
-          "| backend | version (Keras) | s / epoch | ms / step | first epoch s | val_loss after "
-          f"{r0['epochs']} epochs | inference × real time |", "|---|---|---|---|---|---|---|"]
+    md = [
+        "### Keras backends",
+        "",
+        f"Command: `{cmd}`  ",
+        f"Machine: {machine_line()}  ",
+        f"{args.feature} + {args.model} ({r0['params']:,} parameters), `{args.data}`: {r0['train_patches']:,} "
+        f"training patches ({r0['steps']} steps per epoch), {r0['val_patches']:,} validation patches; "
+        f"inference on {args.files} test mixtures ({r0['audio_s']:.0f} s of audio)"
+        + (f"; environment {' '.join(args.env)}" if args.env else "")
+        + ".",
+        "",
+        "| backend | version (Keras) | s / epoch | ms / step | first epoch s | val_loss after "
+        f"{r0['epochs']} epochs | inference × real time |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
-        md.append(f"| {r['backend']} | {r['version']} ({r['keras']}) | {r['seconds_per_epoch']:.1f} | "
-                  f"{r['ms_per_step']:.0f} | {r['first_epoch_s']:.1f} | {r['val_loss']:.4f} | {r['x_real_time']:.0f} |")
-    md += ["", f"s / epoch: median of epochs 2..{r0['epochs']} (training + validation); first epoch: the same plus "
-           "tracing / JIT compilation. Input batches come from the same tf.data pipeline on every backend; inference "
-           "is `reconstruct.Denoiser` (torch: under `torch.no_grad()`). The val_loss column differs between backends "
-           "because each draws its own initial weights and dropout masks from the seed; it is the same on every re-run."]
+        md.append(
+            f"| {r['backend']} | {r['version']} ({r['keras']}) | {r['seconds_per_epoch']:.1f} | "
+            f"{r['ms_per_step']:.0f} | {r['first_epoch_s']:.1f} | {r['val_loss']:.4f} | {r['x_real_time']:.0f} |"
+        )
+    md += [
+        "",
+        f"s / epoch: median of epochs 2..{r0['epochs']} (training + validation); first epoch: the same plus "
+        "tracing / JIT compilation. Input batches come from the same tf.data pipeline on every backend; inference "
+        "is `reconstruct.Denoiser` (torch: under `torch.no_grad()`). The val_loss column differs between backends "
+        "because each draws its own initial weights and dropout masks from the seed; it is the same on every re-run.",
+    ]
     if any(r["backend"] == "torch" for r in results) and not any(e.startswith("OMP_NUM_THREADS=") for e in args.env):
-        md += ["", "On a machine whose cores are busy with other work, torch's OpenMP threads wait spinning; "
-               "`--env OMP_NUM_THREADS=1` measures torch without that."]
+        md += [
+            "",
+            "On a machine whose cores are busy with other work, torch's OpenMP threads wait spinning; "
+            "`--env OMP_NUM_THREADS=1` measures torch without that.",
+        ]
     return "\n".join(md)
 
 

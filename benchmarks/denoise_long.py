@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
+
 from benchmarks._report import machine_line, publish  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def write_long(features: Path, path: Path, minutes: float, sr: int = 16000) -> f
     with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, subtype="PCM_16") as out:
         while total < need:
             y, _ = sf.read(str(features / "mixtures" / f"{ids[i % len(ids)]}.wav"), dtype="float32")
-            y = y[:need - total]
+            y = y[: need - total]
             out.write(np.clip(y, -1, 1))
             total, i = total + y.size, i + 1
     return total / sr
@@ -57,30 +58,49 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "long.wav"
         seconds = write_long(Path(args.features), src, args.minutes)
-        cmd = [sys.executable, "-m", "speech_dae", "denoise", str(src), "-o", str(Path(tmp) / "out"),
-               "--model", args.model, "--block-seconds", f"{args.block_seconds:g}", "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "speech_dae",
+            "denoise",
+            str(src),
+            "-o",
+            str(Path(tmp) / "out"),
+            "--model",
+            args.model,
+            "--block-seconds",
+            f"{args.block_seconds:g}",
+            "--no-progress",
+        ]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        proc = subprocess.run(
+            cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        )
         wall = time.perf_counter() - t0
         if proc.returncode:
             raise SystemExit(proc.stderr)
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         out_frames = sf.info(str(Path(tmp) / "out" / "long.wav")).frames
     lines = [line for line in proc.stdout.splitlines() if "real time" in line]
-    text = "\n".join([
-        "### `speech-dae denoise` on a long recording", "",
-        f"Command: `python benchmarks/denoise_long.py --model {args.model} --features {args.features} "
-        f"--minutes {args.minutes:g} --block-seconds {args.block_seconds:g}`  ",
-        f"Machine: {machine_line()}", "",
-        "| recording | model | block | peak RSS (child process) | wall time (incl. ~5 s TF import) | × real time |",
-        "|---|---|---|---|---|---|",
-        f"| {seconds / 60:.1f} min, 16 kHz PCM_16 | {Path(args.model).name} | {args.block_seconds:g} s | "
-        f"{peak_mb:,.0f} MB | {wall:.1f} s | {seconds / wall:.0f} |", "",
-        f"The CLI's own line: `{lines[-1] if lines else proc.stdout.strip()}`; output length "
-        f"{out_frames} samples = input length {int(round(seconds * 16000))}: "
-        f"{'equal' if out_frames == int(round(seconds * 16000)) else 'DIFFERENT'}."])
-    publish('denoise-long', text, write=not args.no_write)
+    text = "\n".join(
+        [
+            "### `speech-dae denoise` on a long recording",
+            "",
+            f"Command: `python benchmarks/denoise_long.py --model {args.model} --features {args.features} "
+            f"--minutes {args.minutes:g} --block-seconds {args.block_seconds:g}`  ",
+            f"Machine: {machine_line()}",
+            "",
+            "| recording | model | block | peak RSS (child process) | wall time (incl. ~5 s TF import) | × real time |",
+            "|---|---|---|---|---|---|",
+            f"| {seconds / 60:.1f} min, 16 kHz PCM_16 | {Path(args.model).name} | {args.block_seconds:g} s | "
+            f"{peak_mb:,.0f} MB | {wall:.1f} s | {seconds / wall:.0f} |",
+            "",
+            f"The CLI's own line: `{lines[-1] if lines else proc.stdout.strip()}`; output length "
+            f"{out_frames} samples = input length {int(round(seconds * 16000))}: "
+            f"{'equal' if out_frames == int(round(seconds * 16000)) else 'DIFFERENT'}.",
+        ]
+    )
+    publish("denoise-long", text, write=not args.no_write)
     return 0
 
 

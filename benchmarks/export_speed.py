@@ -63,8 +63,21 @@ def first_output_s(cmd: list[str]) -> tuple[float, str]:
 
 
 def denoise_cmd(run: Path, src: Path, out: Path, engine: str) -> list[str]:
-    return [sys.executable, "-m", "speech_dae", "denoise", str(src), "-o", str(out), "--model", str(run),
-            "--engine", engine, "--no-progress", "--overwrite"]
+    return [
+        sys.executable,
+        "-m",
+        "speech_dae",
+        "denoise",
+        str(src),
+        "-o",
+        str(out),
+        "--model",
+        str(run),
+        "--engine",
+        engine,
+        "--no-progress",
+        "--overwrite",
+    ]
 
 
 def parse_rtf(stdout: str) -> tuple[float, float, float]:
@@ -93,29 +106,43 @@ def measure(run: Path, work: Path, *, minutes: float, repeats: int) -> dict:
             cold.append(t)
         _, out = first_output_s(denoise_cmd(run, long, work / "out", engine))
         rtf_line = next((ln for ln in out.splitlines() if "real time" in ln), repr(out))
-        print(f"{run.name} --engine {engine}: cold start {min(cold):.2f} s (of {', '.join(f'{c:.2f}' for c in cold)})"
-              f"; {rtf_line}", flush=True)
+        print(
+            f"{run.name} --engine {engine}: cold start {min(cold):.2f} s (of {', '.join(f'{c:.2f}' for c in cold)})"
+            f"; {rtf_line}",
+            flush=True,
+        )
         row[engine] = {"cold_s": min(cold), **dict(zip(("load_s", "warm_s", "rtf"), parse_rtf(out)))}
     return row
 
 
 def table(rows: list[dict], minutes: float) -> str:
-    lines = ["| run | params | model.keras | model.onnx | model.tflite | max abs diff onnx / tflite | "
-             "forward 1024 patches keras / onnx / tflite |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | params | model.keras | model.onnx | model.tflite | max abs diff onnx / tflite | "
+        "forward 1024 patches keras / onnx / tflite |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         o, t = r["export_onnx"], r["export_tflite"]
-        lines.append(f"| {r['run']} | {r['params']:,} | {r['keras_mb']:.1f} MB | {o.size_bytes / 1e6:.1f} MB | "
-                     f"{t.size_bytes / 1e6:.1f} MB | {o.max_abs_diff:.1e} / {t.max_abs_diff:.1e} | "
-                     f"{1000 * o.keras_s:.0f} / {1000 * o.engine_s:.0f} / {1000 * t.engine_s:.0f} ms |")
-    lines += ["", f"`speech-dae denoise`, fresh process; cold start on a 1 s file, real-time factor on "
-                  f"{minutes:g} min of test mixtures:", "",
-              "| run | engine | cold start (process start to first output) | engine load | first call | "
-              "× real time |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['run']} | {r['params']:,} | {r['keras_mb']:.1f} MB | {o.size_bytes / 1e6:.1f} MB | "
+            f"{t.size_bytes / 1e6:.1f} MB | {o.max_abs_diff:.1e} / {t.max_abs_diff:.1e} | "
+            f"{1000 * o.keras_s:.0f} / {1000 * o.engine_s:.0f} / {1000 * t.engine_s:.0f} ms |"
+        )
+    lines += [
+        "",
+        f"`speech-dae denoise`, fresh process; cold start on a 1 s file, real-time factor on "
+        f"{minutes:g} min of test mixtures:",
+        "",
+        "| run | engine | cold start (process start to first output) | engine load | first call | × real time |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         for engine in ("keras", "onnx"):
             e = r[engine]
-            lines.append(f"| {r['run']} | {engine} | {e['cold_s']:.2f} s | {e['load_s']:.2f} s | "
-                         f"{e['warm_s']:.2f} s | {e['rtf']:.0f} |")
+            lines.append(
+                f"| {r['run']} | {engine} | {e['cold_s']:.2f} s | {e['load_s']:.2f} s | "
+                f"{e['warm_s']:.2f} s | {e['rtf']:.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -131,22 +158,33 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for run in map(Path, args.runs):
             if not args.in_place:
-                run = Path(shutil.copytree(run, Path(tmp) / "runs" / run.name,
-                                           ignore=lambda d, names: [n for n in names if n not in
-                                                                    ("model.keras", "run.json", "norm.npz")]))
+                run = Path(
+                    shutil.copytree(
+                        run,
+                        Path(tmp) / "runs" / run.name,
+                        ignore=lambda d, names: [n for n in names if n not in ("model.keras", "run.json", "norm.npz")],
+                    )
+                )
             rows.append(measure(run, Path(tmp), minutes=args.minutes, repeats=args.repeats))
         sr = sf.info(str(Path(tmp) / f"{rows[0]['run']}_long.wav")).samplerate
-    text = "\n".join([
-        "### Exported models: ONNX and TFLite against Keras", "",
-        f"Command: `python benchmarks/export_speed.py --runs {' '.join(args.runs)} --minutes {args.minutes:g} "
-        f"--repeats {args.repeats}`  ",
-        f"Machine: {machine_line()}", "",
-        "Parity: max |exported - Keras| over 1024 real patches of the run's dataset (must be < 1e-4). Forward: "
-        "one batched call, best of 3 after a warm-up.", "",
-        table(rows, args.minutes), "",
-        f"Engine load = imports and model load; first call = the denoiser's warm-up on 0.5 s of noise (lazy "
-        f"imports of the feature code); × real time is the steady state after both ({sr} Hz PCM_16 input)."])
-    publish('export', text, write=not args.no_write)
+    text = "\n".join(
+        [
+            "### Exported models: ONNX and TFLite against Keras",
+            "",
+            f"Command: `python benchmarks/export_speed.py --runs {' '.join(args.runs)} --minutes {args.minutes:g} "
+            f"--repeats {args.repeats}`  ",
+            f"Machine: {machine_line()}",
+            "",
+            "Parity: max |exported - Keras| over 1024 real patches of the run's dataset (must be < 1e-4). Forward: "
+            "one batched call, best of 3 after a warm-up.",
+            "",
+            table(rows, args.minutes),
+            "",
+            f"Engine load = imports and model load; first call = the denoiser's warm-up on 0.5 s of noise (lazy "
+            f"imports of the feature code); × real time is the steady state after both ({sr} Hz PCM_16 input).",
+        ]
+    )
+    publish("export", text, write=not args.no_write)
     return 0
 
 

@@ -25,7 +25,6 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import machine_line, publish  # noqa: E402
 from benchmarks.speed import best_time  # noqa: E402
-
 from speech_dae.audio import load_audio  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
 from speech_dae.reconstruct import Denoiser  # noqa: E402
@@ -49,7 +48,7 @@ def main() -> int:
     args = ap.parse_args()
     features = Path(args.features)
     with open(features / "manifest.csv", newline="") as f:
-        ids = [r["id"] for r in csv.DictReader(f) if r["split"] == "test"][:args.files]
+        ids = [r["id"] for r in csv.DictReader(f) if r["split"] == "test"][: args.files]
     audio = [load_audio(features / "mixtures" / f"{i}.wav", sample_rate=16000)[0] for i in ids]
     seconds = sum(y.size for y in audio) / 16000
     patch_hop = load_config().reconstruct.patch_hop
@@ -58,14 +57,25 @@ def main() -> int:
         t = time_run(run, audio, patch_hop=patch_hop, repeats=args.repeats)
         rows.append(f"| {run.name} | {seconds / t:.0f} |")
         print(rows[-1], flush=True)
-    cmd = f"python benchmarks/rtf_runs.py --name {args.name} --features {args.features} --files {args.files} " \
-          f"--runs {Path(args.runs[0]).parent}/*"
-    text = "\n".join([f"### Inference speed of the `{args.name}` runs (alone on the machine)", "",
-                      f"Command: `{cmd}`  ", f"Machine: {machine_line()}  ",
-                      f"Whole-file denoising of {len(audio)} test mixtures ({seconds:.0f} s of audio), "
-                      f"patch_hop {patch_hop}, best of {args.repeats}; TensorFlow's own threads only.", "",
-                      "| run | × real time |", "|---|---|", *rows])
-    publish(f'rtf-{args.name}', text, write=not args.no_write)
+    cmd = (
+        f"python benchmarks/rtf_runs.py --name {args.name} --features {args.features} --files {args.files} "
+        f"--runs {Path(args.runs[0]).parent}/*"
+    )
+    text = "\n".join(
+        [
+            f"### Inference speed of the `{args.name}` runs (alone on the machine)",
+            "",
+            f"Command: `{cmd}`  ",
+            f"Machine: {machine_line()}  ",
+            f"Whole-file denoising of {len(audio)} test mixtures ({seconds:.0f} s of audio), "
+            f"patch_hop {patch_hop}, best of {args.repeats}; TensorFlow's own threads only.",
+            "",
+            "| run | × real time |",
+            "|---|---|",
+            *rows,
+        ]
+    )
+    publish(f"rtf-{args.name}", text, write=not args.no_write)
     return 0
 
 

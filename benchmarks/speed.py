@@ -73,7 +73,7 @@ def load_speech(folder: str, seconds: float, sr: int) -> tuple[np.ndarray, int]:
         n += parts[-1].size
         if n >= seconds * sr:
             break
-    return np.concatenate(parts)[:int(seconds * sr)], len(parts)
+    return np.concatenate(parts)[: int(seconds * sr)], len(parts)
 
 
 def forward_flops(model) -> int:
@@ -118,7 +118,7 @@ def matmul_flops(n: int = 2048, repeats: int = 5) -> tuple[float, float]:
     ta, tb = tf.constant(a), tf.constant(b)
     t_tf = best_time(lambda: tf.linalg.matmul(ta, tb).numpy(), repeats)
     t_np = best_time(lambda: a @ b, repeats)
-    return 2 * n ** 3 / t_tf, 2 * n ** 3 / t_np
+    return 2 * n**3 / t_tf, 2 * n**3 / t_np
 
 
 def train_throughput(name, hparams, shape, cfg, max_batches: int, budget_s: float = 5.0) -> dict:
@@ -128,6 +128,7 @@ def train_throughput(name, hparams, shape, cfg, max_batches: int, budget_s: floa
     models stay affordable on 2 cores.
     """
     import keras
+
     from speech_dae.models import build_model
 
     keras.utils.set_random_seed(cfg.seed)
@@ -143,8 +144,12 @@ def train_throughput(name, hparams, shape, cfg, max_batches: int, budget_s: floa
     while n < 2 or (n < max_batches and time.perf_counter() - t0 < budget_s):
         model.train_on_batch(x, y)
         n += 1
-    out = {"params": model.count_params(), "flops": forward_flops(model),
-           "patches_s": n * t.batch_size / (time.perf_counter() - t0), "batches": n}
+    out = {
+        "params": model.count_params(),
+        "flops": forward_flops(model),
+        "patches_s": n * t.batch_size / (time.perf_counter() - t0),
+        "batches": n,
+    }
     keras.backend.clear_session()
     return out
 
@@ -153,19 +158,43 @@ def main() -> None:
     from speech_dae.models import model_names
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="*", default=[], metavar="RUN_DIR",
-                    help="trained run folders (models/<run>/); none: the model inference rows are skipped")
-    ap.add_argument("--audio", default="data_sample/test/clean", metavar="DIR",
-                    help="speech to time on, concatenated in sorted order (default: data_sample/test/clean)")
+    ap.add_argument(
+        "--models",
+        nargs="*",
+        default=[],
+        metavar="RUN_DIR",
+        help="trained run folders (models/<run>/); none: the model inference rows are skipped",
+    )
+    ap.add_argument(
+        "--audio",
+        default="data_sample/test/clean",
+        metavar="DIR",
+        help="speech to time on, concatenated in sorted order (default: data_sample/test/clean)",
+    )
     ap.add_argument("--seconds", type=float, default=60.0, help="seconds of audio to use at most (default: 60)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per figure, the best is kept (default: 3)")
-    ap.add_argument("--train-models", nargs="*", default=None, metavar="NAME",
-                    help=f"registry models to time training of (default: all of {', '.join(model_names())}; "
-                         "give the option with no name to skip training)")
-    ap.add_argument("--train-batches", type=int, default=64,
-                    help="at most this many timed training batches per model (default: 64; timing stops after 5 s)")
-    ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                    help="config override, as for the numbered scripts (repeatable)")
+    ap.add_argument(
+        "--train-models",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help=f"registry models to time training of (default: all of {', '.join(model_names())}; "
+        "give the option with no name to skip training)",
+    )
+    ap.add_argument(
+        "--train-batches",
+        type=int,
+        default=64,
+        help="at most this many timed training batches per model (default: 64; timing stops after 5 s)",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="config override, as for the numbered scripts (repeatable)",
+    )
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = ap.parse_args()
     try:
@@ -173,7 +202,7 @@ def main() -> None:
     except SpeechDAEError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    publish('speed', text, write=not args.no_write)
+    publish("speed", text, write=not args.no_write)
 
 
 def run(args) -> str:
@@ -184,15 +213,17 @@ def run(args) -> str:
     train_models = model_names() if args.train_models is None else args.train_models
     unknown = sorted(set(train_models) - set(model_names()))
     if unknown:
-        raise ConfigError(f"--train-models: unknown model(s) {', '.join(unknown)}; "
-                          f"choose from {', '.join(model_names())}")
+        raise ConfigError(
+            f"--train-models: unknown model(s) {', '.join(unknown)}; choose from {', '.join(model_names())}"
+        )
     if args.repeats < 1 or args.train_batches < 1 or args.seconds <= 0:
         raise ConfigError("--repeats and --train-batches must be >= 1 and --seconds > 0")
     from speech_dae.reconstruct import Denoiser  # imports Keras
 
     r = cfg.reconstruct
-    denoisers = [Denoiser(d, patch_hop=r.patch_hop, batch_size=r.batch_size, max_gain=r.max_gain)
-                 for d in args.models]  # load all first: a bad folder fails before any timing
+    denoisers = [
+        Denoiser(d, patch_hop=r.patch_hop, batch_size=r.batch_size, max_gain=r.max_gain) for d in args.models
+    ]  # load all first: a bad folder fails before any timing
     sr = cfg.audio.sample_rate
     speech = {sr: load_speech(args.audio, args.seconds, sr)}
     y, n_files = speech[sr]
@@ -200,11 +231,18 @@ def run(args) -> str:
     import keras
     import tensorflow as tf
 
-    out = ["## Speed", "", machine_line() + f"; TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-           f"NumPy {np.__version__}", "", f"Command: `{shlex.join(['python', 'benchmarks/speed.py', *sys.argv[1:]])}`",
-           "", f"Audio: {dur:.1f} s of speech ({n_files} file{'s' * (n_files != 1)} from `{args.audio}`, "
-           f"concatenated) at {sr} Hz. Every time is the best of {args.repeats} runs after an untimed one; "
-           "× real time = audio seconds per wall-clock second (higher is faster).", ""]
+    out = [
+        "## Speed",
+        "",
+        machine_line() + f"; TensorFlow {tf.__version__}, Keras {keras.__version__}, NumPy {np.__version__}",
+        "",
+        f"Command: `{shlex.join(['python', 'benchmarks/speed.py', *sys.argv[1:]])}`",
+        "",
+        f"Audio: {dur:.1f} s of speech ({n_files} file{'s' * (n_files != 1)} from `{args.audio}`, "
+        f"concatenated) at {sr} Hz. Every time is the best of {args.repeats} runs after an untimed one; "
+        "× real time = audio seconds per wall-clock second (higher is faster).",
+        "",
+    ]
 
     # 1. features --------------------------------------------------------------------------------
     out += ["### Feature extraction", "", "| feature | bins | step | × real time |", "|---|---|---|---|"]
@@ -219,8 +257,10 @@ def run(args) -> str:
             notes.append(f"{kind} skipped: {exc}")
             continue
         extractors[kind] = fx
-        out += [f"| {kind} | {fx.n_bins} | features | {fmt(dur / t_fwd)} |",
-                f"| {kind} | {fx.n_bins} | to_audio (inverse, noisy phase) | {fmt(dur / t_inv)} |"]
+        out += [
+            f"| {kind} | {fx.n_bins} | features | {fmt(dur / t_fwd)} |",
+            f"| {kind} | {fx.n_bins} | to_audio (inverse, noisy phase) | {fmt(dur / t_inv)} |",
+        ]
     out += [""] + [f"- {n}" for n in notes] + [""] * bool(notes)
 
     # 2. denoising -------------------------------------------------------------------------------
@@ -229,18 +269,27 @@ def run(args) -> str:
         if den.sample_rate not in speech:
             speech[den.sample_rate] = load_speech(args.audio, args.seconds, den.sample_rate)
         yd = speech[den.sample_rate][0]
-        den(yd[:den.sample_rate])  # warm-up on 1 s
+        den(yd[: den.sample_rate])  # warm-up on 1 s
         t = best_time(lambda: den(yd), args.repeats, warmup=False)
-        rows.append((f"{den.name} ({den.info['model']}, {den.info['feature']}, "
-                     f"{int(den.info.get('n_params', 0)):,} params)", yd.size / den.sample_rate / t))
+        rows.append(
+            (
+                f"{den.name} ({den.info['model']}, {den.info['feature']}, {int(den.info.get('n_params', 0)):,} params)",
+                yd.size / den.sample_rate / t,
+            )
+        )
     for name in BASELINES:
         rows.append((f"baseline: {name}", dur / best_time(lambda: run_baseline(name, y, sample_rate=sr), args.repeats)))
     ref = dict(rows).get(f"baseline: {REFERENCE}")
-    out += ["### Denoising a whole file", "",
-            f"Runs: features -> model (patch hop {r.patch_hop}, batch {r.batch_size}) -> to_audio, as "
-            f"04_reconstruct.py (a 1 s run is the warm-up). Ratio = × real time / × real time of {REFERENCE} "
-            "(above 1: faster than it).", "",
-            f"| method | × real time | ratio to {REFERENCE} |", "|---|---|---|"]
+    out += [
+        "### Denoising a whole file",
+        "",
+        f"Runs: features -> model (patch hop {r.patch_hop}, batch {r.batch_size}) -> to_audio, as "
+        f"04_reconstruct.py (a 1 s run is the warm-up). Ratio = × real time / × real time of {REFERENCE} "
+        "(above 1: faster than it).",
+        "",
+        f"| method | × real time | ratio to {REFERENCE} |",
+        "|---|---|---|",
+    ]
     out += [f"| {label} | {fmt(v)} | {fmt(v / ref) if ref else '-'} |" for label, v in rows]
     out += [""] + (["- no --models given: trained runs were not timed", ""] if not denoisers else [])
 
@@ -248,21 +297,27 @@ def run(args) -> str:
     tf_flops, np_flops = matmul_flops()
     ctx, t = cfg.dataset.context, cfg.training
     hop_s = cfg.features.hop_length / sr
-    out += ["### Training throughput", "",
-            f"Dense float32 2048×2048 matmul on this machine: TensorFlow {tf_flops / 1e9:.1f} GFLOP/s, "
-            f"NumPy {np_flops / 1e9:.1f} GFLOP/s.", "",
-            f"`train_on_batch` with batches of {t.batch_size} random patches held in memory (Adam, loss {t.loss}); "
-            f"two untimed steps (tracing, warm-up), then steps timed for 5 s (at most {args.train_batches}), so the "
-            "figures are the model's ceiling: real training also gathers patches from memory-mapped files and "
-            f"validates every epoch. Spectral models: {ctx}-frame patches of fbank (40 bins) and logmag (257 bins); "
-            "conv1d_time: waveform chunks of features.chunk_size samples. Output frames/s = patches/s × patch "
-            "length (training patches overlap, so these are not distinct frames); audio × real time = patches/s × "
-            f"the training stride (dataset.stride {cfg.dataset.stride} × hop {hop_s * 1000:g} ms, or chunk_size / 2 "
-            "for waveform), the audio a training epoch covers per second. Forward FLOPs count only "
-            "the Dense and convolution kernels (2 per multiply-add; biases, activations and other layers are "
-            "ignored); training FLOPs ≈ 3 × forward.", "",
-            "| model | feature | patch | params | forward MFLOP/patch | patches/s | output frames/s | "
-            "audio × real time | training GFLOP/s | % of TF matmul |", "|---|---|---|---|---|---|---|---|---|---|"]
+    out += [
+        "### Training throughput",
+        "",
+        f"Dense float32 2048×2048 matmul on this machine: TensorFlow {tf_flops / 1e9:.1f} GFLOP/s, "
+        f"NumPy {np_flops / 1e9:.1f} GFLOP/s.",
+        "",
+        f"`train_on_batch` with batches of {t.batch_size} random patches held in memory (Adam, loss {t.loss}); "
+        f"two untimed steps (tracing, warm-up), then steps timed for 5 s (at most {args.train_batches}), so the "
+        "figures are the model's ceiling: real training also gathers patches from memory-mapped files and "
+        f"validates every epoch. Spectral models: {ctx}-frame patches of fbank (40 bins) and logmag (257 bins); "
+        "conv1d_time: waveform chunks of features.chunk_size samples. Output frames/s = patches/s × patch "
+        "length (training patches overlap, so these are not distinct frames); audio × real time = patches/s × "
+        f"the training stride (dataset.stride {cfg.dataset.stride} × hop {hop_s * 1000:g} ms, or chunk_size / 2 "
+        "for waveform), the audio a training epoch covers per second. Forward FLOPs count only "
+        "the Dense and convolution kernels (2 per multiply-add; biases, activations and other layers are "
+        "ignored); training FLOPs ≈ 3 × forward.",
+        "",
+        "| model | feature | patch | params | forward MFLOP/patch | patches/s | output frames/s | "
+        "audio × real time | training GFLOP/s | % of TF matmul |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     notes = []
     from speech_dae.models import MODEL_FEATURES
 
@@ -279,9 +334,11 @@ def run(args) -> str:
                 notes.append(f"{name} on {kind} {shape} skipped: {str(exc).splitlines()[0]}")
                 continue
             p, gflops = m["patches_s"], 3 * m["flops"] * m["patches_s"] / 1e9
-            out.append(f"| {name} | {kind} | {shape[0]}×{shape[1]} | {m['params']:,} | {m['flops'] / 1e6:.2f} | "
-                       f"{fmt(p)} | {fmt(p * shape[0])} | {fmt(p * step_s)} | {gflops:.1f} | "
-                       f"{100 * gflops * 1e9 / tf_flops:.0f} % |")
+            out.append(
+                f"| {name} | {kind} | {shape[0]}×{shape[1]} | {m['params']:,} | {m['flops'] / 1e6:.2f} | "
+                f"{fmt(p)} | {fmt(p * shape[0])} | {fmt(p * step_s)} | {gflops:.1f} | "
+                f"{100 * gflops * 1e9 / tf_flops:.0f} % |"
+            )
     out += [f"- {n}" for n in notes]
     return "\n".join(out).rstrip() + "\n"
 

@@ -47,7 +47,7 @@ def stream(den: Denoiser, x: np.ndarray, block: int) -> tuple[np.ndarray, np.nda
     outs, times = [], np.empty(-(-x.size // block))
     for k, i in enumerate(range(0, x.size, block)):
         t0 = time.perf_counter()
-        outs.append(den.process_block(x[i:i + block]))
+        outs.append(den.process_block(x[i : i + block]))
         times[k] = time.perf_counter() - t0
     outs.append(den.flush())
     return np.concatenate(outs), times
@@ -60,8 +60,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--snr", type=float, default=5.0, help="mixing SNR in dB")
     ap.add_argument("--blocks-ms", type=float, nargs="+", default=[10.0, 20.0, 32.0])
-    ap.add_argument("--engine", default="keras",
-                    help="keras (model.keras) or onnx (model.onnx, written by speech-dae export)")
+    ap.add_argument(
+        "--engine", default="keras", help="keras (model.keras) or onnx (model.onnx, written by speech-dae export)"
+    )
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     rows, load = [], [os.getloadavg()[0]]
@@ -77,31 +78,40 @@ def main() -> int:
             if y.size != x.size:
                 raise SystemExit(f"{model}: streamed {y.size} samples for {x.size} in")
             per_ms = 1000 * times
-            rows.append(f"| {Path(model).name} ({den.info['feature']}, {den.info['model']}, context {den.context}) | "
-                        f"{block} ({1000 * block / sr:g} ms) | "
-                        f"{den.latency_samples} ({1000 * den.latency_seconds:.1f} ms) | "
-                        f"{x.size / sr / times.sum():.1f} | {per_ms.mean():.2f} | {np.percentile(per_ms, 99):.2f} | "
-                        f"{per_ms.max():.1f} | {np.mean(per_ms > 1000 * block / sr):.1%} | "
-                        f"{np.abs(y - offline).max():.1e} |")
+            rows.append(
+                f"| {Path(model).name} ({den.info['feature']}, {den.info['model']}, context {den.context}) | "
+                f"{block} ({1000 * block / sr:g} ms) | "
+                f"{den.latency_samples} ({1000 * den.latency_seconds:.1f} ms) | "
+                f"{x.size / sr / times.sum():.1f} | {per_ms.mean():.2f} | {np.percentile(per_ms, 99):.2f} | "
+                f"{per_ms.max():.1f} | {np.mean(per_ms > 1000 * block / sr):.1%} | "
+                f"{np.abs(y - offline).max():.1e} |"
+            )
             print(rows[-1], flush=True)
     load.append(os.getloadavg()[0])
-    text = "\n".join([
-        "### Streaming (`Denoiser.process_block`)", "",
-        f"Command: `python benchmarks/streaming.py --models {' '.join(args.models)} --corpus {args.corpus} "
-        f"--seconds {args.seconds:g} --snr {args.snr:g} --blocks-ms {' '.join(f'{b:g}' for b in args.blocks_ms)} "
-        f"--engine {args.engine}`  ",
-        f"Machine: {machine_line()}; load average (1 min) {load[0]:.1f} before, {load[1]:.1f} after", "",
-        f"Signal: {args.seconds:g} s at {sr} Hz, the first {n_clean} clean test utterances of `{args.corpus}` "
-        f"mixed at {args.snr:g} dB with its first {n_noise} test noises, streamed in fixed blocks (one untimed "
-        "1 s warm-up stream first). Latency: output sample t is returned once input sample t + latency has been fed. "
-        "× real time: audio seconds / compute seconds of all `process_block` calls; block ms: the wall time of "
-        "each call (it returns the hops that became final: one or two for 10-20 ms blocks at an 8 ms hop); "
-        "over: the share of calls slower than their block's duration. "
-        "max |Δ|: streamed output (all blocks + `flush()`) against `Denoiser(signal)` on the whole signal.", "",
-        f"| run ({args.engine}) | block (samples) | latency (samples) | × real time | block mean ms | p99 ms | "
-        "max ms | over | max \\|Δ\\| vs offline |",
-        "|---|---|---|---|---|---|---|---|---|", *rows])
-    publish('streaming', text, write=not args.no_write)
+    text = "\n".join(
+        [
+            "### Streaming (`Denoiser.process_block`)",
+            "",
+            f"Command: `python benchmarks/streaming.py --models {' '.join(args.models)} --corpus {args.corpus} "
+            f"--seconds {args.seconds:g} --snr {args.snr:g} --blocks-ms {' '.join(f'{b:g}' for b in args.blocks_ms)} "
+            f"--engine {args.engine}`  ",
+            f"Machine: {machine_line()}; load average (1 min) {load[0]:.1f} before, {load[1]:.1f} after",
+            "",
+            f"Signal: {args.seconds:g} s at {sr} Hz, the first {n_clean} clean test utterances of `{args.corpus}` "
+            f"mixed at {args.snr:g} dB with its first {n_noise} test noises, streamed in fixed blocks (one untimed "
+            "1 s warm-up stream first). Latency: output sample t is returned once input sample t + latency has been fed. "
+            "× real time: audio seconds / compute seconds of all `process_block` calls; block ms: the wall time of "
+            "each call (it returns the hops that became final: one or two for 10-20 ms blocks at an 8 ms hop); "
+            "over: the share of calls slower than their block's duration. "
+            "max |Δ|: streamed output (all blocks + `flush()`) against `Denoiser(signal)` on the whole signal.",
+            "",
+            f"| run ({args.engine}) | block (samples) | latency (samples) | × real time | block mean ms | p99 ms | "
+            "max ms | over | max \\|Δ\\| vs offline |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+    publish("streaming", text, write=not args.no_write)
     return 0
 
 

@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import publish  # noqa: E402
 from benchmarks.quality import markdown, train_run  # noqa: E402
-
 from speech_dae.artifacts import read_json  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
 from speech_dae.dataset import build_dataset  # noqa: E402
@@ -72,8 +71,11 @@ def main() -> int:
     args = ap.parse_args()
     args.name = "thesis"
     work, data = Path(args.work), Path(args.data)
-    sets = [f"training.epochs={args.epochs}", *([f"training.max_minutes={args.minutes:g}"] if args.minutes else []),
-            *args.overrides]
+    sets = [
+        f"training.epochs={args.epochs}",
+        *([f"training.max_minutes={args.minutes:g}"] if args.minutes else []),
+        *args.overrides,
+    ]
     cfg = load_config(args.config, overrides=sets)
     sup_f, sup_d = work / "features" / "supervised", work / "datasets" / "supervised"
     print("\n".join(extract_features(cfg, out=sup_f, data=data, progress=False).lines()), flush=True)
@@ -81,8 +83,14 @@ def main() -> int:
     noisy_dir = work / "noisy_recordings"
     print(f"{link_mixtures(sup_f, noisy_dir)} noisy recordings (train/val mixtures) in {noisy_dir}", flush=True)
     nc_f, nc_d = work / "features" / "noclean", work / "datasets" / "noclean"
-    print("\n".join(extract_features(cfg, out=nc_f, noisy=noisy_dir, noise_only=data / "train" / "noise",
-                                     progress=False).lines()), flush=True)
+    print(
+        "\n".join(
+            extract_features(
+                cfg, out=nc_f, noisy=noisy_dir, noise_only=data / "train" / "noise", progress=False
+            ).lines()
+        ),
+        flush=True,
+    )
     build_dataset(cfg, features=nc_f, out=nc_d, progress=False)
     nc_info = read_json(nc_d / "dataset.json")
     no_clean = nc_info["clean_targets"] is False and "clean" not in read_json(nc_f / "params.json")["inputs"]
@@ -95,17 +103,27 @@ def main() -> int:
         info = read_json(Path(extra) / "run.json")
         runs[Path(extra).name] = info
         dirs.append(Path(extra))
-    ev = evaluate(cfg, out=work / "reports" / "thesis", models=dirs, baselines="all", features=sup_f,
-                  max_files=args.max_files, jobs=args.jobs, progress=False)
+    ev = evaluate(
+        cfg,
+        out=work / "reports" / "thesis",
+        models=dirs,
+        baselines="all",
+        features=sup_f,
+        max_files=args.max_files,
+        jobs=args.jobs,
+        progress=False,
+    )
     split = nc_info["splits"]
-    data_line = (f"partitioned / curro: trained on {split['train']['utterances']} recordings "
-                 f"({split['train']['minutes']:.0f} min; {split['train']['noise_only_patches']:,} of "
-                 f"{split['train']['patches']:,} frames noise-only) with **no clean speech** (dataset "
-                 f"`clean_targets: {str(not no_clean).lower()}`); shallow: the same mixtures with their clean "
-                 f"references. Test: {ev.n_files} files of the unseen test split, report in `{ev.out}`.")
+    data_line = (
+        f"partitioned / curro: trained on {split['train']['utterances']} recordings "
+        f"({split['train']['minutes']:.0f} min; {split['train']['noise_only_patches']:,} of "
+        f"{split['train']['patches']:,} frames noise-only) with **no clean speech** (dataset "
+        f"`clean_targets: {str(not no_clean).lower()}`); shallow: the same mixtures with their clean "
+        f"references. Test: {ev.n_files} files of the unseen test split, report in `{ev.out}`."
+    )
     text = markdown(ev.summary, runs, args, ev.n_files, data_line, goals=False)
     print()
-    publish('quality-thesis', text, write=not args.no_write)
+    publish("quality-thesis", text, write=not args.no_write)
     return 0
 
 

@@ -79,7 +79,7 @@ def awgn(clean, snr_db, noise):
     -------
     np.ndarray, ``noise * sigma`` with ``sigma**2 = mean(clean**2) / 10**(snr_db / 10)``
     """
-    return noise * np.sqrt(np.mean(clean ** 2) / 10 ** (snr_db / 10))
+    return noise * np.sqrt(np.mean(clean**2) / 10 ** (snr_db / 10))
 
 
 def frame_magnitudes(clips):
@@ -133,8 +133,7 @@ def eval_example(snr_db, seed, seconds=1.0):
 def time_mse(mags, spec, clean):
     """Time-domain MSE of denoised magnitudes ``(frames, 1, 513)`` (clipped at 0) with the noisy phase."""
     mag = np.maximum(np.asarray(mags, np.float64).reshape(-1, spec.shape[0]).T, 0.0) / SCALE
-    y = librosa.istft(mag * np.exp(1j * np.angle(spec)), hop_length=HOP, n_fft=N_FFT, window="hann",
-                      length=len(clean))
+    y = librosa.istft(mag * np.exp(1j * np.angle(spec)), hop_length=HOP, n_fft=N_FFT, window="hann", length=len(clean))
     return float(np.mean((y - clean) ** 2))
 
 
@@ -159,8 +158,14 @@ def build(network, units, penalty, keras):
     trainer.compile(optimizer=opt, loss={"recon": "mse"})
     s, _ = model.get_layer("decoded_flat").input
     branches = keras.Model(model.inputs[0], [s, model.get_layer("noise_scale").input])
-    return trainer, {"curro": lambda x: model(x, training=False),  # alpha = 0: S; curro_sum: alpha = 1, S + N
-                     "curro_sum": lambda x: np.add(*branches(x, training=False))}, NOISE_SHARE
+    return (
+        trainer,
+        {
+            "curro": lambda x: model(x, training=False),  # alpha = 0: S; curro_sum: alpha = 1, S + N
+            "curro_sum": lambda x: np.add(*branches(x, training=False)),
+        },
+        NOISE_SHARE,
+    )
 
 
 def train_run(network, snr_db, args, bar):
@@ -215,8 +220,11 @@ def write_outputs(rows, out, args, seconds, n_trained):
     for n, s, i, lo, m in rows:
         curve.setdefault((n, s), []).append((i, lo, m))
     curve = {k: np.array(v) for k, v in curve.items()}
-    noisy_mse = {s: time_mse(np.abs(spec).T * SCALE, spec, clean)  # the noisy input, scored the same way
-                 for s in snrs for clean, spec in [eval_example(s, args.seed + 7)]}
+    noisy_mse = {
+        s: time_mse(np.abs(spec).T * SCALE, spec, clean)  # the noisy input, scored the same way
+        for s in snrs
+        for clean, spec in [eval_example(s, args.seed + 7)]
+    }
     for col, fname, label in ((1, "loss.png", "training loss (window mean)"), (2, "time_mse.png", "time-domain MSE")):
         fig, axes = plt.subplots(1, len(snrs), figsize=(3.4 * len(snrs), 3.2), sharey=col == 2, squeeze=False)
         for ax, s in zip(axes[0], snrs):
@@ -238,19 +246,35 @@ def write_outputs(rows, out, args, seconds, n_trained):
     def table(title, col, conv=False, extra=()):
         def cell(c):
             return str(converged_at(c[:, 0], c[:, col]) or "no") if conv else f"{np.mean(c[-LAST_EVALS:, col]):.4g}"
-        return [f"### {title}", "", "| network | " + " | ".join(f"{s:g} dB" for s in snrs) + " |",
-                "|---" * (len(snrs) + 1) + "|", *[f"| {n} | " + " | ".join(
-                    cell(curve[n, s]) if (n, s) in curve else "-" for s in snrs) + " |" for n in nets], *extra, ""]
 
-    md = ["# Lusterman (2016) sine-chord simulation", "",
-          f"`{' '.join(sys.argv)}`: {args.iterations} iterations, minibatch {BATCH}, {args.units} units, partitioned "
-          f"lambda {args.penalty:g}, seed {args.seed}; this call trained {n_trained} runs in {seconds / 60:.1f} min.",
-          "",
-          *table(f"Final time-domain MSE (mean of the last {LAST_EVALS} evaluations)", 2, extra=[
-              "| noisy input | " + " | ".join(f"{noisy_mse[s]:.4g}" for s in snrs) + " |"]),
-          *table("Final training loss (same window)", 1),
-          *table("Iterations to converge: training loss stays within 10 % of its final value", 1, conv=True),
-          *table("Iterations to converge: time-domain MSE stays within 10 % of its final value", 2, conv=True)]
+        return [
+            f"### {title}",
+            "",
+            "| network | " + " | ".join(f"{s:g} dB" for s in snrs) + " |",
+            "|---" * (len(snrs) + 1) + "|",
+            *[
+                f"| {n} | " + " | ".join(cell(curve[n, s]) if (n, s) in curve else "-" for s in snrs) + " |"
+                for n in nets
+            ],
+            *extra,
+            "",
+        ]
+
+    md = [
+        "# Lusterman (2016) sine-chord simulation",
+        "",
+        f"`{' '.join(sys.argv)}`: {args.iterations} iterations, minibatch {BATCH}, {args.units} units, partitioned "
+        f"lambda {args.penalty:g}, seed {args.seed}; this call trained {n_trained} runs in {seconds / 60:.1f} min.",
+        "",
+        *table(
+            f"Final time-domain MSE (mean of the last {LAST_EVALS} evaluations)",
+            2,
+            extra=["| noisy input | " + " | ".join(f"{noisy_mse[s]:.4g}" for s in snrs) + " |"],
+        ),
+        *table("Final training loss (same window)", 1),
+        *table("Iterations to converge: training loss stays within 10 % of its final value", 1, conv=True),
+        *table("Iterations to converge: time-domain MSE stays within 10 % of its final value", 2, conv=True),
+    ]
     with atomic_path(out / "summary.md") as tmp:
         tmp.write_text("\n".join(md) + "\n", encoding="utf-8")
 

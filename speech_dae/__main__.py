@@ -1,7 +1,7 @@
 """``speech-dae`` / ``python -m speech_dae``: commands for using trained runs.
 
-    speech-dae denoise IN... -o OUT --model models/RUN [--engine keras|onnx] [--overwrite] [--block-seconds 30]
-    speech-dae export --model models/RUN --format onnx|tflite|savedmodel [--audio FILE]
+speech-dae denoise IN... -o OUT --model models/RUN [--engine keras|onnx] [--overwrite] [--block-seconds 30]
+speech-dae export --model models/RUN --format onnx|tflite|savedmodel [--audio FILE]
 """
 
 from __future__ import annotations
@@ -15,48 +15,82 @@ __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="speech-dae", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="speech-dae", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    d = sub.add_parser("denoise", help="denoise audio files and folders with a trained run",
-                       description="Denoise files or folders (recursively) with a run trained by "
-                                   "03_train_autoencoder.py. Outputs keep the input's name, sample rate, format "
-                                   "and subtype (mono); long recordings are processed in blocks, in flat memory.",
-                       epilog="example:\n  speech-dae denoise recordings/ -o denoised/ --model models/fbank_type2",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = sub.add_parser(
+        "denoise",
+        help="denoise audio files and folders with a trained run",
+        description="Denoise files or folders (recursively) with a run trained by "
+        "03_train_autoencoder.py. Outputs keep the input's name, sample rate, format "
+        "and subtype (mono); long recordings are processed in blocks, in flat memory.",
+        epilog="example:\n  speech-dae denoise recordings/ -o denoised/ --model models/fbank_type2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     d.add_argument("inputs", nargs="+", metavar="IN", help="audio files or folders (WAV, FLAC, OGG, any rate)")
     d.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
     d.add_argument("--model", required=True, metavar="RUN_DIR", help="models/<run>/ written by stage 03")
     d.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    d.add_argument("--block-seconds", type=float, default=30.0, metavar="S",
-                   help="seconds of audio per block (bounds memory; default 30)")
-    d.add_argument("--patch-hop", type=int, default=1, metavar="N",
-                   help="frames between inference patches (1 = every frame, the most accurate; default 1)")
-    d.add_argument("--engine", choices=("keras", "onnx"), default="keras",
-                   help="keras: model.keras (default); onnx: the run's model.onnx (speech-dae export) with "
-                        "onnxruntime, without importing TensorFlow (faster start-up)")
+    d.add_argument(
+        "--block-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds of audio per block (bounds memory; default 30)",
+    )
+    d.add_argument(
+        "--patch-hop",
+        type=int,
+        default=1,
+        metavar="N",
+        help="frames between inference patches (1 = every frame, the most accurate; default 1)",
+    )
+    d.add_argument(
+        "--engine",
+        choices=("keras", "onnx"),
+        default="keras",
+        help="keras: model.keras (default); onnx: the run's model.onnx (speech-dae export) with "
+        "onnxruntime, without importing TensorFlow (faster start-up)",
+    )
     d.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     d.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    e = sub.add_parser("export", help="export a trained run to ONNX, TFLite or a TensorFlow SavedModel",
-                       description="Export model.keras of a run trained by 03_train_autoencoder.py into the run\n"
-                                   "folder (model.onnx, model.tflite or saved_model/), then check it against Keras\n"
-                                   "on real features: patches of the run's dataset (run.json), or of --audio FILE.\n"
-                                   "The largest difference must be < 1e-4; otherwise the export is kept as\n"
-                                   "model.parity-failed.<ext> for inspection, the final name is not written, and\n"
-                                   "the command exits with status 2. Prints the file size and one batched forward\n"
-                                   "pass timed in Keras and in the exported engine.",
-                       epilog="examples:\n  speech-dae export --model models/fbank_type2 --format onnx\n"
-                              "  speech-dae denoise recordings/ -o denoised/ --model models/fbank_type2 "
-                              "--engine onnx",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    e = sub.add_parser(
+        "export",
+        help="export a trained run to ONNX, TFLite or a TensorFlow SavedModel",
+        description="Export model.keras of a run trained by 03_train_autoencoder.py into the run\n"
+        "folder (model.onnx, model.tflite or saved_model/), then check it against Keras\n"
+        "on real features: patches of the run's dataset (run.json), or of --audio FILE.\n"
+        "The largest difference must be < 1e-4; otherwise the export is kept as\n"
+        "model.parity-failed.<ext> for inspection, the final name is not written, and\n"
+        "the command exits with status 2. Prints the file size and one batched forward\n"
+        "pass timed in Keras and in the exported engine.",
+        epilog="examples:\n  speech-dae export --model models/fbank_type2 --format onnx\n"
+        "  speech-dae denoise recordings/ -o denoised/ --model models/fbank_type2 "
+        "--engine onnx",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     e.add_argument("--model", required=True, metavar="RUN_DIR", help="models/<run>/ written by stage 03")
-    e.add_argument("--format", required=True, choices=("onnx", "tflite", "savedmodel"), dest="fmt",
-                   help="onnx -> model.onnx, tflite -> model.tflite, savedmodel -> saved_model/")
-    e.add_argument("--audio", metavar="FILE",
-                   help="recording whose features check the export (default: patches of the run's dataset)")
-    e.add_argument("--patches", type=int, default=1024, metavar="N",
-                   help="patches in the parity check and the timed forward pass (default 1024)")
+    e.add_argument(
+        "--format",
+        required=True,
+        choices=("onnx", "tflite", "savedmodel"),
+        dest="fmt",
+        help="onnx -> model.onnx, tflite -> model.tflite, savedmodel -> saved_model/",
+    )
+    e.add_argument(
+        "--audio",
+        metavar="FILE",
+        help="recording whose features check the export (default: patches of the run's dataset)",
+    )
+    e.add_argument(
+        "--patches",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="patches in the parity check and the timed forward pass (default 1024)",
+    )
     e.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     return parser
 
@@ -67,9 +101,16 @@ def _denoise(args):
 
     if args.block_seconds <= 0 or args.patch_hop < 1:
         raise ConfigError("--block-seconds must be > 0 and --patch-hop >= 1")
-    summary = denoise_paths(args.model, args.inputs, args.out, overwrite=args.overwrite,
-                            block_s=args.block_seconds, patch_hop=args.patch_hop, engine=args.engine,
-                            progress=not args.no_progress)
+    summary = denoise_paths(
+        args.model,
+        args.inputs,
+        args.out,
+        overwrite=args.overwrite,
+        block_s=args.block_seconds,
+        patch_hop=args.patch_hop,
+        engine=args.engine,
+        progress=not args.no_progress,
+    )
     yield from summary.lines()
     yield f"wrote {args.out}/"
 
@@ -81,10 +122,12 @@ def _export(args):
     summary = export_run(args.model, args.fmt, audio=args.audio, n_patches=args.patches)
     yield from summary.lines()
     if not summary.ok:
-        raise ArtifactError(f"parity check failed: the {args.fmt} export differs from model.keras by up to "
-                            f"{summary.max_abs_diff:.2e} (>= {PARITY_TOL:g}); it is kept for inspection as "
-                            f"{summary.path}, and {summary.path.parent / FORMATS[args.fmt]} was not written or "
-                            "replaced")
+        raise ArtifactError(
+            f"parity check failed: the {args.fmt} export differs from model.keras by up to "
+            f"{summary.max_abs_diff:.2e} (>= {PARITY_TOL:g}); it is kept for inspection as "
+            f"{summary.path}, and {summary.path.parent / FORMATS[args.fmt]} was not written or "
+            "replaced"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

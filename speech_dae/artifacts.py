@@ -16,8 +16,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -209,7 +210,8 @@ class StagedOutput:
         if self.out.exists() and old != self.fingerprint and not self.force:
             raise ArtifactError(
                 f"{self.out} already holds a run of another configuration (fingerprint {old}); "
-                "pass --force to replace it, or choose another output name")
+                "pass --force to replace it, or choose another output name"
+            )
         staged = None
         with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, AttributeError):
             staged = json.loads((self.partial / ".stage.json").read_text(encoding="utf-8")).get("fingerprint")
@@ -242,8 +244,16 @@ def package_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for name in ("speech-dae", "numpy", "librosa", "soundfile", "python_speech_features", "keras", "tensorflow-cpu",
-                 "tensorflow"):
+    for name in (
+        "speech-dae",
+        "numpy",
+        "librosa",
+        "soundfile",
+        "python_speech_features",
+        "keras",
+        "tensorflow-cpu",
+        "tensorflow",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
     return out

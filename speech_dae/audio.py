@@ -21,8 +21,18 @@ import soxr
 from .artifacts import atomic_path
 from .errors import AudioError
 
-__all__ = ["AudioInfo", "AUDIO_EXTENSIONS", "MAX_PEAK", "check_header", "check_samples", "list_audio", "load_audio",
-           "resample", "validate_audio", "write_audio"]
+__all__ = [
+    "AudioInfo",
+    "AUDIO_EXTENSIONS",
+    "MAX_PEAK",
+    "check_header",
+    "check_samples",
+    "list_audio",
+    "load_audio",
+    "resample",
+    "validate_audio",
+    "write_audio",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +47,17 @@ MAX_PEAK = 1000.0
 MIN_RATE, MAX_RATE = 1000, 768000
 
 #: Bytes per sample of the uncompressed subtypes, to tell a truncated WAV/AIFF from a complete one.
-_PCM_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
-              "ULAW": 1, "ALAW": 1}
+_PCM_BYTES = {
+    "PCM_S8": 1,
+    "PCM_U8": 1,
+    "PCM_16": 2,
+    "PCM_24": 3,
+    "PCM_32": 4,
+    "FLOAT": 4,
+    "DOUBLE": 8,
+    "ULAW": 1,
+    "ALAW": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -133,26 +152,35 @@ def load_audio(path: str | Path, *, sample_rate: int, channel: int | None = None
     except MemoryError:
         raise AudioError(f"{path}: too large to load into memory") from None
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError, EOFError) as exc:
-        raise AudioError(f"{path}: cannot read audio ({str(exc).strip() or exc.__class__.__name__}): not a valid "
-                         "WAV/FLAC/OGG, or corrupt or truncated; copy or export it again") from None
+        raise AudioError(
+            f"{path}: cannot read audio ({str(exc).strip() or exc.__class__.__name__}): not a valid "
+            "WAV/FLAC/OGG, or corrupt or truncated; copy or export it again"
+        ) from None
     if data.shape[0] == 0:
-        raise AudioError(f"{path}: file has no samples (empty, or cut off before its first samples); remove it or "
-                         "export it again")
+        raise AudioError(
+            f"{path}: file has no samples (empty, or cut off before its first samples); remove it or export it again"
+        )
     check_samples(data, path)
     if channel is not None and channels > 1:
         if channel >= channels:
-            raise AudioError(f"{path}: has {channels} channels, so audio.noise_channel={channel} is not one of them; "
-                             f"set audio.noise_channel to 0..{channels - 1}")
+            raise AudioError(
+                f"{path}: has {channels} channels, so audio.noise_channel={channel} is not one of them; "
+                f"set audio.noise_channel to 0..{channels - 1}"
+            )
         y, taken = data[:, channel], channel
     else:
         y, taken = (data.mean(axis=1) if channels > 1 else data[:, 0]), None
     if channels > 1:
-        log.debug("%s: %s", path, f"took channel {taken} of {channels}" if taken is not None else
-                  f"folded {channels} channels to mono")
+        log.debug(
+            "%s: %s",
+            path,
+            f"took channel {taken} of {channels}" if taken is not None else f"folded {channels} channels to mono",
+        )
     y = resample(np.ascontiguousarray(y), sr, sample_rate)
     if y.size == 0:
-        raise AudioError(f"{path}: too short: its {data.shape[0]} sample(s) at {sr} Hz make no sample at "
-                         f"{sample_rate} Hz")
+        raise AudioError(
+            f"{path}: too short: its {data.shape[0]} sample(s) at {sr} Hz make no sample at {sample_rate} Hz"
+        )
     info = AudioInfo(str(path), sr, channels, subtype, sr != sample_rate, channels > 1 and taken is None, taken)
     return y, info
 
@@ -167,12 +195,16 @@ def check_header(f: sf.SoundFile, path: str | Path) -> None:
         Naming ``path`` and the problem.
     """
     if not MIN_RATE <= f.samplerate <= MAX_RATE:
-        raise AudioError(f"{path}: sample rate {f.samplerate} Hz is not an audio rate ({MIN_RATE}..{MAX_RATE} Hz): "
-                         "a corrupt header or a wrong export; export it again")
+        raise AudioError(
+            f"{path}: sample rate {f.samplerate} Hz is not an audio rate ({MIN_RATE}..{MAX_RATE} Hz): "
+            "a corrupt header or a wrong export; export it again"
+        )
     missing = _missing_frames(f)
     if missing:
-        raise AudioError(f"{path}: truncated: its header announces {f.frames + missing} samples per channel, "
-                         f"the file holds {f.frames} (an incomplete copy?); copy or export it again")
+        raise AudioError(
+            f"{path}: truncated: its header announces {f.frames + missing} samples per channel, "
+            f"the file holds {f.frames} (an incomplete copy?); copy or export it again"
+        )
 
 
 def check_samples(x: np.ndarray, path: str | Path, *, start_s: float | None = None) -> None:
@@ -189,8 +221,10 @@ def check_samples(x: np.ndarray, path: str | Path, *, start_s: float | None = No
         raise AudioError(f"{path}: {n_bad} samples are NaN or Inf{where}; re-export the file")
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     if peak > MAX_PEAK:
-        raise AudioError(f"{path}: samples reach {peak:.3g}{where}, far beyond full scale (±1): written unscaled or "
-                         "corrupt; re-export the file normalised")
+        raise AudioError(
+            f"{path}: samples reach {peak:.3g}{where}, far beyond full scale (±1): written unscaled or "
+            "corrupt; re-export the file normalised"
+        )
 
 
 def _missing_frames(f: sf.SoundFile) -> int:
@@ -212,9 +246,15 @@ def _missing_frames(f: sf.SoundFile) -> int:
     return max(0, announced // (width * f.channels) - f.frames)
 
 
-def validate_audio(y: np.ndarray, *, sample_rate: int, min_duration_s: float = 0.0,
-                   silence_rms_db: float | None = None, name: str = "signal",
-                   min_duration_key: str | None = None) -> np.ndarray:
+def validate_audio(
+    y: np.ndarray,
+    *,
+    sample_rate: int,
+    min_duration_s: float = 0.0,
+    silence_rms_db: float | None = None,
+    name: str = "signal",
+    min_duration_key: str | None = None,
+) -> np.ndarray:
     """Check that ``y`` is usable speech/noise audio and return it as float32.
 
     Parameters

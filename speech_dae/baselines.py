@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -180,7 +180,12 @@ def estimate_noise_psd(power, *, percentile: float = 10.0) -> np.ndarray:
         If ``percentile`` is not in (0, 100).
     """
     p = _check_range(
-        "noise_percentile", percentile, 0.0, 100.0, lo_open=True, hi_open=True,
+        "noise_percentile",
+        percentile,
+        0.0,
+        100.0,
+        lo_open=True,
+        hi_open=True,
         hint="Use a low value such as 10 (the share of frames assumed to hold noise only).",
     )
     power = np.asarray(power, dtype=np.float64)
@@ -288,7 +293,9 @@ def spectral_subtraction(
     _check_stft(n_fft, hop_length)
     alpha = _check_range("over_subtraction", over_subtraction, 0.0, np.inf, hi_open=True, hint="Typical: 1-6.")
     beta = _check_range("floor", floor, 0.0, 1.0, hint="Typical: 0.002-0.1.")
-    gamma = _check_range("power", power, 0.0, np.inf, lo_open=True, hi_open=True, hint="Use 2 (power) or 1 (magnitude).")
+    gamma = _check_range(
+        "power", power, 0.0, np.inf, lo_open=True, hi_open=True, hint="Use 2 (power) or 1 (magnitude)."
+    )
     if not np.any(x):
         return np.zeros(x.size, dtype=np.float32)
 
@@ -404,9 +411,7 @@ def _noisereduce(y, sample_rate, stationary: bool, prop_decrease, name: str) -> 
         # noisereduce's stationary STFT needs one full 1024-sample frame: repeat the signal
         logger.debug("%s: %d samples < %d, tiling the signal for the STFT", name, n, _NOISEREDUCE_MIN_SAMPLES)
         x = np.pad(x, (0, _NOISEREDUCE_MIN_SAMPLES - n), mode="wrap")
-    out = noisereduce.reduce_noise(
-        y=x, sr=sr, stationary=stationary, prop_decrease=prop, n_jobs=1, use_tqdm=False
-    )
+    out = noisereduce.reduce_noise(y=x, sr=sr, stationary=stationary, prop_decrease=prop, n_jobs=1, use_tqdm=False)
     return _finish(out, n, name)
 
 
@@ -525,9 +530,7 @@ def run_baseline(name: str, y, *, sample_rate: int, **options) -> np.ndarray:
     try:
         func = BASELINES[name]
     except (KeyError, TypeError):
-        raise ConfigError(
-            f"unknown baseline {name!r}; valid names are {sorted(BASELINES)}."
-        ) from None
+        raise ConfigError(f"unknown baseline {name!r}; valid names are {sorted(BASELINES)}.") from None
     try:
         return func(y, sample_rate=sample_rate, **options)
     except TypeError as exc:

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from .config import Config, load_config
 from .errors import SpeechDAEError
@@ -24,12 +24,19 @@ __all__ = ["make_parser", "run", "config_from_args"]
 
 def make_parser(prog: str, description: str, *, epilog: str | None = None) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` with the options every stage shares."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     common = parser.add_argument_group("common options")
     common.add_argument("--config", metavar="FILE", help="YAML file merged over configs/default.yaml")
-    common.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                        help="override one config value, e.g. --set training.epochs=5 (repeatable)")
+    common.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override one config value, e.g. --set training.epochs=5 (repeatable)",
+    )
     common.add_argument("--force", action="store_true", help="rebuild even if the output is up to date")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     common.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -41,15 +48,17 @@ def config_from_args(args: argparse.Namespace, extra: Iterable[str] = ()) -> Con
     return load_config(args.config, [*extra, *args.overrides])
 
 
-def run(main: Callable[[argparse.Namespace], Iterable[str]], parser: argparse.ArgumentParser,
-        argv: list[str] | None = None) -> int:
+def run(
+    main: Callable[[argparse.Namespace], Iterable[str]], parser: argparse.ArgumentParser, argv: list[str] | None = None
+) -> int:
     """Parse ``argv``, call ``main(args)`` and print the lines it returns.
 
     Returns the exit status: 0 on success, 2 on a user error, 130 on Ctrl-C.
     """
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         for noisy in ("tensorflow", "absl", "numba", "matplotlib", "h5py"):

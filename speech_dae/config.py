@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-import math
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import yaml
 
@@ -64,17 +65,13 @@ def check_loss_weights(weights, n_terms: int, terms) -> tuple:
         )
     bad = [w for w in values if not math.isfinite(w) or w < 0]
     if bad:
-        raise ConfigError(
-            f"loss weights must be finite and >= 0, got {list(values)} for terms {list(terms)}."
-        )
+        raise ConfigError(f"loss weights must be finite and >= 0, got {list(values)} for terms {list(terms)}.")
     if n_terms and not any(values):
-        raise ConfigError(
-            f"all loss weights are 0 ({list(values)}); at least one term must have a positive weight."
-        )
+        raise ConfigError(f"all loss weights are 0 ({list(values)}); at least one term must have a positive weight.")
     return values
 
 
-def parse_loss(spec: str, weights: Optional[Sequence[float]] = None) -> tuple:
+def parse_loss(spec: str, weights: Sequence[float] | None = None) -> tuple:
     """Parse a loss spec string of the config into term names and weights.
 
     Parameters
@@ -171,8 +168,7 @@ def _ints(section: str, obj, *names: str) -> None:
     """Whole-number fields must be ints (not floats, not bools)."""
     for name in names:
         v = getattr(obj, name)
-        _check(isinstance(v, int) and not isinstance(v, bool),
-               f"{section}.{name}={v!r} must be a whole number")
+        _check(isinstance(v, int) and not isinstance(v, bool), f"{section}.{name}={v!r} must be a whole number")
 
 
 @dataclass(frozen=True)
@@ -184,13 +180,21 @@ class AudioConfig:
 
     def __post_init__(self):
         _ints("audio", self, "sample_rate")
-        _check(8000 <= self.sample_rate <= 48000,
-               f"audio.sample_rate={self.sample_rate} Hz is outside 8000..48000; set a usual speech rate such as 16000")
+        _check(
+            8000 <= self.sample_rate <= 48000,
+            f"audio.sample_rate={self.sample_rate} Hz is outside 8000..48000; set a usual speech rate such as 16000",
+        )
         _check(self.min_duration_s > 0, f"audio.min_duration_s={self.min_duration_s} must be > 0 seconds")
-        _check(self.noise_channel is None or (isinstance(self.noise_channel, int)
-                                              and not isinstance(self.noise_channel, bool) and self.noise_channel >= 0),
-               f"audio.noise_channel={self.noise_channel!r} must be a 0-based channel number (0 = the first) or null "
-               "(average the channels)")
+        _check(
+            self.noise_channel is None
+            or (
+                isinstance(self.noise_channel, int)
+                and not isinstance(self.noise_channel, bool)
+                and self.noise_channel >= 0
+            ),
+            f"audio.noise_channel={self.noise_channel!r} must be a 0-based channel number (0 = the first) or null "
+            "(average the channels)",
+        )
 
 
 @dataclass(frozen=True)
@@ -204,16 +208,20 @@ class MixingConfig:
         snrs = self.snr_db if isinstance(self.snr_db, (list, tuple)) else (self.snr_db,)
         _check(len(snrs) > 0, "mixing.snr_db is empty; give at least one SNR in dB, e.g. --snr 0 5")
         for s in snrs:
-            _check(isinstance(s, (int, float)) and -40 <= s <= 60,
-                   f"mixing.snr_db value {s!r} is not a number in -40..60 dB")
+            _check(
+                isinstance(s, (int, float)) and -40 <= s <= 60,
+                f"mixing.snr_db value {s!r} is not a number in -40..60 dB",
+            )
         object.__setattr__(self, "snr_db", tuple(float(s) for s in snrs))
         _check(0 < self.clip_peak <= 1.0, f"mixing.clip_peak={self.clip_peak} must be in (0, 1]")
         for key in ("val_fraction", "test_fraction"):
             v = getattr(self, key)
             _check(0 <= v < 0.9, f"mixing.{key}={v} must be in [0, 0.9)")
-        _check(self.val_fraction + self.test_fraction < 0.95,
-               f"mixing.val_fraction + mixing.test_fraction = {self.val_fraction + self.test_fraction:g} leaves "
-               "(almost) nothing for training; keep the sum below 0.95")
+        _check(
+            self.val_fraction + self.test_fraction < 0.95,
+            f"mixing.val_fraction + mixing.test_fraction = {self.val_fraction + self.test_fraction:g} leaves "
+            "(almost) nothing for training; keep the sum below 0.95",
+        )
 
 
 @dataclass(frozen=True)
@@ -233,19 +241,31 @@ class FeatureConfig:
 
     def __post_init__(self):
         _ints("features", self, "n_fft", "hop_length", "win_length", "n_mels", "fbank_win_length", "chunk_size")
-        _check(self.chunk_size >= 16 and self.chunk_size % 2 == 0,
-               f"features.chunk_size={self.chunk_size} must be an even number of samples >= 16")
-        _check(self.type in FEATURE_TYPES,
-               f"features.type={self.type!r} is unknown; choose one of {', '.join(FEATURE_TYPES)}")
-        _check(self.n_fft >= 16 and self.n_fft & (self.n_fft - 1) == 0,
-               f"features.n_fft={self.n_fft} must be a power of two >= 16")
-        _check(0 < self.hop_length <= self.win_length <= self.n_fft,
-               f"need 0 < hop_length ({self.hop_length}) <= win_length ({self.win_length}) <= n_fft ({self.n_fft})")
-        _check(0 < self.fbank_win_length <= self.n_fft,
-               f"features.fbank_win_length={self.fbank_win_length} must be in 1..n_fft ({self.n_fft})")
-        _check(self.type != "fbank" or self.hop_length <= self.fbank_win_length,
-               f"features.hop_length={self.hop_length} must not exceed fbank_win_length={self.fbank_win_length} "
-               "for fbank features")
+        _check(
+            self.chunk_size >= 16 and self.chunk_size % 2 == 0,
+            f"features.chunk_size={self.chunk_size} must be an even number of samples >= 16",
+        )
+        _check(
+            self.type in FEATURE_TYPES,
+            f"features.type={self.type!r} is unknown; choose one of {', '.join(FEATURE_TYPES)}",
+        )
+        _check(
+            self.n_fft >= 16 and self.n_fft & (self.n_fft - 1) == 0,
+            f"features.n_fft={self.n_fft} must be a power of two >= 16",
+        )
+        _check(
+            0 < self.hop_length <= self.win_length <= self.n_fft,
+            f"need 0 < hop_length ({self.hop_length}) <= win_length ({self.win_length}) <= n_fft ({self.n_fft})",
+        )
+        _check(
+            0 < self.fbank_win_length <= self.n_fft,
+            f"features.fbank_win_length={self.fbank_win_length} must be in 1..n_fft ({self.n_fft})",
+        )
+        _check(
+            self.type != "fbank" or self.hop_length <= self.fbank_win_length,
+            f"features.hop_length={self.hop_length} must not exceed fbank_win_length={self.fbank_win_length} "
+            "for fbank features",
+        )
         _check(self.eps > 0, f"features.eps={self.eps} must be > 0")
         _check(1 <= self.n_mels <= self.n_fft // 2 + 1, f"features.n_mels={self.n_mels} must be in 1..n_fft/2+1")
         _check(0 <= self.preemphasis < 1, f"features.preemphasis={self.preemphasis} must be in [0, 1)")
@@ -259,8 +279,10 @@ class DatasetConfig:
 
     def __post_init__(self):
         _ints("dataset", self, "context", "stride")
-        _check(self.normalise in ("shared", "separate", "none"),
-               f"dataset.normalise={self.normalise!r} is unknown; choose shared, separate or none")
+        _check(
+            self.normalise in ("shared", "separate", "none"),
+            f"dataset.normalise={self.normalise!r} is unknown; choose shared, separate or none",
+        )
         _check(1 <= self.context <= 4096, f"dataset.context={self.context} frames must be in 1..4096")
         _check(1 <= self.stride, f"dataset.stride={self.stride} must be >= 1 frame")
 
@@ -300,38 +322,62 @@ class TrainingConfig:
     def __post_init__(self):
         _check(self.mixing in MIXING, f"training.mixing={self.mixing!r} is unknown; choose {' or '.join(MIXING)}")
         lo_hi = self.snr_range
-        _check(isinstance(lo_hi, (list, tuple)) and len(lo_hi) == 2 and all(_number(v) for v in lo_hi)
-               and lo_hi[0] <= lo_hi[1], f"training.snr_range={lo_hi!r} must be [low, high] in dB with low <= high, "
-               "e.g. [-5, 15]")
+        _check(
+            isinstance(lo_hi, (list, tuple))
+            and len(lo_hi) == 2
+            and all(_number(v) for v in lo_hi)
+            and lo_hi[0] <= lo_hi[1],
+            f"training.snr_range={lo_hi!r} must be [low, high] in dB with low <= high, e.g. [-5, 15]",
+        )
         object.__setattr__(self, "snr_range", tuple(float(v) for v in lo_hi))
-        _check(_number(self.gain_db) and 0 <= self.gain_db <= 40, f"training.gain_db={self.gain_db!r} must be a "
-               "level range in dB in [0, 40] (each dynamic mixture is scaled by a gain uniform in +-gain_db)")
-        _check(_number(self.weight_decay) and 0 <= self.weight_decay < 1,
-               f"training.weight_decay={self.weight_decay!r} must be in [0, 1) (0: Adam; > 0: AdamW)")
+        _check(
+            _number(self.gain_db) and 0 <= self.gain_db <= 40,
+            f"training.gain_db={self.gain_db!r} must be a "
+            "level range in dB in [0, 40] (each dynamic mixture is scaled by a gain uniform in +-gain_db)",
+        )
+        _check(
+            _number(self.weight_decay) and 0 <= self.weight_decay < 1,
+            f"training.weight_decay={self.weight_decay!r} must be in [0, 1) (0: Adam; > 0: AdamW)",
+        )
         try:
             terms = parse_loss(self.loss, self.loss_weights)
         except ConfigError as err:
-            raise ConfigError(f"training.loss={self.loss!r}, training.loss_weights={self.loss_weights!r}: {err}") \
-                from None
+            raise ConfigError(
+                f"training.loss={self.loss!r}, training.loss_weights={self.loss_weights!r}: {err}"
+            ) from None
         object.__setattr__(self, "loss_weights", None if self.loss_weights is None else terms[1])
-        _check(isinstance(self.tensorboard_media, bool),
-               f"training.tensorboard_media={self.tensorboard_media!r} must be true or false")
+        _check(
+            isinstance(self.tensorboard_media, bool),
+            f"training.tensorboard_media={self.tensorboard_media!r} must be true or false",
+        )
         n_utt = self.tensorboard_utterances
-        _check(isinstance(n_utt, int) and not isinstance(n_utt, bool) and 1 <= n_utt <= 8,
-               f"training.tensorboard_utterances={n_utt!r} must be a whole number in 1..8")
-        _check(self.distribute in DISTRIBUTE, f"training.distribute={self.distribute!r} is unknown; choose "
-               f"{', '.join(DISTRIBUTE)}")
+        _check(
+            isinstance(n_utt, int) and not isinstance(n_utt, bool) and 1 <= n_utt <= 8,
+            f"training.tensorboard_utterances={n_utt!r} must be a whole number in 1..8",
+        )
+        _check(
+            self.distribute in DISTRIBUTE,
+            f"training.distribute={self.distribute!r} is unknown; choose {', '.join(DISTRIBUTE)}",
+        )
         n = self.cpu_devices
-        _check(n is None or (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 64),
-               f"training.cpu_devices={n!r} must be a whole number in 1..64 (or null: TensorFlow's default)")
-        _check(0 < self.noise_only_fraction < 1, f"training.noise_only_fraction={self.noise_only_fraction!r} "
-               "must be a share in (0, 1), e.g. 0.25")
+        _check(
+            n is None or (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 64),
+            f"training.cpu_devices={n!r} must be a whole number in 1..64 (or null: TensorFlow's default)",
+        )
+        _check(
+            0 < self.noise_only_fraction < 1,
+            f"training.noise_only_fraction={self.noise_only_fraction!r} must be a share in (0, 1), e.g. 0.25",
+        )
         for name in ("steps_per_epoch", "val_max_patches"):
             v = getattr(self, name)
-            _check(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-                   f"training.{name}={v!r} must be a whole number >= 1 (or null for no limit)")
-        _check(self.max_minutes is None or (isinstance(self.max_minutes, (int, float)) and self.max_minutes > 0),
-               f"training.max_minutes={self.max_minutes!r} must be > 0 (or null for no time budget)")
+            _check(
+                v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                f"training.{name}={v!r} must be a whole number >= 1 (or null for no limit)",
+            )
+        _check(
+            self.max_minutes is None or (isinstance(self.max_minutes, (int, float)) and self.max_minutes > 0),
+            f"training.max_minutes={self.max_minutes!r} must be > 0 (or null for no time budget)",
+        )
         _check(self.target in TARGETS, f"training.target={self.target!r} is unknown; choose {' or '.join(TARGETS)}")
         _ints("training", self, "epochs", "batch_size", "patience")
         _check(self.epochs >= 1, f"training.epochs={self.epochs} must be >= 1")
@@ -349,8 +395,10 @@ class ReconstructConfig:
 
     def __post_init__(self):
         _ints("reconstruct", self, "patch_hop", "batch_size")
-        _check(self.max_gain is None or self.max_gain > 0,
-               f"reconstruct.max_gain={self.max_gain} must be > 0 (or null for no bound)")
+        _check(
+            self.max_gain is None or self.max_gain > 0,
+            f"reconstruct.max_gain={self.max_gain} must be > 0 (or null for no bound)",
+        )
         _check(self.patch_hop >= 1, f"reconstruct.patch_hop={self.patch_hop} must be >= 1")
         _check(self.batch_size >= 1, f"reconstruct.batch_size={self.batch_size} must be >= 1")
 
@@ -370,7 +418,7 @@ class Config:
         """Plain, JSON-serialisable dict of every value (tuples become lists)."""
         return _jsonable(dataclasses.asdict(self))
 
-    def replace(self, **overrides: Any) -> "Config":
+    def replace(self, **overrides: Any) -> Config:
         """A copy with dotted-key overrides applied, e.g. ``replace(**{"features.type": "fbank"})``."""
         data = self.to_dict()
         for key, value in overrides.items():
@@ -416,8 +464,10 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
     node = data
     for i, part in enumerate(parts[:-1]):
         if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"unknown config key {'.'.join(parts[:i + 1])!r} in --set {key}=...; "
-                              f"valid keys here: {', '.join(sorted(node)) if isinstance(node, dict) else '(none)'}")
+            raise ConfigError(
+                f"unknown config key {'.'.join(parts[: i + 1])!r} in --set {key}=...; "
+                f"valid keys here: {', '.join(sorted(node)) if isinstance(node, dict) else '(none)'}"
+            )
         node = node[part]
     leaf = parts[-1]
     if not isinstance(node, dict):
@@ -469,8 +519,10 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
         unknown = set(section) - fields
         missing = fields - set(section)
         if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))} in section {name!r}; "
-                              f"valid keys: {', '.join(sorted(fields))}")
+            raise ConfigError(
+                f"unknown key(s) {', '.join(sorted(unknown))} in section {name!r}; "
+                f"valid keys: {', '.join(sorted(fields))}"
+            )
         if missing:
             raise ConfigError(f"missing key(s) {', '.join(sorted(missing))} in section {name!r}")
         try:
@@ -479,8 +531,10 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
             raise ConfigError(f"section {name!r} has a value of the wrong type: {exc}") from None
     f, sr = kwargs["features"], kwargs["audio"].sample_rate
     fmax = sr / 2 if f.fmax is None else f.fmax
-    _check(0 <= f.fmin < fmax <= sr / 2,
-           f"need 0 <= features.fmin ({f.fmin}) < features.fmax ({f.fmax}) <= sample_rate / 2 ({sr / 2:g} Hz)")
+    _check(
+        0 <= f.fmin < fmax <= sr / 2,
+        f"need 0 <= features.fmin ({f.fmin}) < features.fmax ({f.fmax}) <= sample_rate / 2 ({sr / 2:g} Hz)",
+    )
     return Config(**kwargs)
 
 

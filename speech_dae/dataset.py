@@ -30,15 +30,21 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import __version__
-from .artifacts import (StagedOutput, fingerprint, read_csv, read_json, require_files, save_npy, write_csv,
-                        write_json)
+from .artifacts import StagedOutput, fingerprint, read_csv, read_json, require_files, save_npy, write_csv, write_json
 from .config import Config
 from .errors import ArtifactError
 from .extract import SPLITS, load_params
 from .mixing import seeded_rng
 
-__all__ = ["build_dataset", "load_dataset", "patch_framing", "patch_starts", "gather_patches", "Normaliser",
-           "DatasetSummary"]
+__all__ = [
+    "build_dataset",
+    "load_dataset",
+    "patch_framing",
+    "patch_starts",
+    "gather_patches",
+    "Normaliser",
+    "DatasetSummary",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,32 +65,33 @@ class Normaliser:
     y_std: np.ndarray
 
     @classmethod
-    def identity(cls, n_bins: int) -> "Normaliser":
+    def identity(cls, n_bins: int) -> Normaliser:
         z, o = np.zeros(n_bins, np.float32), np.ones(n_bins, np.float32)
         return cls(z, o, z, o)
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, *, shared: bool = True, floor: float = 1e-3) -> "Normaliser":
+    def fit(cls, x: np.ndarray, y: np.ndarray, *, shared: bool = True, floor: float = 1e-3) -> Normaliser:
         """Statistics of ``x`` and ``y`` (each ``(n_frames, n_bins)``), std floored at ``floor``.
 
         With ``shared`` the clean targets are scaled with the noisy statistics, so
         one affine map puts both on the same scale (identity = "no denoising").
         """
+
         def stats(a):
             a = np.asarray(a, dtype=np.float64)
             return a.mean(0).astype(np.float32), np.maximum(a.std(0), floor).astype(np.float32)
+
         xm, xs = stats(x)
         ym, ys = (xm, xs) if shared else stats(y)
         return cls(xm, xs, ym, ys)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Normaliser":
+    def load(cls, path: str | Path) -> Normaliser:
         try:
             with np.load(path) as z:
                 return cls(*(z[k].astype(np.float32) for k in ("x_mean", "x_std", "y_mean", "y_std")))
         except (FileNotFoundError, KeyError, ValueError) as exc:
-            raise ArtifactError(f"{path}: cannot read normalisation statistics ({exc}); "
-                                f"re-run {STAGE02}") from None
+            raise ArtifactError(f"{path}: cannot read normalisation statistics ({exc}); re-run {STAGE02}") from None
 
     def save(self, path: str | Path) -> Path:
         from .artifacts import atomic_path
@@ -172,13 +179,17 @@ class DatasetSummary:
         if self.up_to_date:
             return [f"{self.out} is up to date (same features and parameters); pass --force to rebuild"]
         c = self.info["splits"]
-        parts = "; ".join(f"{s}: {c[s]['utterances']} utt, {c[s]['frames']} frames ({c[s]['minutes']:.1f} min), "
-                          f"{c[s]['patches']} patches" for s in SPLITS)
+        parts = "; ".join(
+            f"{s}: {c[s]['utterances']} utt, {c[s]['frames']} frames ({c[s]['minutes']:.1f} min), "
+            f"{c[s]['patches']} patches"
+            for s in SPLITS
+        )
         return [f"wrote {self.out}: context {self.info['context']} frames, stride {self.info['stride']}; {parts}"]
 
 
-def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: bool = False,
-                  progress: bool = True) -> DatasetSummary:
+def build_dataset(
+    cfg: Config, *, features: str | Path, out: str | Path, force: bool = False, progress: bool = True
+) -> DatasetSummary:
     """Run stage 02 on a stage-01 folder.
 
     Parameters
@@ -200,10 +211,14 @@ def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: 
     features = Path(features)
     params = load_params(features)
     rows = read_csv(features / "manifest.csv", stage_hint=STAGE01)
-    missing = [r["id"] for r in rows for kind in ("noisy", "clean") if not (features / kind / f"{r['id']}.npy").exists()]
+    missing = [
+        r["id"] for r in rows for kind in ("noisy", "clean") if not (features / kind / f"{r['id']}.npy").exists()
+    ]
     if missing:
-        raise ArtifactError(f"{features} is incomplete: {len(missing)} feature files listed in manifest.csv are "
-                            f"missing (first: {missing[0]}); re-run {STAGE01} with --force")
+        raise ArtifactError(
+            f"{features} is incomplete: {len(missing)} feature files listed in manifest.csv are "
+            f"missing (first: {missing[0]}); re-run {STAGE01} with --force"
+        )
     d = cfg.dataset
     context, stride = patch_framing(cfg, params["feature"], params)
     fp = fingerprint(__version__, params["fingerprint"], cfg.to_dict()["dataset"], cfg.seed)
@@ -223,34 +238,60 @@ def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: 
             x = np.load(features / "noisy" / f"{r['id']}.npy")
             y = np.load(features / "clean" / f"{r['id']}.npy")
             if x.shape != y.shape:
-                raise ArtifactError(f"{features}: noisy and clean features of {r['id']} differ in shape "
-                                    f"({x.shape} vs {y.shape}); re-run {STAGE01} with --force")
+                raise ArtifactError(
+                    f"{features}: noisy and clean features of {r['id']} differ in shape "
+                    f"({x.shape} vs {y.shape}); re-run {STAGE01} with --force"
+                )
             if x.shape[0] < context:
                 too_short.append(r["id"])
                 continue
             xs.append(x), ys.append(y)
-            utts.append({"id": r["id"], "start": start, "n_frames": x.shape[0], "snr_db": r["snr_db"],
-                         "kind": r.get("kind") or "mixture"})
+            utts.append(
+                {
+                    "id": r["id"],
+                    "start": start,
+                    "n_frames": x.shape[0],
+                    "snr_db": r["snr_db"],
+                    "kind": r.get("kind") or "mixture",
+                }
+            )
             start += x.shape[0]
         n_bins = int(params["n_bins"])
-        raw[split] = (np.concatenate(xs) if xs else np.zeros((0, n_bins), np.float32),
-                      np.concatenate(ys) if ys else np.zeros((0, n_bins), np.float32), utts)
+        raw[split] = (
+            np.concatenate(xs) if xs else np.zeros((0, n_bins), np.float32),
+            np.concatenate(ys) if ys else np.zeros((0, n_bins), np.float32),
+            utts,
+        )
     if too_short:
-        log.warning("%d utterances are shorter than context=%d frames and were left out (first: %s)",
-                    len(too_short), context, too_short[0])
+        log.warning(
+            "%d utterances are shorter than context=%d frames and were left out (first: %s)",
+            len(too_short),
+            context,
+            too_short[0],
+        )
     if raw["train"][0].shape[0] == 0:
-        raise ArtifactError(f"every training utterance is shorter than the context of {context} frames; "
-                            "lower --context (or features.chunk_size for waveform)")
-    norm = Normaliser.identity(raw["train"][0].shape[1]) if d.normalise == "none" else \
-        Normaliser.fit(raw["train"][0], raw["train"][1], shared=d.normalise == "shared")
+        raise ArtifactError(
+            f"every training utterance is shorter than the context of {context} frames; "
+            "lower --context (or features.chunk_size for waveform)"
+        )
+    norm = (
+        Normaliser.identity(raw["train"][0].shape[1])
+        if d.normalise == "none"
+        else Normaliser.fit(raw["train"][0], raw["train"][1], shared=d.normalise == "shared")
+    )
     norm.save(work / "norm.npz")
     splits_info = {}
     for split in SPLITS:
         x, y, utts = raw[split]
         starts = [u["start"] + patch_starts(u["n_frames"], context, stride) for u in utts]
         windows = np.concatenate(starts) if starts else np.zeros(0, np.int64)
-        labels = np.concatenate([np.full(w.size, float(u["kind"] == "noise_only"), np.float32)
-                                 for w, u in zip(starts, utts)]) if starts else np.zeros(0, np.float32)
+        labels = (
+            np.concatenate(
+                [np.full(w.size, float(u["kind"] == "noise_only"), np.float32) for w, u in zip(starts, utts)]
+            )
+            if starts
+            else np.zeros(0, np.float32)
+        )
         if split != "test":
             order = seeded_rng(cfg.seed, "windows", split).permutation(windows.size)
             windows, labels = windows[order], labels[order]
@@ -259,9 +300,13 @@ def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: 
         save_npy(work / f"windows_{split}.npy", windows)
         save_npy(work / f"labels_{split}.npy", labels)
         write_csv(work / f"utterances_{split}.csv", utts, ("id", "start", "n_frames", "snr_db", "kind"))
-        splits_info[split] = {"utterances": len(utts), "frames": int(x.shape[0]), "patches": int(windows.size),
-                              "minutes": round(x.shape[0] / frame_rate / 60, 3),
-                              "noise_only_patches": int(labels.sum())}
+        splits_info[split] = {
+            "utterances": len(utts),
+            "frames": int(x.shape[0]),
+            "patches": int(windows.size),
+            "minutes": round(x.shape[0] / frame_rate / 60, 3),
+            "noise_only_patches": int(labels.sum()),
+        }
     info = {
         "stage": "02_build_dataset",
         "fingerprint": fp,
@@ -273,7 +318,7 @@ def build_dataset(cfg: Config, *, features: str | Path, out: str | Path, force: 
         "n_bins": int(params["n_bins"]),
         "feature": params["feature"],
         "split_rule": "by utterance (stage 01 manifest: val = held-out training utterances and noise recordings, "
-                      "test = test/ folder); patches shuffled across utterances",
+        "test = test/ folder); patches shuffled across utterances",
         "splits": splits_info,
         "clean_targets": bool(params.get("clean_references", True)),
         "labels": "labels_<split>.npy: soft label per patch, 1.0 for noise-only recordings (semi-supervised models)",
@@ -303,7 +348,9 @@ def load_dataset(folder: str | Path, *, check_source: bool = True) -> dict:
     if check_source and (source / "params.json").is_file():
         current = read_json(source / "params.json").get("fingerprint")
         if current != info.get("source_fingerprint"):
-            raise ArtifactError(f"{folder} is stale: {source} was rebuilt since (fingerprint {current} != "
-                                f"{info.get('source_fingerprint')}); re-run {STAGE02} --features {source} "
-                                f"--out {folder} --force")
+            raise ArtifactError(
+                f"{folder} is stale: {source} was rebuilt since (fingerprint {current} != "
+                f"{info.get('source_fingerprint')}); re-run {STAGE02} --features {source} "
+                f"--out {folder} --force"
+            )
     return info

@@ -87,11 +87,15 @@ class DenoiseSummary:
 
     def lines(self) -> list[str]:
         out = [f"skipped {why}" if why.startswith(f"{p}: ") else f"skipped {p}: {why}" for p, why in self.skipped]
-        out.append(f"start-up: {self.engine} engine loaded in {self.load_s:.2f} s (imports and model), "
-                   f"first call {self.warmup_s:.2f} s (feature imports, tracing)")
+        out.append(
+            f"start-up: {self.engine} engine loaded in {self.load_s:.2f} s (imports and model), "
+            f"first call {self.warmup_s:.2f} s (feature imports, tracing)"
+        )
         rt = self.audio_s / self.seconds if self.seconds else 0.0
-        out.append(f"denoised {len(self.outputs)} file(s), {self.audio_s / 60:.1f} min of audio in "
-                   f"{self.seconds:.1f} s ({rt:.0f}x real time)")
+        out.append(
+            f"denoised {len(self.outputs)} file(s), {self.audio_s / 60:.1f} min of audio in "
+            f"{self.seconds:.1f} s ({rt:.0f}x real time)"
+        )
         return out
 
 
@@ -120,8 +124,10 @@ def denoise_file(den: Denoiser, src: str | Path, dst: str | Path, *, block_s: fl
     try:
         f_in = sf.SoundFile(str(src))  # one open gives the format and the samples
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{src}: cannot read audio ({_reason(exc)}): not a valid WAV/FLAC/OGG, or corrupt or "
-                         "truncated; copy or export it again") from None
+        raise AudioError(
+            f"{src}: cannot read audio ({_reason(exc)}): not a valid WAV/FLAC/OGG, or corrupt or "
+            "truncated; copy or export it again"
+        ) from None
     with f_in:
         check_header(f_in, src)
         sr_in, sr, frames = int(f_in.samplerate), den.sample_rate, f_in.frames
@@ -132,23 +138,27 @@ def denoise_file(den: Denoiser, src: str | Path, dst: str | Path, *, block_s: fl
         n = int(round(frames / ratio))  # model-rate length (what load_audio's resampling gives)
         block = max(align, int(round(block_s * sr / align)) * align)
         pcm = f_in.subtype.startswith("PCM")
-        with atomic_path(dst) as tmp, sf.SoundFile(str(tmp), "w", samplerate=sr_in, channels=1,
-                                                   subtype=f_in.subtype, format=f_in.format) as out:
+        with (
+            atomic_path(dst) as tmp,
+            sf.SoundFile(str(tmp), "w", samplerate=sr_in, channels=1, subtype=f_in.subtype, format=f_in.format) as out,
+        ):
             for r0, r1, k0, k1 in block_plan(n, block, margin, align):
                 i0, i1 = int(round(r0 * ratio)), min(frames, int(round(r1 * ratio)))
                 try:
                     f_in.seek(i0)
                     x = f_in.read(i1 - i0, dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError) as exc:
-                    raise AudioError(f"{src}: cannot read audio in the block starting at {i0 / sr_in:.1f} s "
-                                     f"({_reason(exc)}): corrupt or truncated; copy or export it again") from None
+                    raise AudioError(
+                        f"{src}: cannot read audio in the block starting at {i0 / sr_in:.1f} s "
+                        f"({_reason(exc)}): corrupt or truncated; copy or export it again"
+                    ) from None
                 check_samples(x, src, start_s=i0 / sr_in)
                 y = den(resample(x.mean(axis=1) if x.shape[1] > 1 else x[:, 0], sr_in, sr))
                 if sr_in != sr:  # back to the input rate before cropping, so the kept part has no resampler edge
                     y = resample(y, sr, sr_in)
                 o0 = int(round(k0 * ratio))
                 o1 = int(round(k1 * ratio)) if k1 < n else frames  # the output has the input's length
-                y = y[o0 - i0:o1 - i0]
+                y = y[o0 - i0 : o1 - i0]
                 y = np.pad(y, (0, o1 - o0 - y.size))  # a resampled tail may be a sample short
                 out.write(np.clip(y, -1.0, 1.0) if pcm else y)
     return frames / sr_in
@@ -175,9 +185,17 @@ def _jobs(inputs: list[Path], out_dir: Path) -> list[tuple[Path, Path]]:
     return jobs
 
 
-def denoise_paths(model: str | Path, inputs: list[str | Path], out_dir: str | Path, *, overwrite: bool = False,
-                  block_s: float = 30.0, patch_hop: int = 1, engine: str = "keras",
-                  progress: bool = True) -> DenoiseSummary:
+def denoise_paths(
+    model: str | Path,
+    inputs: list[str | Path],
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    block_s: float = 30.0,
+    patch_hop: int = 1,
+    engine: str = "keras",
+    progress: bool = True,
+) -> DenoiseSummary:
     """Denoise files and folders (recursively) into ``out_dir``, keeping relative paths and file names.
 
     ``engine="onnx"`` runs the run's ``model.onnx`` (``speech-dae export``) with
@@ -200,8 +218,9 @@ def denoise_paths(model: str | Path, inputs: list[str | Path], out_dir: str | Pa
     jobs = _jobs([Path(p) for p in inputs], out_dir)
     existing = [d for _, d in jobs if d.exists()]
     if existing and not overwrite:
-        raise AudioError(f"{len(existing)} output file(s) exist (first: {existing[0]}); pass --overwrite "
-                         "to replace them")
+        raise AudioError(
+            f"{len(existing)} output file(s) exist (first: {existing[0]}); pass --overwrite to replace them"
+        )
     if any(s.resolve() == d.resolve() for s, d in jobs if d.exists()):
         raise AudioError("an output would replace its own input; choose another -o folder")
     den = Denoiser(model, patch_hop=patch_hop, engine=engine)
@@ -218,6 +237,8 @@ def denoise_paths(model: str | Path, inputs: list[str | Path], out_dir: str | Pa
             summary.skipped.append((src, str(exc)))
     summary.seconds = time.perf_counter() - t0
     if not summary.outputs:
-        raise AudioError(f"no file could be denoised ({len(summary.skipped)} skipped; first: "
-                         f"{summary.skipped[0][1] if summary.skipped else 'none'})")
+        raise AudioError(
+            f"no file could be denoised ({len(summary.skipped)} skipped; first: "
+            f"{summary.skipped[0][1] if summary.skipped else 'none'})"
+        )
     return summary

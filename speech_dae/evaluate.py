@@ -27,11 +27,11 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -46,8 +46,17 @@ from .features import FeatureExtractor
 from .inputs import Item, folder_items, manifest_items
 from .metrics import HIGHER_IS_BETTER, METRICS, feature_mse, score
 
-__all__ = ["evaluate", "EvalSummary", "System", "summarise", "select_items", "resolve_baselines",
-           "ALL_METRICS", "MAIN_METRICS", "format_stat"]
+__all__ = [
+    "evaluate",
+    "EvalSummary",
+    "System",
+    "summarise",
+    "select_items",
+    "resolve_baselines",
+    "ALL_METRICS",
+    "MAIN_METRICS",
+    "format_stat",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +65,19 @@ ALL_METRICS: tuple = (*METRICS, "feature_mse")
 #: The metrics shown first (tables, plots, console).
 MAIN_METRICS: tuple = ("pesq", "stoi", "estoi", "si_sdr", "snr", "segsnr")
 _HIGHER = {**HIGHER_IS_BETTER, "feature_mse": False}
-LABELS = {"snr": "SNR (dB)", "segsnr": "segSNR (dB)", "si_sdr": "SI-SDR (dB)", "pesq": "PESQ-WB",
-          "stoi": "STOI", "estoi": "ESTOI", "mse": "MSE", "mae": "MAE", "rmse": "RMSE", "pearson": "Pearson r",
-          "feature_mse": "feature MSE"}
+LABELS = {
+    "snr": "SNR (dB)",
+    "segsnr": "segSNR (dB)",
+    "si_sdr": "SI-SDR (dB)",
+    "pesq": "PESQ-WB",
+    "stoi": "STOI",
+    "estoi": "ESTOI",
+    "mse": "MSE",
+    "mae": "MAE",
+    "rmse": "RMSE",
+    "pearson": "Pearson r",
+    "feature_mse": "feature MSE",
+}
 NOISY = "noisy"
 
 
@@ -107,11 +126,14 @@ def resolve_baselines(names: str | Iterable[str] | None) -> list[str]:
 def _resolve_metrics(metrics: Iterable[str] | None) -> list[str]:
     if metrics is None:
         return list(ALL_METRICS)
-    flat = [n.strip() for item in ([metrics] if isinstance(metrics, str) else metrics) for n in item.split(",")
-            if n.strip()]
+    flat = [
+        n.strip() for item in ([metrics] if isinstance(metrics, str) else metrics) for n in item.split(",") if n.strip()
+    ]
     unknown = [m for m in flat if m not in ALL_METRICS]
     if unknown or not flat:
-        raise ConfigError(f"unknown metric {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_METRICS)}")
+        raise ConfigError(
+            f"unknown metric {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_METRICS)}"
+        )
     return list(dict.fromkeys(flat))
 
 
@@ -176,15 +198,18 @@ def summarise(rows: Sequence[dict], metrics: Sequence[str]) -> dict:
             return list(_ci95(np.array([float(r[m]) for r in sub], dtype=np.float64)))
 
         secs = sum(float(r["seconds"]) for r in mine)
-        entry = {"kind": mine[0]["kind"], "n_files": len(mine),
-                 "x_real_time": (sum(float(r["audio_s"]) for r in mine) / secs) if secs > 0 else None,
-                 "overall": {m: stats(mine, m) for m in metrics},
-                 "by_snr": {s: {m: stats([r for r in mine if str(r["snr_db"]) == s], m) for m in metrics}
-                            for s in snrs}}
+        entry = {
+            "kind": mine[0]["kind"],
+            "n_files": len(mine),
+            "x_real_time": (sum(float(r["audio_s"]) for r in mine) / secs) if secs > 0 else None,
+            "overall": {m: stats(mine, m) for m in metrics},
+            "by_snr": {s: {m: stats([r for r in mine if str(r["snr_db"]) == s], m) for m in metrics} for s in snrs},
+        }
         if noisy and name != NOISY:
             paired = [r for r in mine if r["id"] in noisy]
-            entry["delta"] = {m: list(_ci95(np.array([float(r[m]) - float(noisy[r["id"]][m]) for r in paired])))
-                              for m in metrics}
+            entry["delta"] = {
+                m: list(_ci95(np.array([float(r[m]) - float(noisy[r["id"]][m]) for r in paired]))) for m in metrics
+            }
         out[name] = entry
     return out
 
@@ -210,8 +235,11 @@ def _best(summary: dict, metric: str, key=lambda e, m: e["overall"][m][0]) -> st
 
 
 def _table(header: Sequence[str], lines: Iterable[Sequence[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(cells) + " |" for cells in lines)]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(cells) + " |" for cells in lines),
+    ]
 
 
 def summary_markdown(summary: dict, metrics: Sequence[str], *, title: str, notes: Sequence[str] = ()) -> str:
@@ -220,35 +248,61 @@ def summary_markdown(summary: dict, metrics: Sequence[str], *, title: str, notes
     md = [f"# {title}", "", *notes, ""]
     main = [m for m in shown if m in MAIN_METRICS]
     rest = [m for m in shown if m not in MAIN_METRICS]
-    for title, cols in (("Overall (mean ± 95 % CI over files; best in bold)", main or rest),
-                        ("Other metrics (mean ± 95 % CI over files)", rest if main else [])):
+    for title, cols in (
+        ("Overall (mean ± 95 % CI over files; best in bold)", main or rest),
+        ("Other metrics (mean ± 95 % CI over files)", rest if main else []),
+    ):
         if not cols:
             continue
         bests = {m: _best(summary, m) for m in cols}
         md += [f"## {title}", ""]
-        md += _table(["system", "kind", "files", *(LABELS[m] for m in cols), "× real time"],
-                     ([s, e["kind"], str(e["n_files"]),
-                       *((f"**{format_stat(e['overall'][m], m)}**" if bests[m] == s
-                          else format_stat(e["overall"][m], m)) for m in cols),
-                       "-" if e["x_real_time"] is None or e["kind"] == "input" else f"{e['x_real_time']:.0f}"]
-                      for s, e in summary.items()))
+        md += _table(
+            ["system", "kind", "files", *(LABELS[m] for m in cols), "× real time"],
+            (
+                [
+                    s,
+                    e["kind"],
+                    str(e["n_files"]),
+                    *(
+                        (f"**{format_stat(e['overall'][m], m)}**" if bests[m] == s else format_stat(e["overall"][m], m))
+                        for m in cols
+                    ),
+                    "-" if e["x_real_time"] is None or e["kind"] == "input" else f"{e['x_real_time']:.0f}",
+                ]
+                for s, e in summary.items()
+            ),
+        )
         md += [""]
     delta_metrics = [m for m in MAIN_METRICS if m in metrics]
     if any("delta" in e for e in summary.values()) and delta_metrics:
         md += ["## Improvement over the noisy input (paired, same files; mean ± 95 % CI)", ""]
-        md += _table(["system", *(f"Δ {LABELS[m]}" for m in delta_metrics)],
-                     ([s, *(format_stat(e["delta"][m], m) for m in delta_metrics)]
-                      for s, e in summary.items() if "delta" in e))
+        md += _table(
+            ["system", *(f"Δ {LABELS[m]}" for m in delta_metrics)],
+            ([s, *(format_stat(e["delta"][m], m) for m in delta_metrics)] for s, e in summary.items() if "delta" in e),
+        )
     snrs = list(next(iter(summary.values()))["by_snr"]) if summary else []
     if snrs:
         md += ["", "## By input SNR (mean ± 95 % CI; best per column in bold)"]
         for m in shown:
             md += ["", f"### {LABELS[m]} ({'higher' if _HIGHER[m] else 'lower'} is better)", ""]
             col_best = {s: _best(summary, m, key=lambda e, mm, s=s: e["by_snr"][s][mm][0]) for s in snrs}
-            md += _table(["system", *(f"{float(s):+g} dB" for s in snrs)],
-                         ([name, *((f"**{format_stat(e['by_snr'][s][m], m)}**" if col_best[s] == name
-                                    else format_stat(e["by_snr"][s][m], m)) for s in snrs)]
-                          for name, e in summary.items()))
+            md += _table(
+                ["system", *(f"{float(s):+g} dB" for s in snrs)],
+                (
+                    [
+                        name,
+                        *(
+                            (
+                                f"**{format_stat(e['by_snr'][s][m], m)}**"
+                                if col_best[s] == name
+                                else format_stat(e["by_snr"][s][m], m)
+                            )
+                            for s in snrs
+                        ),
+                    ]
+                    for name, e in summary.items()
+                ),
+            )
     return "\n".join(md) + "\n"
 
 
@@ -268,8 +322,11 @@ def plot_metrics_by_snr(summary: dict, metrics: Sequence[str], path: str | Path)
     nrow = math.ceil(len(shown) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.3 * nrow + 0.8), squeeze=False)
     x = np.array([float(s) for s in snrs]) if snrs else np.array([0.0])
-    styles = {"input": dict(color="black", ls="--", marker="o"), "baseline": dict(ls=":", marker="s"),
-              "model": dict(ls="-", marker="o", lw=2)}
+    styles = {
+        "input": dict(color="black", ls="--", marker="o"),
+        "baseline": dict(ls=":", marker="s"),
+        "model": dict(ls="-", marker="o", lw=2),
+    }
     for ax, m in zip(axes.flat, shown):
         for name, e in summary.items():
             stats = [e["by_snr"][s][m] for s in snrs] if snrs else [e["overall"][m]]
@@ -280,7 +337,7 @@ def plot_metrics_by_snr(summary: dict, metrics: Sequence[str], path: str | Path)
         ax.set_xlabel("input SNR (dB)" if snrs else "all files")
         ax.set_xticks(x)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(shown):]:
+    for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=9, frameon=False)
@@ -304,8 +361,10 @@ class EvalSummary:
         if self.up_to_date:
             head = [f"{self.out} is up to date ({self.n_files} files); pass --force to score again"]
         else:
-            head = [f"scored {self.n_files} files x {len(self.summary)} systems"
-                    + (f" ({len(self.skipped)} skipped, see summary.md)" if self.skipped else "")]
+            head = [
+                f"scored {self.n_files} files x {len(self.summary)} systems"
+                + (f" ({len(self.skipped)} skipped, see summary.md)" if self.skipped else "")
+            ]
         shown = [m for m in ("pesq", "stoi", "si_sdr") if m in self.metrics] or self.metrics[:3]
         width = max(len(s) for s in self.summary)
         for name, e in self.summary.items():
@@ -336,34 +395,61 @@ def _items(features, inputs, clean, dens) -> list[Item]:
         raise ConfigError("pass either --features or --input/--clean, not both")
     if inputs is not None:
         if clean is None:
-            raise ConfigError("05_evaluate.py scores against clean references: pass --clean DIR with --input "
-                              "(to only denoise, use 04_reconstruct.py)")
+            raise ConfigError(
+                "05_evaluate.py scores against clean references: pass --clean DIR with --input "
+                "(to only denoise, use 04_reconstruct.py)"
+            )
         return folder_items(inputs, clean)
     if features is None:
         if not dens:
             raise ConfigError("nothing to evaluate on: pass --features features/NAME or --input DIR --clean DIR")
         features = dens[0].info.get("features_dir", "")
         if not (Path(features) / "manifest.csv").is_file():
-            raise ArtifactError(f"the features folder {dens[0].name} was trained from ({features}) is gone; "
-                                "pass --features DIR or --input DIR --clean DIR")
+            raise ArtifactError(
+                f"the features folder {dens[0].name} was trained from ({features}) is gone; "
+                "pass --features DIR or --input DIR --clean DIR"
+            )
     return manifest_items(features)
 
 
 def _fingerprint(cfg, dens, baselines, metrics, items, sr) -> str:
-    models = [(str(d.run_dir.resolve()), file_stat_key(d.run_dir / "model.keras"), d.info.get("fingerprint"))
-              for d in dens]
-    files = [(it.uid, it.snr_db, file_stat_key(it.noisy), file_stat_key(it.clean) if it.clean else None)
-             for it in items]
-    return fingerprint("evaluate", __version__, models, baselines, metrics, files, sr, asdict(cfg.reconstruct),
-                       asdict(cfg.features), cfg.audio.silence_rms_db)
+    models = [
+        (str(d.run_dir.resolve()), file_stat_key(d.run_dir / "model.keras"), d.info.get("fingerprint")) for d in dens
+    ]
+    files = [
+        (it.uid, it.snr_db, file_stat_key(it.noisy), file_stat_key(it.clean) if it.clean else None) for it in items
+    ]
+    return fingerprint(
+        "evaluate",
+        __version__,
+        models,
+        baselines,
+        metrics,
+        files,
+        sr,
+        asdict(cfg.reconstruct),
+        asdict(cfg.features),
+        cfg.audio.silence_rms_db,
+    )
 
 
-def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
-             baselines: str | Iterable[str] | None = "all", features: str | Path | None = None,
-             inputs: str | Path | None = None, clean: str | Path | None = None,
-             metrics: Iterable[str] | None = None, max_files: int | None = None, jobs: int = 1,
-             save_audio: bool = False, force: bool = False, progress: bool = True,
-             report_examples: int | None = None) -> EvalSummary:
+def evaluate(
+    cfg: Config,
+    *,
+    out: str | Path,
+    models: Sequence[str | Path] = (),
+    baselines: str | Iterable[str] | None = "all",
+    features: str | Path | None = None,
+    inputs: str | Path | None = None,
+    clean: str | Path | None = None,
+    metrics: Iterable[str] | None = None,
+    max_files: int | None = None,
+    jobs: int = 1,
+    save_audio: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    report_examples: int | None = None,
+) -> EvalSummary:
     """Run stage 05: denoise every file with every system, score, summarise, plot and write ``report.html``.
 
     Parameters
@@ -423,16 +509,22 @@ def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
     from . import report
 
     examples = {it.uid: k for k, it in enumerate(report.pick_examples(items, report_examples))}
-    stage = StagedOutput(out, _fingerprint(cfg, dens, base_names, metric_names, items, sr), marker="evaluation.json",
-                         force=force)
+    stage = StagedOutput(
+        out, _fingerprint(cfg, dens, base_names, metric_names, items, sr), marker="evaluation.json", force=force
+    )
     if stage.is_current():
         info = read_json(Path(out) / "summary.json")
         recorded = read_json(Path(out) / "evaluation.json").get("report_examples")
         if recorded != len(examples) or not (Path(out) / report.REPORT_HTML).is_file():
-            log.warning("%s/report.html was written with %s example(s), not %d; pass --force to rebuild it",
-                        out, recorded, len(examples))
-        return EvalSummary(Path(out), info["systems"], info["metrics"], info["n_files"], info["skipped"],
-                           up_to_date=True)
+            log.warning(
+                "%s/report.html was written with %s example(s), not %d; pass --force to rebuild it",
+                out,
+                recorded,
+                len(examples),
+            )
+        return EvalSummary(
+            Path(out), info["systems"], info["metrics"], info["n_files"], info["skipped"], up_to_date=True
+        )
     work = stage.begin()
     systems = [System(NOISY, "input", lambda y: y)]
     systems += [System(d.name, "model", d) for d in dens]
@@ -461,15 +553,20 @@ def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
             for s in systems:
                 t0 = time.perf_counter()
                 est = np.asarray(s.fn(noisy), dtype=np.float32)
-                row = {"id": it.uid, "snr_db": it.snr_db, "system": s.name, "kind": s.kind,
-                       "seconds": time.perf_counter() - t0, "audio_s": noisy.size / sr}
+                row = {
+                    "id": it.uid,
+                    "snr_db": it.snr_db,
+                    "system": s.name,
+                    "kind": s.kind,
+                    "seconds": time.perf_counter() - t0,
+                    "audio_s": noisy.size / sr,
+                }
                 if fx is not None:
                     row["feature_mse"] = feature_mse(ref_feats, fx(est[:n]))
                 if save_audio:
                     write_audio(work / "audio" / s.name / f"{it.uid}.wav", est, sr)
                 if it.uid in examples:
-                    outputs.append((s.name, "noisy input" if s.kind == "input" else f"{s.name} ({s.kind})", est,
-                                    None))
+                    outputs.append((s.name, "noisy input" if s.kind == "input" else f"{s.name} ({s.kind})", est, None))
                 if wave_metrics:
                     args = (ref[:n], est[:n])
                     kw = dict(sample_rate=sr, metrics=wave_metrics)
@@ -477,8 +574,9 @@ def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
                 rows.append(row)
             if it.uid in examples:
                 outputs.append((None, "clean reference", ref[:n], None))
-                cards = report.save_example(work, examples[it.uid], outputs, sample_rate=sr,
-                                            image_max_s=cfg.reconstruct.image_max_s)
+                cards = report.save_example(
+                    work, examples[it.uid], outputs, sample_rate=sr, image_max_s=cfg.reconstruct.image_max_s
+                )
                 shown.append({"id": it.uid, "snr_db": it.snr_db, "cards": cards, "k": examples[it.uid]})
         for row, res in pending:
             row.update(res.result() if isinstance(res, Future) else res)
@@ -490,32 +588,59 @@ def evaluate(cfg: Config, *, out: str | Path, models: Sequence[str | Path] = (),
     n_files = len(rows) // len(systems)
     summary = summarise(rows, metric_names)
     fields = ["id", "snr_db", "system", "kind", *metric_names, "seconds", "audio_s"]
-    write_csv(work / "results.csv", [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
-                                     for r in rows], fields)
-    src = f"the test split of {features}" if features else (f"{inputs} against {clean}" if inputs else
-                                                             f"the test split of {dens[0].info.get('features_dir')}")
-    notes = [f"{n_files} files from {src}, scored at {sr} Hz against the clean references; "
-             f"systems: {', '.join(s.name for s in systems)}.",
-             "`× real time` = audio seconds / processing seconds of that system on this machine (one file at a "
-             "time, whole file per call, warm-up excluded).",
-             f"feature MSE is measured on {cfg.features.type} features of the waveforms." if fx else ""]
+    write_csv(
+        work / "results.csv",
+        [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+        fields,
+    )
+    src = (
+        f"the test split of {features}"
+        if features
+        else (f"{inputs} against {clean}" if inputs else f"the test split of {dens[0].info.get('features_dir')}")
+    )
+    notes = [
+        f"{n_files} files from {src}, scored at {sr} Hz against the clean references; "
+        f"systems: {', '.join(s.name for s in systems)}.",
+        "`× real time` = audio seconds / processing seconds of that system on this machine (one file at a "
+        "time, whole file per call, warm-up excluded).",
+        f"feature MSE is measured on {cfg.features.type} features of the waveforms." if fx else "",
+    ]
     if skipped:
         notes += ["", f"Skipped {len(skipped)} file(s):", *(f"- {s}" for s in skipped)]
-    (work / "summary.md").write_text(summary_markdown(summary, metric_names, title=f"Evaluation: {Path(out).name}",
-                                                      notes=notes), encoding="utf-8")
-    write_json(work / "summary.json", {"systems": summary, "metrics": metric_names, "n_files": n_files,
-                                       "skipped": skipped, "sample_rate": sr})
+    (work / "summary.md").write_text(
+        summary_markdown(summary, metric_names, title=f"Evaluation: {Path(out).name}", notes=notes), encoding="utf-8"
+    )
+    write_json(
+        work / "summary.json",
+        {"systems": summary, "metrics": metric_names, "n_files": n_files, "skipped": skipped, "sample_rate": sr},
+    )
     plot_metrics_by_snr(summary, metric_names, work / "metrics_by_snr.png")
     by_key = {(r["id"], r["system"]): r for r in rows}
     for ex in shown:
         for cd in ex["cards"]:
             cd["scores"] = report.scores_text(by_key.get((ex["id"], cd["key"]), {}), metric_names)
-    report.evaluation_report(work, summary, metric_names, sorted(shown, key=lambda e: e["k"]),
-                             title=f"Evaluation: {Path(out).name}", notes=notes[:3], n_files=n_files,
-                             skipped=skipped)
-    write_json(work / "evaluation.json", {"fingerprint": stage.fingerprint, "version": __version__,
-                                          "models": [str(d.run_dir) for d in dens], "baselines": base_names,
-                                          "metrics": metric_names, "n_files": n_files, "source": src,
-                                          "report_examples": len(examples)})
+    report.evaluation_report(
+        work,
+        summary,
+        metric_names,
+        sorted(shown, key=lambda e: e["k"]),
+        title=f"Evaluation: {Path(out).name}",
+        notes=notes[:3],
+        n_files=n_files,
+        skipped=skipped,
+    )
+    write_json(
+        work / "evaluation.json",
+        {
+            "fingerprint": stage.fingerprint,
+            "version": __version__,
+            "models": [str(d.run_dir) for d in dens],
+            "baselines": base_names,
+            "metrics": metric_names,
+            "n_files": n_files,
+            "source": src,
+            "report_examples": len(examples),
+        },
+    )
     final = stage.commit()
     return EvalSummary(final, summary, metric_names, n_files, skipped)

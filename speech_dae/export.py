@@ -42,8 +42,16 @@ import numpy as np
 from .dataset import gather_patches, patch_starts
 from .errors import ArtifactError, ConfigError
 
-__all__ = ["FORMATS", "PARITY_TOL", "OnnxEngine", "load_engine", "export_model", "parity_patches", "export_run",
-           "ExportSummary"]
+__all__ = [
+    "FORMATS",
+    "PARITY_TOL",
+    "OnnxEngine",
+    "load_engine",
+    "export_model",
+    "parity_patches",
+    "export_run",
+    "ExportSummary",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +103,18 @@ class OnnxEngine:
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own pybind exception types
-            raise ArtifactError(f"{self.path} cannot be loaded by onnxruntime ({str(exc).strip()[:200]}); "
-                                "re-run speech-dae export --format onnx") from None
+            raise ArtifactError(
+                f"{self.path} cannot be loaded by onnxruntime ({str(exc).strip()[:200]}); "
+                "re-run speech-dae export --format onnx"
+            ) from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         shape = tuple(inp.shape[1:])
         if input_shape is not None and shape != tuple(int(d) for d in input_shape):
-            raise ArtifactError(f"{self.path} takes patches of shape {shape}, but run.json says "
-                                f"{tuple(input_shape)}; re-run speech-dae export --format onnx")
+            raise ArtifactError(
+                f"{self.path} takes patches of shape {shape}, but run.json says "
+                f"{tuple(input_shape)}; re-run speech-dae export --format onnx"
+            )
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Forward pass: ``(batch, *input_shape)`` float32 -> same shape, float32 (``training`` is ignored)."""
@@ -234,13 +246,16 @@ def export_model(model, path: str | Path, fmt: str) -> Path:
             warnings.simplefilter("ignore")
             _WRITERS[fmt](model, path)
     except OSError as exc:  # the disk, not the model
-        raise ArtifactError(f"cannot write {path} ({exc.strerror or exc}); free some space or check permissions") \
-            from None
+        raise ArtifactError(
+            f"cannot write {path} ({exc.strerror or exc}); free some space or check permissions"
+        ) from None
     except Exception as exc:  # converters raise many types (ValueError, ConverterError, tf2onnx errors, ...)
         others = ", ".join(f for f in FORMATS if f != fmt)
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise ArtifactError(f"model {getattr(model, 'name', '?')} cannot be exported to {fmt} "
-                            f"({type(exc).__name__}: {reason}); try --format {others}") from None
+        raise ArtifactError(
+            f"model {getattr(model, 'name', '?')} cannot be exported to {fmt} "
+            f"({type(exc).__name__}: {reason}); try --format {others}"
+        ) from None
     return path
 
 
@@ -299,16 +314,19 @@ def _dataset_patches(den, shape: tuple[int, int], n: int) -> tuple[np.ndarray, s
         if len(windows):
             take = windows[np.linspace(0, len(windows) - 1, min(n, len(windows))).round().astype(np.int64)]
             return gather_patches(x, np.sort(take), shape[0]), f"{split} split of {dataset}"
-    raise ConfigError(f"no real features to check the export against: {why}; pass --audio FILE "
-                      "(a recording at any rate; its features are used)")
+    raise ConfigError(
+        f"no real features to check the export against: {why}; pass --audio FILE "
+        "(a recording at any rate; its features are used)"
+    )
 
 
 def _audio_patches(den, path: Path) -> np.ndarray:
     from .audio import load_audio, validate_audio
 
     y, _ = load_audio(path, sample_rate=den.sample_rate)
-    y = validate_audio(y, sample_rate=den.sample_rate, min_duration_s=den.fx.cfg.n_fft / den.sample_rate,
-                       name=str(path))
+    y = validate_audio(
+        y, sample_rate=den.sample_rate, min_duration_s=den.fx.cfg.n_fft / den.sample_rate, name=str(path)
+    )
     x = den.norm.norm_x(den.fx(y))
     pad = den.context // 2 if den.waveform else 0  # as Denoiser.predict_frames
     if pad:
@@ -373,19 +391,22 @@ class ExportSummary:
 
     def lines(self) -> list[str]:
         speed = self.keras_s / self.engine_s if self.engine_s else float("nan")
-        out = [f"exported {self.run_dir} to {self.path} ({self.size_bytes / 1e6:.2f} MB) in {self.export_s:.1f} s",
-               f"parity on {self.n_patches} real patches ({self.source}): max |exported - keras| = "
-               f"{self.max_abs_diff:.2e} ({'<' if self.ok else 'NOT <'} {PARITY_TOL:g}: "
-               f"{'passed' if self.ok else 'FAILED'})",
-               f"one forward pass of {self.n_patches} patches: keras {1000 * self.keras_s:.1f} ms, "
-               f"{self.fmt} {1000 * self.engine_s:.1f} ms ({speed:.1f}x)"]
+        out = [
+            f"exported {self.run_dir} to {self.path} ({self.size_bytes / 1e6:.2f} MB) in {self.export_s:.1f} s",
+            f"parity on {self.n_patches} real patches ({self.source}): max |exported - keras| = "
+            f"{self.max_abs_diff:.2e} ({'<' if self.ok else 'NOT <'} {PARITY_TOL:g}: "
+            f"{'passed' if self.ok else 'FAILED'})",
+            f"one forward pass of {self.n_patches} patches: keras {1000 * self.keras_s:.1f} ms, "
+            f"{self.fmt} {1000 * self.engine_s:.1f} ms ({speed:.1f}x)",
+        ]
         if self.ok and self.fmt == "onnx":
             out.append(f"next: speech-dae denoise IN -o OUT --model {self.run_dir} --engine onnx")
         return out
 
 
-def export_run(run_dir: str | Path, fmt: str, *, audio: str | Path | None = None, n_patches: int = 1024,
-               repeats: int = 3) -> ExportSummary:
+def export_run(
+    run_dir: str | Path, fmt: str, *, audio: str | Path | None = None, n_patches: int = 1024, repeats: int = 3
+) -> ExportSummary:
     """Export a stage-03 run and check it against Keras on real features.
 
     Parameters
@@ -447,5 +468,6 @@ def export_run(run_dir: str | Path, fmt: str, *, audio: str | Path | None = None
     finally:
         with contextlib.suppress(OSError):
             _remove(tmp)
-    return ExportSummary(den.run_dir, fmt, dest, _size(dest), export_s, diff, len(patches), source, keras_s,
-                         engine_s, ok)
+    return ExportSummary(
+        den.run_dir, fmt, dest, _size(dest), export_s, diff, len(patches), source, keras_s, engine_s, ok
+    )

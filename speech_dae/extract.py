@@ -39,14 +39,31 @@ from .errors import AudioError, ConfigError
 from .features import FeatureExtractor
 from .mixing import mix_at_snr, seeded_rng, snr_db_of, split_items
 
-__all__ = ["ExtractSummary", "extract_features", "noise_files", "conversions", "conversions_line",
-           "MANIFEST_FIELDS", "SPLITS"]
+__all__ = [
+    "ExtractSummary",
+    "extract_features",
+    "noise_files",
+    "conversions",
+    "conversions_line",
+    "MANIFEST_FIELDS",
+    "SPLITS",
+]
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-MANIFEST_FIELDS = ("id", "split", "speaker", "clean_file", "noise_file", "snr_db", "gain", "n_samples", "n_frames",
-                   "kind")
+MANIFEST_FIELDS = (
+    "id",
+    "split",
+    "speaker",
+    "clean_file",
+    "noise_file",
+    "snr_db",
+    "gain",
+    "n_samples",
+    "n_frames",
+    "kind",
+)
 #: Manifest kinds without a clean reference.
 UNREFERENCED_KINDS = ("noisy", "noise_only")
 SKIPPED_FIELDS = ("file", "reason")
@@ -67,9 +84,12 @@ class ExtractSummary:
             return [f"{self.out} is up to date (same inputs and parameters); pass --force to rebuild"]
         parts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
         rt = self.audio_s / self.seconds if self.seconds else 0.0
-        return [f"wrote {sum(self.counts.values())} utterances to {self.out} ({parts}); "
-                f"skipped {self.skipped} input file(s){' (see skipped.csv)' if self.skipped else ''}; "
-                f"{self.audio_s / 60:.1f} min of audio in {self.seconds:.1f} s ({rt:.0f}x real time)", *self.notes]
+        return [
+            f"wrote {sum(self.counts.values())} utterances to {self.out} ({parts}); "
+            f"skipped {self.skipped} input file(s){' (see skipped.csv)' if self.skipped else ''}; "
+            f"{self.audio_s / 60:.1f} min of audio in {self.seconds:.1f} s ({rt:.0f}x real time)",
+            *self.notes,
+        ]
 
 
 @dataclass(frozen=True)
@@ -134,10 +154,17 @@ def noise_files(folder: Path, channel: int | None, left_out: list[dict]) -> list
         for number, p in members:
             if p not in keep[:1]:
                 drop.add(p)
-                why = (f"not used: another channel of a one-file-per-channel recording; only ch{channel + 1:02d} is "
-                       f"used (audio.noise_channel={channel})") if keep else \
-                      (f"not used: one-file-per-channel recording without a ch{channel + 1:02d} file "
-                       f"(audio.noise_channel={channel}); set audio.noise_channel, or null to use every channel file")
+                why = (
+                    (
+                        f"not used: another channel of a one-file-per-channel recording; only ch{channel + 1:02d} is "
+                        f"used (audio.noise_channel={channel})"
+                    )
+                    if keep
+                    else (
+                        f"not used: one-file-per-channel recording without a ch{channel + 1:02d} file "
+                        f"(audio.noise_channel={channel}); set audio.noise_channel, or null to use every channel file"
+                    )
+                )
                 left_out.append({"file": str(p), "reason": why})
     return [p for p in files if p not in drop]
 
@@ -147,8 +174,11 @@ def _usable_noises(folder: Path, files: list[Path], usable, skipped: list, what:
     good = [n for n in files if usable(n)]
     if not good:
         reasons = [r["reason"] for r in skipped if r["file"] in {str(f) for f in files}]
-        detail = (f"{len(files)} audio file(s), none usable; first: {reasons[0]}" if files else
-                  "it holds no WAV/FLAC/OGG file")
+        detail = (
+            f"{len(files)} audio file(s), none usable; first: {reasons[0]}"
+            if files
+            else "it holds no WAV/FLAC/OGG file"
+        )
         raise AudioError(f"no usable noise recording for {what} in {folder} ({detail}); add noise recordings")
     return good
 
@@ -167,12 +197,16 @@ def _unreferenced_jobs(cfg: Config, folder: Path, kind: str, left_out: list[dict
     """Train / val jobs for every recording under ``folder`` (no clean reference, no test split)."""
     files = noise_files(folder, cfg.audio.noise_channel, left_out) if kind == "noise_only" else list_audio(folder)
     groups = split_items(files, [cfg.mixing.val_fraction], seed=cfg.seed, key=kind)
-    return [_Job(split, None, folder, None, None, noisy=p, kind=kind) for split, g in zip(("train", "val"), groups)
-            for p in g]
+    return [
+        _Job(split, None, folder, None, None, noisy=p, kind=kind)
+        for split, g in zip(("train", "val"), groups)
+        for p in g
+    ]
 
 
-def _discover(cfg: Config, data, clean, noise, noisy, skipped: list, usable,
-              noise_only=None, left_out: list | None = None) -> tuple[list[_Job], dict]:
+def _discover(
+    cfg: Config, data, clean, noise, noisy, skipped: list, usable, noise_only=None, left_out: list | None = None
+) -> tuple[list[_Job], dict]:
     """Turn the input options into a list of jobs; returns (jobs, description of inputs).
 
     Unusable files found on the way are added to ``skipped``, channel files not used to ``left_out``.
@@ -194,8 +228,13 @@ def _pairs(noisy: Path, clean: Path, skipped: list) -> list[tuple[Path, Path]]:
     for p in list_audio(clean):
         rel = p.relative_to(clean).with_suffix("")
         if rel in clean_by_rel:
-            skipped.append({"file": str(p), "reason": f"duplicate id {'-'.join(rel.parts)}: {clean_by_rel[rel].name} "
-                                                      "has the same relative path without extension and is used"})
+            skipped.append(
+                {
+                    "file": str(p),
+                    "reason": f"duplicate id {'-'.join(rel.parts)}: {clean_by_rel[rel].name} "
+                    "has the same relative path without extension and is used",
+                }
+            )
         else:
             clean_by_rel[rel] = p
     pairs, paired = [], set()
@@ -203,48 +242,64 @@ def _pairs(noisy: Path, clean: Path, skipped: list) -> list[tuple[Path, Path]]:
         rel = p.relative_to(noisy).with_suffix("")
         ref = clean_by_rel.get(rel)
         if ref is None:
-            skipped.append({"file": str(p),
-                            "reason": f"unpaired: no clean file with relative path {rel} under {clean}"})
+            skipped.append(
+                {"file": str(p), "reason": f"unpaired: no clean file with relative path {rel} under {clean}"}
+            )
         else:
             pairs.append((p, ref))
             paired.add(rel)
-    skipped.extend({"file": str(c), "reason": f"unpaired: no noisy file with relative path {rel} under {noisy}"}
-                   for rel, c in clean_by_rel.items() if rel not in paired)
+    skipped.extend(
+        {"file": str(c), "reason": f"unpaired: no noisy file with relative path {rel} under {noisy}"}
+        for rel, c in clean_by_rel.items()
+        if rel not in paired
+    )
     return pairs
 
 
-def _discover_speech(cfg: Config, data, clean, noise, noisy, skipped: list, usable,
-                     noise_only, left_out: list) -> tuple[list[_Job], dict]:
+def _discover_speech(
+    cfg: Config, data, clean, noise, noisy, skipped: list, usable, noise_only, left_out: list
+) -> tuple[list[_Job], dict]:
     m, channel = cfg.mixing, cfg.audio.noise_channel
     if noisy is not None and clean is None and noise is None:
         if noise_only is None:
-            raise ConfigError("--noisy needs --clean (the clean references paired by relative path), or "
-                              "--noise-only DIR to train the semi-supervised models (partitioned, curro) "
-                              "without clean speech")
+            raise ConfigError(
+                "--noisy needs --clean (the clean references paired by relative path), or "
+                "--noise-only DIR to train the semi-supervised models (partitioned, curro) "
+                "without clean speech"
+            )
         if not Path(noisy).is_dir():
             raise ConfigError(f"--noisy {noisy} is not a folder")
-        return (_unreferenced_jobs(cfg, Path(noisy), "noisy", left_out),
-                {"mode": "noisy+noise_only", "noisy": str(noisy)})
+        return (
+            _unreferenced_jobs(cfg, Path(noisy), "noisy", left_out),
+            {"mode": "noisy+noise_only", "noisy": str(noisy)},
+        )
     if data is not None:
         if clean or noise or noisy:
             raise ConfigError("--data cannot be combined with --clean/--noise/--noisy; give one input layout")
         data = Path(data)
         for sub in ("train/clean", "train/noise", "test/clean", "test/noise"):
             if not (data / sub).is_dir():
-                raise ConfigError(f"--data {data}: missing folder {sub}/; a corpus needs "
-                                  "train/clean, train/noise, test/clean, test/noise (see data_sample/)")
+                raise ConfigError(
+                    f"--data {data}: missing folder {sub}/; a corpus needs "
+                    "train/clean, train/noise, test/clean, test/noise (see data_sample/)"
+                )
         tr_n, te_n = data / "train/noise", data / "test/noise"
         train_noises = _usable_noises(tr_n, noise_files(tr_n, channel, left_out), usable, skipped, "training")
         test_noises = _usable_noises(te_n, noise_files(te_n, channel, left_out), usable, skipped, "the test split")
         tr_clean, va_clean = split_items(list_audio(data / "train/clean"), [m.val_fraction], seed=cfg.seed, key="clean")
         tr_noise, va_noise = split_items(train_noises, [m.val_fraction], seed=cfg.seed, key="noise")
-        roots = {"train": (data / "train/clean", tr_n), "val": (data / "train/clean", tr_n),
-                 "test": (data / "test/clean", te_n)}
-        sources = {"train": (tr_clean, tr_noise), "val": (va_clean, va_noise or tr_noise),
-                   "test": (list_audio(data / "test/clean"), test_noises)}
+        roots = {
+            "train": (data / "train/clean", tr_n),
+            "val": (data / "train/clean", tr_n),
+            "test": (data / "test/clean", te_n),
+        }
+        sources = {
+            "train": (tr_clean, tr_noise),
+            "val": (va_clean, va_noise or tr_noise),
+            "test": (list_audio(data / "test/clean"), test_noises),
+        }
         if not va_noise and va_clean:
-            log.warning("train/noise has too few usable recordings to hold some out; validation reuses training "
-                        "noises")
+            log.warning("train/noise has too few usable recordings to hold some out; validation reuses training noises")
         inputs = {"mode": "data", "data": str(data)}
     elif noisy is not None:
         if clean is None:
@@ -252,10 +307,14 @@ def _discover_speech(cfg: Config, data, clean, noise, noisy, skipped: list, usab
         if noise is not None:
             raise ConfigError("--noisy cannot be combined with --noise; use --noisy DIR --clean DIR")
         noisy, clean = Path(noisy), Path(clean)
-        tr, va, te = split_items(_pairs(noisy, clean, skipped), [m.val_fraction, m.test_fraction], seed=cfg.seed,
-                                 key="pairs")
-        jobs = [_Job(split, c, clean, None, None, noisy=n, kind="paired")
-                for split, group in zip(SPLITS, (tr, va, te)) for n, c in group]
+        tr, va, te = split_items(
+            _pairs(noisy, clean, skipped), [m.val_fraction, m.test_fraction], seed=cfg.seed, key="pairs"
+        )
+        jobs = [
+            _Job(split, c, clean, None, None, noisy=n, kind="paired")
+            for split, group in zip(SPLITS, (tr, va, te))
+            for n, c in group
+        ]
         return jobs, {"mode": "paired", "noisy": str(noisy), "clean": str(clean)}
     elif clean is not None and noise is not None:
         clean, noise = Path(clean), Path(noise)
@@ -276,8 +335,9 @@ def _discover_speech(cfg: Config, data, clean, noise, noisy, skipped: list, usab
 
 def _input_fingerprint(cfg: Config, jobs: list[_Job], inputs: dict) -> str:
     files = sorted({str(p) + "|" + file_stat_key(p) for j in jobs for p in (j.clean, j.noise, j.noisy) if p})
-    return fingerprint(__version__, inputs, cfg.seed, cfg.to_dict()["audio"], cfg.to_dict()["mixing"],
-                       cfg.to_dict()["features"], files)
+    return fingerprint(
+        __version__, inputs, cfg.seed, cfg.to_dict()["audio"], cfg.to_dict()["mixing"], cfg.to_dict()["features"], files
+    )
 
 
 def _job_ids(jobs: list[_Job], inputs: dict) -> list[str]:
@@ -297,8 +357,9 @@ def _job_ids(jobs: list[_Job], inputs: dict) -> list[str]:
 def _n_workers(jobs) -> int:
     """Worker processes for ``jobs`` (0: one per available core); raises ConfigError below 0."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
-        raise ConfigError(f"--jobs must be a number of worker processes (1 or more), or 0 for one per CPU core; "
-                          f"got {jobs!r}")
+        raise ConfigError(
+            f"--jobs must be a number of worker processes (1 or more), or 0 for one per CPU core; got {jobs!r}"
+        )
     if jobs:
         return jobs
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -322,8 +383,9 @@ def _load(cfg: Config, path: Path, role: str, converted: dict) -> np.ndarray:
         min_dur, key = cfg.audio.min_duration_s, "audio.min_duration_s"
     else:  # one analysis window: a shorter clip has no whole frame
         min_dur, key = frame_s, "one analysis window, features.win_length"
-    return validate_audio(y, sample_rate=sr, min_duration_s=min_dur, silence_rms_db=silence, name=str(path),
-                          min_duration_key=key)
+    return validate_audio(
+        y, sample_rate=sr, min_duration_s=min_dur, silence_rms_db=silence, name=str(path), min_duration_key=key
+    )
 
 
 def conversions(converted: dict, used: set[str], sample_rate: int) -> dict:
@@ -341,8 +403,10 @@ def conversions(converted: dict, used: set[str], sample_rate: int) -> dict:
             rates[str(orig_sr)] += 1
         if channels > 1:
             (taken if channel is not None else folded)[str(channel if channel is not None else channels)] += 1
-    return {k: dict(sorted(c.items(), key=lambda kv: int(kv[0]))) for k, c in
-            (("resampled", rates), ("folded_to_mono", folded), ("channel_taken", taken))}
+    return {
+        k: dict(sorted(c.items(), key=lambda kv: int(kv[0])))
+        for k, c in (("resampled", rates), ("folded_to_mono", folded), ("channel_taken", taken))
+    }
 
 
 def conversions_line(conv: dict, sample_rate: int, left_out: int) -> str | None:
@@ -352,13 +416,17 @@ def conversions_line(conv: dict, sample_rate: int, left_out: int) -> str | None:
         rates = " and ".join(f"{n} file{'s' * (n != 1)} from {r} Hz" for r, n in conv["resampled"].items())
         parts.append(f"resampled {rates} to {sample_rate} Hz")
     for ch, n in conv["folded_to_mono"].items():
-        parts.append(f"folded {n} {'stereo' if ch == '2' else ch + '-channel'} file{'s' * (n != 1)} to mono "
-                     "(mean of the channels)")
+        parts.append(
+            f"folded {n} {'stereo' if ch == '2' else ch + '-channel'} file{'s' * (n != 1)} to mono "
+            "(mean of the channels)"
+        )
     for ch, n in conv["channel_taken"].items():
         parts.append(f"took channel {ch} (audio.noise_channel) of {n} multi-channel noise file{'s' * (n != 1)}")
     if left_out:
-        parts.append(f"left out {left_out} other-channel file{'s' * (left_out != 1)} of one-file-per-channel noise "
-                     "recordings (see skipped.csv)")
+        parts.append(
+            f"left out {left_out} other-channel file{'s' * (left_out != 1)} of one-file-per-channel noise "
+            "recordings (see skipped.csv)"
+        )
     return ("inputs: " + "; ".join(parts)) if parts else None
 
 
@@ -426,8 +494,9 @@ class _Worker:
                     self.noises[noise_path] = _load(cfg, noise_path, "noise", res.converted)
                 rng = seeded_rng(cfg.seed, "offset", uid)
                 try:
-                    mix = mix_at_snr(y_clean, self.noises[noise_path], job.snr_db, rng=rng,
-                                     clip_peak=cfg.mixing.clip_peak)
+                    mix = mix_at_snr(
+                        y_clean, self.noises[noise_path], job.snr_db, rng=rng, clip_peak=cfg.mixing.clip_peak
+                    )
                 except AudioError as exc:  # the noise's fault: skip this mixture only, keep the clean file
                     res.skip = {"file": str(noise_path), "reason": f"cannot mix with {job.clean.name}: {exc}"}
                     return res
@@ -438,8 +507,10 @@ class _Worker:
                 if not np.any(y_noisy):
                     raise AudioError(f"{job.noisy}: recording is all zeros (silent)")
                 if abs(y_noisy.size - y_clean.size) > 0.01 * max(y_noisy.size, y_clean.size):
-                    raise AudioError(f"{job.noisy}: length {y_noisy.size} differs from its clean pair "
-                                     f"{job.clean} ({y_clean.size} samples) by more than 1%")
+                    raise AudioError(
+                        f"{job.noisy}: length {y_noisy.size} differs from its clean pair "
+                        f"{job.clean} ({y_clean.size} samples) by more than 1%"
+                    )
                 n = min(y_noisy.size, y_clean.size)
                 y_noisy, y_ref, gain = y_noisy[:n], y_clean[:n], 1.0
                 snr = snr_db_of(y_ref, y_noisy - y_ref)
@@ -452,10 +523,18 @@ class _Worker:
             _write_utterance(self.work, uid, x_noisy, x_clean, y_noisy, y_ref, sr)
         else:
             res.arrays = (x_noisy, x_clean, y_noisy, y_ref)
-        res.row = {"id": uid, "split": job.split, "speaker": _speaker(job.clean or job.noisy, job.clean_root),
-                   "clean_file": str(job.clean or ""), "noise_file": str(noise_path),
-                   "snr_db": "" if snr is None else round(float(snr), 3), "gain": round(gain, 6),
-                   "n_samples": y_noisy.size, "n_frames": x_noisy.shape[0], "kind": job.kind}
+        res.row = {
+            "id": uid,
+            "split": job.split,
+            "speaker": _speaker(job.clean or job.noisy, job.clean_root),
+            "clean_file": str(job.clean or ""),
+            "noise_file": str(noise_path),
+            "snr_db": "" if snr is None else round(float(snr), 3),
+            "gain": round(gain, 6),
+            "n_samples": y_noisy.size,
+            "n_frames": x_noisy.shape[0],
+            "kind": job.kind,
+        }
         return res
 
 
@@ -472,8 +551,19 @@ def _run_job(task: tuple[_Job, str, bool]) -> _Result:
     return _WORKER(task)
 
 
-def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noise=None, noisy=None,
-                     noise_only=None, force: bool = False, progress: bool = True, jobs: int = 1) -> ExtractSummary:
+def extract_features(
+    cfg: Config,
+    *,
+    out: str | Path,
+    data=None,
+    clean=None,
+    noise=None,
+    noisy=None,
+    noise_only=None,
+    force: bool = False,
+    progress: bool = True,
+    jobs: int = 1,
+) -> ExtractSummary:
     """Run stage 01: mix, featurise and write the ``features/<name>/`` contract.
 
     Parameters
@@ -546,9 +636,15 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
     plan, inputs = _discover(cfg, data, clean, noise, noisy, skipped, usable_noise, noise_only, left_out)
     if not plan:
         folders = ", ".join(str(v) for k, v in inputs.items() if k != "mode")
-        raise AudioError(f"no usable input in {folders}: "
-                         + (f"{len(skipped)} file(s) skipped, first: {skipped[0]['reason']}" if skipped else
-                            "no WAV/FLAC/OGG file found") + "; fix the inputs and re-run")
+        raise AudioError(
+            f"no usable input in {folders}: "
+            + (
+                f"{len(skipped)} file(s) skipped, first: {skipped[0]['reason']}"
+                if skipped
+                else "no WAV/FLAC/OGG file found"
+            )
+            + "; fix the inputs and re-run"
+        )
     fp = _input_fingerprint(cfg, plan, inputs)
     staged = StagedOutput(out, fp, marker="params.json", force=force)
     if staged.is_current():
@@ -570,11 +666,13 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
         if n_workers == 1:
             results = map(_Worker(cfg, work, noise_cache), tasks)
         else:  # in chunks of one clean file's SNRs: the worker that gets them loads the file once
-            pool = ProcessPoolExecutor(n_workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                       initargs=(cfg, work))
+            pool = ProcessPoolExecutor(
+                n_workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(cfg, work)
+            )
             results = pool.map(_run_job, tasks, chunksize=len(cfg.mixing.snr_db))
-        for (job, uid, _), res in zip(tasks, tqdm(results, total=len(tasks), desc="01 extract", unit="utt",
-                                                  disable=not progress)):
+        for (job, uid, _), res in zip(
+            tasks, tqdm(results, total=len(tasks), desc="01 extract", unit="utt", disable=not progress)
+        ):
             converted.update(res.converted)
             src = job.noisy or job.clean
             if any(str(p) in bad_files for p in (job.clean, job.noisy, job.noise) if p is not None):
@@ -602,44 +700,52 @@ def extract_features(cfg: Config, *, out: str | Path, data=None, clean=None, noi
     speech = {s: sum(r["split"] == s and r["kind"] != "noise_only" for r in rows) for s in SPLITS}
     for split in ("train", "test"):
         if speech[split] == 0 and any(j.split == split and j.kind != "noise_only" for j in plan):
-            raise AudioError(f"no usable {split} utterance is left ({len(skipped)} file(s) skipped; first: "
-                             f"{skipped[0]['reason'] if skipped else 'none'}); fix the inputs and re-run")
+            raise AudioError(
+                f"no usable {split} utterance is left ({len(skipped)} file(s) skipped; first: "
+                f"{skipped[0]['reason'] if skipped else 'none'}); fix the inputs and re-run"
+            )
     if counts["train"] == 0:
-        raise AudioError(f"no usable training utterance is left ({len(skipped)} file(s) skipped; first: "
-                         f"{skipped[0]['reason'] if skipped else 'none'}); fix the inputs and re-run")
+        raise AudioError(
+            f"no usable training utterance is left ({len(skipped)} file(s) skipped; first: "
+            f"{skipped[0]['reason'] if skipped else 'none'}); fix the inputs and re-run"
+        )
     used = {r[k] for r in rows for k in ("clean_file", "noise_file") if r[k]}
     conv = conversions(converted, used, sr)
     write_csv(work / "manifest.csv", rows, MANIFEST_FIELDS)
     write_csv(work / "skipped.csv", skipped + left_out, SKIPPED_FIELDS)
     seconds = time.perf_counter() - t0
-    write_json(work / "params.json", {
-        "stage": "01_extract_features",
-        "fingerprint": fp,
-        "sample_rate": sr,
-        "feature": cfg.features.type,
-        "features": cfg.to_dict()["features"],
-        "n_bins": fx.n_bins,
-        "frame_rate_hz": float(sr) if cfg.features.type == "waveform" else sr / cfg.features.hop_length,
-        "description": fx.describe(),
-        "snr_db": list(cfg.mixing.snr_db),
-        "mixing": cfg.to_dict()["mixing"],
-        "audio": cfg.to_dict()["audio"],
-        "seed": cfg.seed,
-        "inputs": inputs,
-        "counts": counts,
-        "noise_only": sum(r["kind"] == "noise_only" for r in rows),
-        "clean_references": not any(r["kind"] == "noisy" for r in rows),
-        "skipped": len(skipped),
-        "left_out_channel_files": len(left_out),
-        "conversions": conv,
-        "audio_minutes": round(audio_s / 60, 3),
-        "seconds": round(seconds, 2),
-        "versions": package_versions(),
-    })
+    write_json(
+        work / "params.json",
+        {
+            "stage": "01_extract_features",
+            "fingerprint": fp,
+            "sample_rate": sr,
+            "feature": cfg.features.type,
+            "features": cfg.to_dict()["features"],
+            "n_bins": fx.n_bins,
+            "frame_rate_hz": float(sr) if cfg.features.type == "waveform" else sr / cfg.features.hop_length,
+            "description": fx.describe(),
+            "snr_db": list(cfg.mixing.snr_db),
+            "mixing": cfg.to_dict()["mixing"],
+            "audio": cfg.to_dict()["audio"],
+            "seed": cfg.seed,
+            "inputs": inputs,
+            "counts": counts,
+            "noise_only": sum(r["kind"] == "noise_only" for r in rows),
+            "clean_references": not any(r["kind"] == "noisy" for r in rows),
+            "skipped": len(skipped),
+            "left_out_channel_files": len(left_out),
+            "conversions": conv,
+            "audio_minutes": round(audio_s / 60, 3),
+            "seconds": round(seconds, 2),
+            "versions": package_versions(),
+        },
+    )
     staged.commit()
     line = conversions_line(conv, sr, len(left_out))
-    return ExtractSummary(Path(out), counts=counts, skipped=len(skipped), seconds=seconds, audio_s=audio_s,
-                          notes=[line] if line else [])
+    return ExtractSummary(
+        Path(out), counts=counts, skipped=len(skipped), seconds=seconds, audio_s=audio_s, notes=[line] if line else []
+    )
 
 
 def load_params(features_dir: str | Path) -> dict:

@@ -42,8 +42,8 @@ application to noisy features (:meth:`FeatureExtractor.apply_mask`), used by
 
 from __future__ import annotations
 
-import numpy as np
 import librosa
+import numpy as np
 import python_speech_features as psf
 
 from .config import FeatureConfig
@@ -103,20 +103,30 @@ class FeatureExtractor:
         c = self.cfg
         ms = 1000.0 / self.sample_rate
         if self.kind == "fbank":
-            return (f"fbank: {c.n_mels} log mel filterbank energies, {c.fbank_win_length * ms:.0f} ms window, "
-                    f"{c.hop_length * ms:.0f} ms hop")
+            return (
+                f"fbank: {c.n_mels} log mel filterbank energies, {c.fbank_win_length * ms:.0f} ms window, "
+                f"{c.hop_length * ms:.0f} ms hop"
+            )
         if self.kind == "logmel":
-            return (f"logmel: log mel power, {c.n_mels} librosa mel bands from n_fft {c.n_fft}, "
-                    f"{c.win_length * ms:.0f} ms {c.window} window, {c.hop_length * ms:.0f} ms hop")
+            return (
+                f"logmel: log mel power, {c.n_mels} librosa mel bands from n_fft {c.n_fft}, "
+                f"{c.win_length * ms:.0f} ms {c.window} window, {c.hop_length * ms:.0f} ms hop"
+            )
         if self.kind in ("power", "magnitude"):
             what = "|STFT|^2" if self.kind == "power" else "|STFT|"
-            return (f"{self.kind}: {what} (uncompressed), n_fft {c.n_fft} ({self.n_bins} bins), "
-                    f"{c.win_length * ms:.0f} ms {c.window} window, {c.hop_length * ms:.0f} ms hop")
+            return (
+                f"{self.kind}: {what} (uncompressed), n_fft {c.n_fft} ({self.n_bins} bins), "
+                f"{c.win_length * ms:.0f} ms {c.window} window, {c.hop_length * ms:.0f} ms hop"
+            )
         if self.kind == "waveform":
-            return (f"waveform: raw samples, chunk_size {c.chunk_size} samples ({c.chunk_size * ms:.0f} ms), "
-                    f"chunk hop {c.chunk_size // 2} samples")
-        return (f"logmag: log|STFT|, n_fft {c.n_fft} ({self.n_bins} bins), {c.win_length * ms:.0f} ms {c.window} window, "
-                f"{c.hop_length * ms:.0f} ms hop")
+            return (
+                f"waveform: raw samples, chunk_size {c.chunk_size} samples ({c.chunk_size * ms:.0f} ms), "
+                f"chunk hop {c.chunk_size // 2} samples"
+            )
+        return (
+            f"logmag: log|STFT|, n_fft {c.n_fft} ({self.n_bins} bins), {c.win_length * ms:.0f} ms {c.window} window, "
+            f"{c.hop_length * ms:.0f} ms hop"
+        )
 
     # --------------------------------------------------------------- forward
     def stft(self, y: np.ndarray) -> np.ndarray:
@@ -132,8 +142,14 @@ class FeatureExtractor:
         np.ndarray [shape=(..., n_frames, n_fft // 2 + 1)], complex64
         """
         c = self.cfg
-        S = librosa.stft(np.asarray(y, dtype=np.float32), n_fft=c.n_fft, hop_length=c.hop_length,
-                         win_length=c.win_length, window=c.window, center=True)
+        S = librosa.stft(
+            np.asarray(y, dtype=np.float32),
+            n_fft=c.n_fft,
+            hop_length=c.hop_length,
+            win_length=c.win_length,
+            window=c.window,
+            center=True,
+        )
         return np.swapaxes(S, -1, -2)
 
     def from_stft(self, S: np.ndarray) -> np.ndarray:
@@ -154,8 +170,9 @@ class FeatureExtractor:
             For ``fbank`` (python_speech_features frames its own signal) and ``waveform``.
         """
         if self.kind in ("fbank", "waveform"):
-            raise ConfigError(f"{self.kind} features are not computed from the shared STFT; call the extractor "
-                              "on the waveform")
+            raise ConfigError(
+                f"{self.kind} features are not computed from the shared STFT; call the extractor on the waveform"
+            )
         if self.kind == "logmag":
             return np.log(np.abs(S) + self.cfg.eps).astype(np.float32)
         if self.kind == "logmel":
@@ -177,8 +194,15 @@ class FeatureExtractor:
         np.ndarray [shape=(length,)], float32
         """
         c = self.cfg
-        y = librosa.istft(np.ascontiguousarray(S.T), n_fft=c.n_fft, hop_length=c.hop_length,
-                          win_length=c.win_length, window=c.window, center=True, length=int(length))
+        y = librosa.istft(
+            np.ascontiguousarray(S.T),
+            n_fft=c.n_fft,
+            hop_length=c.hop_length,
+            win_length=c.win_length,
+            window=c.window,
+            center=True,
+            length=int(length),
+        )
         return y.astype(np.float32, copy=False)
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
@@ -212,8 +236,9 @@ class FeatureExtractor:
             return y[:, None].copy()
         min_len = self.cfg.fbank_win_length if self.kind == "fbank" else self.cfg.win_length
         if y.ndim != 1 or y.size < min_len:
-            raise AudioError(f"signal of shape {y.shape} is shorter than one analysis window "
-                             f"({min_len} samples); use longer clips")
+            raise AudioError(
+                f"signal of shape {y.shape} is shorter than one analysis window ({min_len} samples); use longer clips"
+            )
         if self.kind == "fbank":
             return np.log(self._fbank_energies(y) + self.cfg.eps).astype(np.float32)
         return self.from_stft(self.stft(y))
@@ -232,9 +257,17 @@ class FeatureExtractor:
         c = self.cfg
         half = c.fbank_win_length // 2
         padded = np.pad(y.astype(np.float64), (half, half))
-        energies, _ = psf.fbank(padded, samplerate=self.sample_rate, winlen=c.fbank_win_length / self.sample_rate,
-                                winstep=c.hop_length / self.sample_rate, nfilt=c.n_mels, nfft=c.n_fft,
-                                lowfreq=c.fmin, highfreq=c.fmax, preemph=c.preemphasis)
+        energies, _ = psf.fbank(
+            padded,
+            samplerate=self.sample_rate,
+            winlen=c.fbank_win_length / self.sample_rate,
+            winstep=c.hop_length / self.sample_rate,
+            nfilt=c.n_mels,
+            nfft=c.n_fft,
+            lowfreq=c.fmin,
+            highfreq=c.fmax,
+            preemph=c.preemphasis,
+        )
         n = self.n_frames(y.size)
         if energies.shape[0] < n:  # never more than one frame short; repeat the last frame
             energies = np.concatenate([energies, np.repeat(energies[-1:], n - energies.shape[0], axis=0)])
@@ -252,15 +285,23 @@ class FeatureExtractor:
         if self._mel_weights is None:
             c = self.cfg
             if self.kind == "fbank":
-                self._mel_weights = psf.get_filterbanks(nfilt=c.n_mels, nfft=c.n_fft, samplerate=self.sample_rate,
-                                                        lowfreq=c.fmin, highfreq=c.fmax)
+                self._mel_weights = psf.get_filterbanks(
+                    nfilt=c.n_mels, nfft=c.n_fft, samplerate=self.sample_rate, lowfreq=c.fmin, highfreq=c.fmax
+                )
             else:
-                self._mel_weights = librosa.filters.mel(sr=self.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels,
-                                                        fmin=c.fmin, fmax=c.fmax, dtype=np.float64)
+                self._mel_weights = librosa.filters.mel(
+                    sr=self.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax, dtype=np.float64
+                )
         return self._mel_weights
 
-    def to_audio(self, denoised: np.ndarray, noisy: np.ndarray, *, noisy_features: np.ndarray | None = None,
-                 max_gain: float | None = 1.0) -> np.ndarray:
+    def to_audio(
+        self,
+        denoised: np.ndarray,
+        noisy: np.ndarray,
+        *,
+        noisy_features: np.ndarray | None = None,
+        max_gain: float | None = 1.0,
+    ) -> np.ndarray:
         """Turn denoised features back into a waveform, borrowing the noisy signal's phase.
 
         Parameters
@@ -314,8 +355,10 @@ class FeatureExtractor:
             return out
         S_noisy = self.stft(noisy)
         if denoised.shape != (S_noisy.shape[0], self.n_bins):
-            raise AudioError(f"denoised features have shape {denoised.shape}, expected "
-                             f"{(S_noisy.shape[0], self.n_bins)} for {noisy.size} samples")
+            raise AudioError(
+                f"denoised features have shape {denoised.shape}, expected "
+                f"{(S_noisy.shape[0], self.n_bins)} for {noisy.size} samples"
+            )
         if self.kind not in _MEL_TYPES:
             magnitude = self._linear_magnitude(denoised)
             if max_gain is not None:
@@ -343,14 +386,17 @@ class FeatureExtractor:
     # ------------------------------------------------------------------ masks
     def _require_spectral(self, what: str) -> None:
         if not self.is_spectral:
-            raise ConfigError(f"{what}: mask targets need a spectral feature ({', '.join(SPECTRAL_TYPES)}), "
-                              f"but features.type={self.kind!r}; set training.target=mapping or choose a "
-                              "spectral features.type")
+            raise ConfigError(
+                f"{what}: mask targets need a spectral feature ({', '.join(SPECTRAL_TYPES)}), "
+                f"but features.type={self.kind!r}; set training.target=mapping or choose a "
+                "spectral features.type"
+            )
 
     def _check_mask_shapes(self, a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
         if a.shape != b.shape or a.ndim < 1 or a.shape[-1] != self.n_bins:
-            raise AudioError(f"{names[0]} {a.shape} and {names[1]} {b.shape} must have the same shape "
-                             f"(..., n_bins={self.n_bins})")
+            raise AudioError(
+                f"{names[0]} {a.shape} and {names[1]} {b.shape} must have the same shape (..., n_bins={self.n_bins})"
+            )
 
     def mask_target(self, noisy_features: np.ndarray, clean_features: np.ndarray) -> np.ndarray:
         """Ideal ratio mask of the linear magnitude implied by the features, in [0, 1].

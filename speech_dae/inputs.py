@@ -51,11 +51,19 @@ def manifest_items(features_dir: str | Path, split: str = "test") -> list[Item]:
     fdir = Path(features_dir)
     rows = [r for r in read_csv(fdir / "manifest.csv", stage_hint="01_extract_features.py") if r["split"] == split]
     if not rows:
-        hint = ("; features built without clean references (01 --noisy --noise-only) have no test split: pass "
-                "--input NOISY_FILE_OR_DIR (and --clean DIR to score)") if split == "test" else ""
+        hint = (
+            (
+                "; features built without clean references (01 --noisy --noise-only) have no test split: pass "
+                "--input NOISY_FILE_OR_DIR (and --clean DIR to score)"
+            )
+            if split == "test"
+            else ""
+        )
         raise ArtifactError(f"{fdir}/manifest.csv lists no {split} utterance{hint}")
-    return [Item(r["id"], fdir / "mixtures" / f"{r['id']}.wav", fdir / "references" / f"{r['id']}.wav", r["snr_db"])
-            for r in rows]
+    return [
+        Item(r["id"], fdir / "mixtures" / f"{r['id']}.wav", fdir / "references" / f"{r['id']}.wav", r["snr_db"])
+        for r in rows
+    ]
 
 
 def folder_items(inputs: str | Path, clean: str | Path | None = None) -> list[Item]:
@@ -85,11 +93,16 @@ def folder_items(inputs: str | Path, clean: str | Path | None = None) -> list[It
         clean = Path(clean)
         if not clean.exists():
             raise AudioError(f"--clean {clean} does not exist")
-        for p in (list_audio(clean) if clean.is_dir() else [clean]):
+        for p in list_audio(clean) if clean.is_dir() else [clean]:
             rel = p.relative_to(clean).with_suffix("") if clean.is_dir() else Path(clean.stem)
             if rel in refs:
-                log.warning("clean references %s and %s share the relative path %s; %s is used", refs[rel].name,
-                            p.name, rel, refs[rel].name)
+                log.warning(
+                    "clean references %s and %s share the relative path %s; %s is used",
+                    refs[rel].name,
+                    p.name,
+                    rel,
+                    refs[rel].name,
+                )
             else:
                 refs[rel] = p
     uids = Counter("-".join(f.relative_to(root).with_suffix("").parts) for f in files)

@@ -314,8 +314,7 @@ class SpectralLoss(keras.losses.Loss):
         for term in terms:
             if term not in SPECTRAL_LOSSES:
                 raise ConfigError(
-                    f"unknown spectral loss term {term!r}; valid terms: "
-                    f"{', '.join(repr(t) for t in SPECTRAL_LOSSES)}."
+                    f"unknown spectral loss term {term!r}; valid terms: {', '.join(repr(t) for t in SPECTRAL_LOSSES)}."
                 )
         if len(set(terms)) != len(terms):
             raise ConfigError(f"spectral loss terms {list(terms)} repeat a term; name each once.")
@@ -337,8 +336,7 @@ class SpectralLoss(keras.losses.Loss):
             compress = float("nan")
         if not (0.0 < compress <= 1.0):
             raise ConfigError(
-                f"compress must be in (0, 1] (magnitude exponent; 0.3 after Braun & Tashev 2021), "
-                f"got {compress!r}."
+                f"compress must be in (0, 1] (magnitude exponent; 0.3 after Braun & Tashev 2021), got {compress!r}."
             )
         self.compress = compress
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Callable, Iterable, Optional, Union
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -140,7 +140,7 @@ def _check_sample_rate(sample_rate) -> int:
     return int(sample_rate)
 
 
-def align(reference, estimate, *, max_mismatch: Optional[int] = None):
+def align(reference, estimate, *, max_mismatch: int | None = None):
     """Validate two waveforms and crop them to a common length.
 
     Parameters
@@ -170,13 +170,10 @@ def align(reference, estimate, *, max_mismatch: Optional[int] = None):
     ref = _as_signal(reference, "reference")
     est = _as_signal(estimate, "estimate")
     if max_mismatch is not None and (
-        isinstance(max_mismatch, bool)
-        or not isinstance(max_mismatch, (int, np.integer))
-        or max_mismatch < 0
+        isinstance(max_mismatch, bool) or not isinstance(max_mismatch, (int, np.integer)) or max_mismatch < 0
     ):
         raise ConfigError(
-            f"max_mismatch must be a non-negative integer number of samples or None, "
-            f"got {max_mismatch!r}."
+            f"max_mismatch must be a non-negative integer number of samples or None, got {max_mismatch!r}."
         )
     if ref.size != est.size:
         diff = abs(ref.size - est.size)
@@ -721,21 +718,18 @@ def _metric_table(sample_rate: int) -> dict:
     return table
 
 
-def _resolve_metrics(metrics: Union[None, str, Iterable[str]]) -> tuple:
+def _resolve_metrics(metrics: None | str | Iterable[str]) -> tuple:
     if metrics is None:
         return METRICS
     try:
         names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     except TypeError:
         raise ConfigError(
-            f"metrics must be None, a metric name or a list of names, got {metrics!r}; "
-            f"valid names are {list(METRICS)}."
+            f"metrics must be None, a metric name or a list of names, got {metrics!r}; valid names are {list(METRICS)}."
         ) from None
     unknown = [m for m in names if m not in METRICS]
     if unknown:
-        raise ConfigError(
-            f"unknown metric name(s) {unknown!r}; valid names are {list(METRICS)}."
-        )
+        raise ConfigError(f"unknown metric name(s) {unknown!r}; valid names are {list(METRICS)}.")
     if not names:
         raise ConfigError(f"metrics is empty; pass None for all metrics or a subset of {list(METRICS)}.")
     return tuple(dict.fromkeys(names))  # drop duplicates, keep order
@@ -746,7 +740,7 @@ def score(
     estimate,
     *,
     sample_rate: int,
-    metrics: Union[None, str, Iterable[str]] = None,
+    metrics: None | str | Iterable[str] = None,
 ) -> dict:
     """Compute several metrics of one estimate against its clean reference.
 

@@ -10,8 +10,9 @@ target stays the exact clean component of the mixture and the SNR is kept.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def fit_noise(noise: np.ndarray, n_samples: int, rng: np.random.Generator) -> tu
         if valid.size == 0:
             raise AudioError(f"noise holds no non-silent stretch of {n_samples} samples")
         offset = int(valid[rng.integers(0, valid.size)])
-        return noise[offset:offset + n_samples].astype(np.float32, copy=True), offset
+        return noise[offset : offset + n_samples].astype(np.float32, copy=True), offset
     offset = int(rng.integers(0, noise.size))
     idx = (offset + np.arange(n_samples)) % noise.size
     return noise[idx].astype(np.float32), offset
@@ -86,8 +87,9 @@ def snr_db_of(clean: np.ndarray, noise: np.ndarray) -> float:
     return 10.0 * np.log10(ps / pn)
 
 
-def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float, *, rng: np.random.Generator,
-               clip_peak: float = 0.99) -> Mixture:
+def mix_at_snr(
+    clean: np.ndarray, noise: np.ndarray, snr_db: float, *, rng: np.random.Generator, clip_peak: float = 0.99
+) -> Mixture:
     """Mix ``clean`` with ``noise`` so that the utterance SNR is ``snr_db``.
 
     Parameters
@@ -126,8 +128,13 @@ def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float, *, rng: np.r
     noisy = clean.astype(np.float64) + noise_scaled
     peak = float(np.max(np.abs(noisy)))
     gain = clip_peak / peak if peak > clip_peak else 1.0
-    return Mixture(noisy=(noisy * gain).astype(np.float32), clean=(clean * gain).astype(np.float32),
-                   noise=(noise_scaled * gain).astype(np.float32), gain=float(gain), noise_offset=offset)
+    return Mixture(
+        noisy=(noisy * gain).astype(np.float32),
+        clean=(clean * gain).astype(np.float32),
+        noise=(noise_scaled * gain).astype(np.float32),
+        gain=float(gain),
+        noise_offset=offset,
+    )
 
 
 def split_items(items: Sequence[T], fractions: Sequence[float], *, seed: int, key: str = "") -> list[list[T]]:
@@ -156,8 +163,9 @@ def split_items(items: Sequence[T], fractions: Sequence[float], *, seed: int, ke
     n = len(order)
     wanted = [f for f in fractions]
     if sum(wanted) >= 1:
-        raise ConfigError(f"split fractions {list(wanted)} add up to {sum(wanted):g}; they must leave a share "
-                          "(> 0) for training")
+        raise ConfigError(
+            f"split fractions {list(wanted)} add up to {sum(wanted):g}; they must leave a share (> 0) for training"
+        )
     counts = [int(round(f * n)) for f in wanted]
     if n > sum(1 for f in wanted if f > 0):
         counts = [max(c, 1) if f > 0 else 0 for c, f in zip(counts, wanted)]
@@ -168,6 +176,6 @@ def split_items(items: Sequence[T], fractions: Sequence[float], *, seed: int, ke
     groups, start = [], n - sum(counts)
     groups.append(order[:start])
     for c in counts:
-        groups.append(order[start:start + c])
+        groups.append(order[start : start + c])
         start += c
     return groups

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -21,9 +21,17 @@ def _pyplot():
     return plt
 
 
-def plot_spectrograms(signals: Sequence[tuple[str, np.ndarray]], path: str | Path, *, sample_rate: int,
-                      n_fft: int = 512, hop_length: int = 128, max_s: float | None = None,
-                      suptitle: str | None = None, dynamic_range_db: float = 80.0) -> Path:
+def plot_spectrograms(
+    signals: Sequence[tuple[str, np.ndarray]],
+    path: str | Path,
+    *,
+    sample_rate: int,
+    n_fft: int = 512,
+    hop_length: int = 128,
+    max_s: float | None = None,
+    suptitle: str | None = None,
+    dynamic_range_db: float = 80.0,
+) -> Path:
     """Stack the log-magnitude spectrograms of several signals on one colour scale.
 
     Parameters
@@ -60,8 +68,17 @@ def plot_spectrograms(signals: Sequence[tuple[str, np.ndarray]], path: str | Pat
     fig, axes = plt.subplots(len(specs), 1, figsize=(10, 2.4 * len(specs) + 0.4), sharex=True, squeeze=False)
     img = None
     for ax, (title, S_db) in zip(axes[:, 0], specs):
-        img = librosa.display.specshow(S_db, sr=sample_rate, hop_length=hop_length, x_axis="time", y_axis="hz",
-                                       ax=ax, vmin=vmin, vmax=vmax, cmap="magma")
+        img = librosa.display.specshow(
+            S_db,
+            sr=sample_rate,
+            hop_length=hop_length,
+            x_axis="time",
+            y_axis="hz",
+            ax=ax,
+            vmin=vmin,
+            vmax=vmax,
+            cmap="magma",
+        )
         ax.set_title(title, fontsize=10, loc="left")
         ax.set_xlabel("")
     axes[-1, 0].set_xlabel("time (s)")

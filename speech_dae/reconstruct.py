@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 STAGE03 = "03_train_autoencoder.py"
 
 
-def overlap_average(patches: np.ndarray, starts: np.ndarray, n_frames: int,
-                    window: np.ndarray | None = None) -> np.ndarray:
+def overlap_average(
+    patches: np.ndarray, starts: np.ndarray, n_frames: int, window: np.ndarray | None = None
+) -> np.ndarray:
     """Weighted average of overlapping patches: ``sum(w * patch) / sum(w)`` per frame.
 
     Parameters
@@ -75,8 +76,13 @@ def overlap_average(patches: np.ndarray, starts: np.ndarray, n_frames: int,
         idx = (starts[:, None] + np.arange(context)).ravel()
         weights = np.broadcast_to(w, (n_patches, context)).ravel()
         norm = np.bincount(idx, weights=weights, minlength=n_frames)[:n_frames]
-        acc = np.stack([np.bincount(idx, weights=(patches[:, :, b] * w).ravel(), minlength=n_frames)[:n_frames]
-                        for b in range(n_bins)], axis=1)
+        acc = np.stack(
+            [
+                np.bincount(idx, weights=(patches[:, :, b] * w).ravel(), minlength=n_frames)[:n_frames]
+                for b in range(n_bins)
+            ],
+            axis=1,
+        )
     return (acc / np.where(norm > 0, norm, 1.0)[:, None]).astype(np.float32)
 
 
@@ -106,8 +112,15 @@ class Denoiser:
         is missing for ``engine="onnx"`` (names ``speech-dae export``).
     """
 
-    def __init__(self, run_dir: str | Path, *, patch_hop: int = 1, batch_size: int = 1024,
-                 max_gain: float | None = 1.0, engine: str = "keras"):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        patch_hop: int = 1,
+        batch_size: int = 1024,
+        max_gain: float | None = 1.0,
+        engine: str = "keras",
+    ):
         """See the class docstring. ``self.model`` is the Keras model, or for ``engine="onnx"`` a
         :class:`speech_dae.export.OnnxEngine` called the same way (``model(x, training=False)``);
         ``self.load_seconds`` is the engine's start-up time (imports and model load)."""
@@ -125,8 +138,10 @@ class Denoiser:
         self._configure(patch_hop=patch_hop, batch_size=batch_size, max_gain=max_gain)
         if engine == "onnx":
             if not (self.run_dir / "model.onnx").is_file():
-                raise ArtifactError(f"{self.run_dir}/model.onnx is missing; run `speech-dae export --model "
-                                    f"{self.run_dir} --format onnx` first (or use --engine keras)")
+                raise ArtifactError(
+                    f"{self.run_dir}/model.onnx is missing; run `speech-dae export --model "
+                    f"{self.run_dir} --format onnx` first (or use --engine keras)"
+                )
             from .export import OnnxEngine  # onnxruntime only: no TensorFlow, no Keras
 
             self.model = OnnxEngine(self.run_dir / "model.onnx", input_shape=(self.context, self.fx.n_bins))
@@ -138,8 +153,9 @@ class Denoiser:
             try:
                 self.model = keras.saving.load_model(self.run_dir / "model.keras")
             except (ValueError, OSError) as exc:
-                raise ArtifactError(f"{self.run_dir}/model.keras cannot be loaded ({exc}); re-run {STAGE03} "
-                                    "--force") from None
+                raise ArtifactError(
+                    f"{self.run_dir}/model.keras cannot be loaded ({exc}); re-run {STAGE03} --force"
+                ) from None
         self.load_seconds = time.perf_counter() - t_start
 
     def _configure(self, *, patch_hop: int, batch_size: int, max_gain: float | None) -> None:
@@ -159,8 +175,16 @@ class Denoiser:
         self.max_gain = max_gain
 
     @classmethod
-    def from_model(cls, model, info: dict, norm: Normaliser, *, patch_hop: int = 1, batch_size: int = 1024,
-                   max_gain: float | None = 1.0) -> "Denoiser":
+    def from_model(
+        cls,
+        model,
+        info: dict,
+        norm: Normaliser,
+        *,
+        patch_hop: int = 1,
+        batch_size: int = 1024,
+        max_gain: float | None = 1.0,
+    ) -> Denoiser:
         """A Denoiser around an in-memory Keras model, e.g. during training (no run folder yet).
 
         Parameters
@@ -211,9 +235,10 @@ class Denoiser:
             x = np.pad(x, ((0, self.context - x.shape[0]), (0, 0)), mode="edge")
         starts = patch_starts(x.shape[0], self.context, self.patch_hop)
         patches = gather_patches(x, starts, self.context)
-        pred = np.concatenate([self.predict_batch(patches[i:i + self.batch_size])
-                               for i in range(0, len(patches), self.batch_size)])
-        return overlap_average(pred, starts, x.shape[0], self.window)[pad:pad + n]
+        pred = np.concatenate(
+            [self.predict_batch(patches[i : i + self.batch_size]) for i in range(0, len(patches), self.batch_size)]
+        )
+        return overlap_average(pred, starts, x.shape[0], self.window)[pad : pad + n]
 
     def denoise_features(self, features: np.ndarray) -> np.ndarray:
         """Denoise un-normalised features ``(n_frames, n_bins)`` -> same shape, float32.
@@ -292,8 +317,10 @@ class ReconstructSummary:
         scored = [r for r in self.rows if r.get("si_sdr_out") not in (None, "")]
         for r in self.rows:
             if r in scored:
-                out.append(f"{r['id']}: SNR {r['snr_in']:6.2f} -> {r['snr_out']:6.2f} dB, "
-                           f"SI-SDR {r['si_sdr_in']:6.2f} -> {r['si_sdr_out']:6.2f} dB")
+                out.append(
+                    f"{r['id']}: SNR {r['snr_in']:6.2f} -> {r['snr_out']:6.2f} dB, "
+                    f"SI-SDR {r['si_sdr_in']:6.2f} -> {r['si_sdr_out']:6.2f} dB"
+                )
             elif r.get("not_scored"):
                 out.append(f"{r['id']}: denoised, not scored ({r['not_scored']})")
             else:
@@ -307,8 +334,10 @@ class ReconstructSummary:
                     out.append(f"  input SNR {float(key):+g} dB ({len(group)} files): " + _means(group))
             out.append(f"mean over {len(scored)} files: " + _means(scored))
         rt = self.audio_s / self.seconds if self.seconds else 0.0
-        out.append(f"wrote {len(self.rows)} denoised files to {self.out_dir}/ and images to {self.images_dir}/ "
-                   f"({rt:.0f}x real time)")
+        out.append(
+            f"wrote {len(self.rows)} denoised files to {self.out_dir}/ and images to {self.images_dir}/ "
+            f"({rt:.0f}x real time)"
+        )
         if self.report is not None:
             out.append(f"listening report: {self.report} (open it in a browser)")
         return out
@@ -316,22 +345,33 @@ class ReconstructSummary:
 
 def _means(rows) -> str:
     m = {k: float(np.mean([r[k] for r in rows])) for k in ("snr_in", "snr_out", "si_sdr_in", "si_sdr_out")}
-    return (f"SNR {m['snr_in']:.2f} -> {m['snr_out']:.2f} dB ({m['snr_out'] - m['snr_in']:+.2f}), "
-            f"SI-SDR {m['si_sdr_in']:.2f} -> {m['si_sdr_out']:.2f} dB ({m['si_sdr_out'] - m['si_sdr_in']:+.2f})")
+    return (
+        f"SNR {m['snr_in']:.2f} -> {m['snr_out']:.2f} dB ({m['snr_out'] - m['snr_in']:+.2f}), "
+        f"SI-SDR {m['si_sdr_in']:.2f} -> {m['si_sdr_out']:.2f} dB ({m['si_sdr_out'] - m['si_sdr_in']:+.2f})"
+    )
 
 
 def _default_inputs(den: Denoiser) -> list[Item]:
     fdir = Path(den.info.get("features_dir", ""))
     if not (fdir / "manifest.csv").is_file():
-        raise ArtifactError(f"the features folder this model was trained from ({fdir}) is gone, so there are no "
-                            "default test mixtures; pass --input WAV_OR_DIR (and --clean DIR to score)")
+        raise ArtifactError(
+            f"the features folder this model was trained from ({fdir}) is gone, so there are no "
+            "default test mixtures; pass --input WAV_OR_DIR (and --clean DIR to score)"
+        )
     return manifest_items(fdir)
 
 
-def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None = None,
-                clean: str | Path | None = None, out_root: str | Path = "outputs",
-                images_root: str | Path = "images", progress: bool = True,
-                report_examples: int | None = None) -> ReconstructSummary:
+def reconstruct(
+    cfg: Config,
+    *,
+    model_dir: str | Path,
+    inputs: str | Path | None = None,
+    clean: str | Path | None = None,
+    out_root: str | Path = "outputs",
+    images_root: str | Path = "images",
+    progress: bool = True,
+    report_examples: int | None = None,
+) -> ReconstructSummary:
     """Run stage 04: denoise files with a trained run, write WAVs, images, metrics and ``report.html``.
 
     Parameters
@@ -410,40 +450,84 @@ def reconstruct(cfg: Config, *, model_dir: str | Path, inputs: str | Path | None
         if ref is not None:
             n = min(ref.size, noisy.size)
             ref = ref[:n]
-            row.update(snr_in=snr(ref, noisy[:n]) + 0.0, snr_out=snr(ref, y_hat[:n]) + 0.0,  # + 0.0: no "-0.0"
-                       si_sdr_in=si_sdr(ref, noisy[:n]) + 0.0, si_sdr_out=si_sdr(ref, y_hat[:n]) + 0.0)
-            panels = [(f"noisy: SNR {row['snr_in']:.1f} dB, SI-SDR {row['si_sdr_in']:.1f} dB", noisy),
-                      (f"denoised ({den.info['model']}, {den.info['feature']}): SNR {row['snr_out']:.1f} dB, "
-                       f"SI-SDR {row['si_sdr_out']:.1f} dB", y_hat),
-                      ("clean reference", ref)]
+            row.update(
+                snr_in=snr(ref, noisy[:n]) + 0.0,
+                snr_out=snr(ref, y_hat[:n]) + 0.0,  # + 0.0: no "-0.0"
+                si_sdr_in=si_sdr(ref, noisy[:n]) + 0.0,
+                si_sdr_out=si_sdr(ref, y_hat[:n]) + 0.0,
+            )
+            panels = [
+                (f"noisy: SNR {row['snr_in']:.1f} dB, SI-SDR {row['si_sdr_in']:.1f} dB", noisy),
+                (
+                    f"denoised ({den.info['model']}, {den.info['feature']}): SNR {row['snr_out']:.1f} dB, "
+                    f"SI-SDR {row['si_sdr_out']:.1f} dB",
+                    y_hat,
+                ),
+                ("clean reference", ref),
+            ]
         c = den.fx.cfg
         from .plots import plot_spectrograms
 
-        plot_spectrograms(panels, img_dir / f"{uid}.png", sample_rate=sr, n_fft=c.n_fft, hop_length=c.hop_length,
-                          max_s=r.image_max_s, suptitle=uid)
+        plot_spectrograms(
+            panels,
+            img_dir / f"{uid}.png",
+            sample_rate=sr,
+            n_fft=c.n_fft,
+            hop_length=c.hop_length,
+            max_s=r.image_max_s,
+            suptitle=uid,
+        )
         summary.rows.append(row)
         if uid in examples:
-            signals = [("noisy", "noisy input", noisy, None),
-                       ("denoised", f"denoised ({den.info['model']}, {den.info['feature']})", y_hat, out_wav)]
+            signals = [
+                ("noisy", "noisy input", noisy, None),
+                ("denoised", f"denoised ({den.info['model']}, {den.info['feature']})", y_hat, out_wav),
+            ]
             signals += [("clean", "clean reference", ref, None)] if ref is not None else []
-            cards = report.save_example(out_dir, examples[uid], signals, sample_rate=sr, n_fft=c.n_fft,
-                                        hop_length=c.hop_length, image_max_s=r.image_max_s)
+            cards = report.save_example(
+                out_dir,
+                examples[uid],
+                signals,
+                sample_rate=sr,
+                n_fft=c.n_fft,
+                hop_length=c.hop_length,
+                image_max_s=r.image_max_s,
+            )
             if ref is not None:
                 for cd, side in zip(cards, ("in", "out")):
-                    cd["scores"] = (f"SNR {report.fmt_number(row[f'snr_{side}'], 1)} dB · "
-                                    f"SI-SDR {report.fmt_number(row[f'si_sdr_{side}'], 1)} dB")
+                    cd["scores"] = (
+                        f"SNR {report.fmt_number(row[f'snr_{side}'], 1)} dB · "
+                        f"SI-SDR {report.fmt_number(row[f'si_sdr_{side}'], 1)} dB"
+                    )
             shown.append({"id": uid, "snr_db": snr_db, "cards": cards, "k": examples[uid]})
     if not summary.rows:
-        raise AudioError(f"no input could be denoised ({len(skipped)} skipped; first: {skipped[0] if skipped else '-'})")
+        raise AudioError(
+            f"no input could be denoised ({len(skipped)} skipped; first: {skipped[0] if skipped else '-'})"
+        )
     if any("si_sdr_out" in row for row in summary.rows):
         fields = ("id", "snr_db", "snr_in", "snr_out", "si_sdr_in", "si_sdr_out", "noisy_file")
-        write_csv(out_dir / "metrics.csv", [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
-                                            for row in summary.rows if "si_sdr_out" in row], fields)
+        write_csv(
+            out_dir / "metrics.csv",
+            [
+                {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                for row in summary.rows
+                if "si_sdr_out" in row
+            ],
+            fields,
+        )
     summary.seconds = t_model
     rt = f", {summary.audio_s / t_model:.0f}× real time" if t_model else ""
     summary.report = report.reconstruct_report(
-        out_dir, summary.rows, sorted(shown, key=lambda e: e["k"]), title=f"Reconstruction: {den.name}",
-        meta=[f"{den.info['model']} on {den.info['feature']} features ({den.target}) from {den.run_dir}; "
-              f"{len(summary.rows)} file(s) denoised{rt}" + (f", {len(skipped)} skipped" if skipped else "")
-              + (f", {unscored} not scored (clean reference unusable)" if unscored else "") + "."])
+        out_dir,
+        summary.rows,
+        sorted(shown, key=lambda e: e["k"]),
+        title=f"Reconstruction: {den.name}",
+        meta=[
+            f"{den.info['model']} on {den.info['feature']} features ({den.target}) from {den.run_dir}; "
+            f"{len(summary.rows)} file(s) denoised{rt}"
+            + (f", {len(skipped)} skipped" if skipped else "")
+            + (f", {unscored} not scored (clean reference unusable)" if unscored else "")
+            + "."
+        ],
+    )
     return summary

@@ -19,8 +19,8 @@ from __future__ import annotations
 import html
 import re
 import shutil
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -28,9 +28,25 @@ import numpy as np
 from .artifacts import atomic_path
 from .errors import ConfigError
 
-__all__ = ["REPORT_HTML", "ASSETS", "strong", "page", "table", "card", "example_block", "rel_url", "pick_examples",
-           "save_example", "spectrogram_images", "write_report", "scores_text", "fmt_number", "clear_assets",
-           "reconstruct_report", "evaluation_report"]
+__all__ = [
+    "REPORT_HTML",
+    "ASSETS",
+    "strong",
+    "page",
+    "table",
+    "card",
+    "example_block",
+    "rel_url",
+    "pick_examples",
+    "save_example",
+    "spectrogram_images",
+    "write_report",
+    "scores_text",
+    "fmt_number",
+    "clear_assets",
+    "reconstruct_report",
+    "evaluation_report",
+]
 
 #: File name of the report inside the stage's output folder.
 REPORT_HTML = "report.html"
@@ -97,15 +113,19 @@ def page(title: str, body: Iterable[str], *, meta: Sequence[str] = (), footer: s
     """The whole HTML document: escaped ``title`` and ``meta`` lines, then the ``body`` fragments (already HTML)."""
     lines = "".join(f'<p class="meta">{_esc(m)}</p>\n' for m in meta if m)
     foot = f"<footer>{footer}</footer>\n" if footer else ""
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{_esc(title)}</title>\n'
-            f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{_esc(title)}</h1>\n{lines}"
-            + "\n".join(body) + f"\n{foot}</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{_esc(title)}</title>\n'
+        f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{_esc(title)}</h1>\n{lines}"
+        + "\n".join(body)
+        + f"\n{foot}</body>\n</html>\n"
+    )
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence], *, caption: str | None = None, cls: str = "") -> str:
     """A ``<table>`` (in a horizontally scrolling ``<div>``): one ``<th>`` per header cell, every cell escaped;
     :class:`strong` cells in bold."""
+
     def cell(c) -> str:
         return f"<td><strong>{_esc(c)}</strong></td>" if isinstance(c, strong) else f"<td>{_esc(c)}</td>"
 
@@ -113,8 +133,10 @@ def table(header: Sequence[str], rows: Iterable[Sequence], *, caption: str | Non
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
     body = "\n".join("<tr>" + "".join(cell(c) for c in r) + "</tr>" for r in rows)
     klass = f' class="{_esc(cls)}"' if cls else ""
-    return (f'<div class="scroll"><table{klass}>{cap}\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n'
-            "</tbody>\n</table></div>")
+    return (
+        f'<div class="scroll"><table{klass}>{cap}\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n'
+        "</tbody>\n</table></div>"
+    )
 
 
 def card(label: str, audio_src: str | None, image_src: str | None = None, scores: str = "") -> str:
@@ -123,11 +145,15 @@ def card(label: str, audio_src: str | None, image_src: str | None = None, scores
 
     ``audio_src`` and ``image_src`` are relative URLs (see :func:`rel_url`).
     """
-    parts = [f'<figure class="card"><figcaption><span class="label" title="{_esc(label)}">{_esc(label)}</span>'
-             + f'<span class="scores" title="{_esc(scores)}">{_esc(scores) or "&nbsp;"}</span></figcaption>']
+    parts = [
+        f'<figure class="card"><figcaption><span class="label" title="{_esc(label)}">{_esc(label)}</span>'
+        + f'<span class="scores" title="{_esc(scores)}">{_esc(scores) or "&nbsp;"}</span></figcaption>'
+    ]
     if audio_src:
-        parts.append(f'<audio controls preload="metadata" src="{_esc(audio_src)}">'
-                     f'<a href="{_esc(audio_src)}">{_esc(label)} (WAV)</a></audio>')
+        parts.append(
+            f'<audio controls preload="metadata" src="{_esc(audio_src)}">'
+            f'<a href="{_esc(audio_src)}">{_esc(label)} (WAV)</a></audio>'
+        )
     if image_src:
         parts.append(f'<img src="{_esc(image_src)}" alt="{_esc("spectrogram: " + label)}" loading="lazy">')
     return "".join(parts) + "</figure>"
@@ -137,8 +163,11 @@ def example_block(title: str, cards: Sequence[str], *, note: str = "") -> str:
     """A boxed example: escaped ``title`` and ``note``, then the ``cards`` (from :func:`card`) in a grid."""
     n = f'<p class="meta">{_esc(note)}</p>' if note else ""
     cols = max(1, min(len(cards), MAX_COLUMNS))
-    return (f'<section class="example"><h3>{_esc(title)}</h3>{n}<div class="cards" style="--cols:{cols}">\n'
-            + "\n".join(cards) + "\n</div></section>")
+    return (
+        f'<section class="example"><h3>{_esc(title)}</h3>{n}<div class="cards" style="--cols:{cols}">\n'
+        + "\n".join(cards)
+        + "\n</div></section>"
+    )
 
 
 def write_report(path: str | Path, text: str) -> Path:
@@ -198,9 +227,16 @@ def pick_examples(items: Sequence, n: int | None = None) -> list:
     return out
 
 
-def spectrogram_images(signals: Sequence[np.ndarray], paths: Sequence[str | Path], *, sample_rate: int,
-                       n_fft: int = 512, hop_length: int = 128, max_s: float | None = None,
-                       dynamic_range_db: float = 80.0) -> list[Path]:
+def spectrogram_images(
+    signals: Sequence[np.ndarray],
+    paths: Sequence[str | Path],
+    *,
+    sample_rate: int,
+    n_fft: int = 512,
+    hop_length: int = 128,
+    max_s: float | None = None,
+    dynamic_range_db: float = 80.0,
+) -> list[Path]:
     """One small log-magnitude spectrogram PNG per signal, all on one colour scale (written atomically).
 
     Parameters
@@ -224,13 +260,25 @@ def spectrogram_images(signals: Sequence[np.ndarray], paths: Sequence[str | Path
 
     plt = _pyplot()
     limit = int(max_s * sample_rate) if max_s else None
-    specs = [20 * np.log10(np.abs(librosa.stft(np.asarray(y, np.float32)[:limit], n_fft=n_fft,
-                                               hop_length=hop_length)) + 1e-10) for y in signals]
+    specs = [
+        20
+        * np.log10(np.abs(librosa.stft(np.asarray(y, np.float32)[:limit], n_fft=n_fft, hop_length=hop_length)) + 1e-10)
+        for y in signals
+    ]
     vmax = max(float(s.max()) for s in specs)
     for S_db, path in zip(specs, paths):
         fig, ax = plt.subplots(figsize=(4.4, 1.9))
-        librosa.display.specshow(S_db, sr=sample_rate, hop_length=hop_length, x_axis="time", y_axis="hz", ax=ax,
-                                 vmin=vmax - dynamic_range_db, vmax=vmax, cmap="magma")
+        librosa.display.specshow(
+            S_db,
+            sr=sample_rate,
+            hop_length=hop_length,
+            x_axis="time",
+            y_axis="hz",
+            ax=ax,
+            vmin=vmax - dynamic_range_db,
+            vmax=vmax,
+            cmap="magma",
+        )
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.tick_params(labelsize=7, length=2, pad=1)
@@ -245,8 +293,16 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "x"
 
 
-def save_example(root: str | Path, index: int, signals: Sequence[tuple], *, sample_rate: int, n_fft: int = 512,
-                 hop_length: int = 128, image_max_s: float | None = None) -> list[dict]:
+def save_example(
+    root: str | Path,
+    index: int,
+    signals: Sequence[tuple],
+    *,
+    sample_rate: int,
+    n_fft: int = 512,
+    hop_length: int = 128,
+    image_max_s: float | None = None,
+) -> list[dict]:
     """Write one example's clips and spectrograms under ``root/report_files/exNN/``.
 
     Parameters
@@ -271,13 +327,20 @@ def save_example(root: str | Path, index: int, signals: Sequence[tuple], *, samp
     root = Path(root)
     folder = root / ASSETS / f"ex{index + 1:02d}"
     names = [f"{k}_{_slug(str(label if key is None else key))}" for k, (key, label, *_) in enumerate(signals)]
-    images = spectrogram_images([y for _, _, y, _ in signals], [folder / f"{n}.png" for n in names],
-                                sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, max_s=image_max_s)
+    images = spectrogram_images(
+        [y for _, _, y, _ in signals],
+        [folder / f"{n}.png" for n in names],
+        sample_rate=sample_rate,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        max_s=image_max_s,
+    )
     out = []
     for name, img, (key, label, y, audio) in zip(names, images, signals):
         if audio is None:
-            audio = write_audio(folder / f"{name}.wav", np.asarray(y)[:int(CLIP_MAX_S * sample_rate)], sample_rate,
-                                subtype="PCM_16")
+            audio = write_audio(
+                folder / f"{name}.wav", np.asarray(y)[: int(CLIP_MAX_S * sample_rate)], sample_rate, subtype="PCM_16"
+            )
         out.append({"key": key, "label": label, "audio": rel_url(audio, root), "image": rel_url(img, root)})
     return out
 
@@ -326,18 +389,28 @@ def _listen(examples: Sequence[Mapping], n_files: int) -> list[str]:
     """The "Listen" section: a note, then one :func:`example_block` per example (nothing when there is none)."""
     if not examples:
         return []
-    note = (f"{len(examples)} of {n_files} files, spread over the input SNRs. Each spectrogram is drawn under its "
-            "player; the panels of one example share one colour scale (peak − 80 dB … peak). "
-            f"Clips are 16-bit WAV, at most {CLIP_MAX_S:g} s.")
-    return ["<h2>Listen</h2>", f'<p class="meta">{_esc(note)}</p>',
-            *(example_block(_snr_title(e["id"], e.get("snr_db", "")),
-                            [card(c["label"], c["audio"], c["image"], c.get("scores", "")) for c in e["cards"]])
-              for e in examples)]
+    note = (
+        f"{len(examples)} of {n_files} files, spread over the input SNRs. Each spectrogram is drawn under its "
+        "player; the panels of one example share one colour scale (peak − 80 dB … peak). "
+        f"Clips are 16-bit WAV, at most {CLIP_MAX_S:g} s."
+    )
+    return [
+        "<h2>Listen</h2>",
+        f'<p class="meta">{_esc(note)}</p>',
+        *(
+            example_block(
+                _snr_title(e["id"], e.get("snr_db", "")),
+                [card(c["label"], c["audio"], c["image"], c.get("scores", "")) for c in e["cards"]],
+            )
+            for e in examples
+        ),
+    ]
 
 
 # ------------------------------------------------------------------ stage 04
-def reconstruct_report(out_dir: str | Path, rows: Sequence[Mapping], examples: Sequence[Mapping], *,
-                       title: str, meta: Sequence[str] = ()) -> Path:
+def reconstruct_report(
+    out_dir: str | Path, rows: Sequence[Mapping], examples: Sequence[Mapping], *, title: str, meta: Sequence[str] = ()
+) -> Path:
     """Write ``out_dir/report.html`` of stage 04: per-file scores, means by input SNR, example players.
 
     Parameters
@@ -358,6 +431,7 @@ def reconstruct_report(out_dir: str | Path, rows: Sequence[Mapping], examples: S
     scored = [r for r in rows if r.get("si_sdr_out") not in (None, "")]
     body = []
     if scored:
+
         def line(r):
             snr_in, snr_out, sdr_in, sdr_out = (float(r[k]) for k in keys)
             return [fmt_number(v) for v in (snr_in, snr_out, snr_out - snr_in, sdr_in, sdr_out, sdr_out - sdr_in)]
@@ -366,26 +440,51 @@ def reconstruct_report(out_dir: str | Path, rows: Sequence[Mapping], examples: S
         groups: dict[str, list] = {}
         for r in scored:
             groups.setdefault(str(r.get("snr_db", "")), []).append(r)
-        means = [[(f"{float(k):+g} dB" if k else "files"), str(len(g)),
-                  *line({m: np.mean([float(r[m]) for r in g]) for m in keys})]
-                 for k, g in sorted(groups.items(), key=lambda kv: _snr_key(kv[0]))]
-        means.append([strong("all"), str(len(scored)),
-                      *line({m: np.mean([float(r[m]) for r in scored]) for m in keys})])
+        means = [
+            [
+                (f"{float(k):+g} dB" if k else "files"),
+                str(len(g)),
+                *line({m: np.mean([float(r[m]) for r in g]) for m in keys}),
+            ]
+            for k, g in sorted(groups.items(), key=lambda kv: _snr_key(kv[0]))
+        ]
+        means.append(
+            [strong("all"), str(len(scored)), *line({m: np.mean([float(r[m]) for r in scored]) for m in keys})]
+        )
         body += ["<h2>Mean scores (dB)</h2>", table(["input SNR", "files", *header], means)]
     body += _listen(examples, len(rows))
-    body += ["<h2>Per file (dB)</h2>",
-             table(["file", "input SNR", "SNR in", "SNR out", "Δ SNR", "SI-SDR in", "SI-SDR out", "Δ SI-SDR"],
-                   ([r["id"], f"{float(r['snr_db']):+g}" if r.get("snr_db") not in (None, "") else "–",
-                     *(line(r) if r.get("si_sdr_out") not in (None, "") else ["–"] * 6)] for r in rows))]
-    footer = ('Denoised WAVs: <code>*_denoised.wav</code> in this folder'
-              + (' · scores: <a href="metrics.csv">metrics.csv</a>' if (Path(out_dir) / "metrics.csv").is_file()
-                 else ""))
+    body += [
+        "<h2>Per file (dB)</h2>",
+        table(
+            ["file", "input SNR", "SNR in", "SNR out", "Δ SNR", "SI-SDR in", "SI-SDR out", "Δ SI-SDR"],
+            (
+                [
+                    r["id"],
+                    f"{float(r['snr_db']):+g}" if r.get("snr_db") not in (None, "") else "–",
+                    *(line(r) if r.get("si_sdr_out") not in (None, "") else ["–"] * 6),
+                ]
+                for r in rows
+            ),
+        ),
+    ]
+    footer = "Denoised WAVs: <code>*_denoised.wav</code> in this folder" + (
+        ' · scores: <a href="metrics.csv">metrics.csv</a>' if (Path(out_dir) / "metrics.csv").is_file() else ""
+    )
     return write_report(Path(out_dir) / REPORT_HTML, page(title, body, meta=meta, footer=footer))
 
 
 # ------------------------------------------------------------------ stage 05
-def evaluation_report(out_dir: str | Path, summary: Mapping, metrics: Sequence[str], examples: Sequence[Mapping], *,
-                      title: str, notes: Sequence[str] = (), n_files: int = 0, skipped: Sequence[str] = ()) -> Path:
+def evaluation_report(
+    out_dir: str | Path,
+    summary: Mapping,
+    metrics: Sequence[str],
+    examples: Sequence[Mapping],
+    *,
+    title: str,
+    notes: Sequence[str] = (),
+    n_files: int = 0,
+    skipped: Sequence[str] = (),
+) -> Path:
     """Write ``out_dir/report.html`` of stage 05: the tables of ``summary.md``, example players, the SNR plot.
 
     Parameters
@@ -420,39 +519,72 @@ def evaluation_report(out_dir: str | Path, summary: Mapping, metrics: Sequence[s
 
     def overall(head, cols, speed):
         bests = {m: _best(summary, m) for m in cols}
-        return [f"<h2>{_esc(head)}</h2>", table(
-            ["system", "kind", "files", *(LABELS[m] for m in cols), *(["× real time"] if speed else [])],
-            ([s, e["kind"], str(e["n_files"]), *(cell(format_stat(e["overall"][m], m), bests[m] == s) for m in cols),
-              *([] if not speed else ["–" if e["x_real_time"] is None or e["kind"] == "input"
-                                      else f"{e['x_real_time']:.0f}"])]
-             for s, e in summary.items()))]
+        return [
+            f"<h2>{_esc(head)}</h2>",
+            table(
+                ["system", "kind", "files", *(LABELS[m] for m in cols), *(["× real time"] if speed else [])],
+                (
+                    [
+                        s,
+                        e["kind"],
+                        str(e["n_files"]),
+                        *(cell(format_stat(e["overall"][m], m), bests[m] == s) for m in cols),
+                        *(
+                            []
+                            if not speed
+                            else [
+                                "–" if e["x_real_time"] is None or e["kind"] == "input" else f"{e['x_real_time']:.0f}"
+                            ]
+                        ),
+                    ]
+                    for s, e in summary.items()
+                ),
+            ),
+        ]
 
     body += overall("Overall (mean ± 95 % CI over files; best in bold)", main or rest, True)
     if main and any("delta" in e for e in summary.values()):
-        body += ["<h2>Improvement over the noisy input (paired, same files; mean ± 95 % CI)</h2>",
-                 table(["system", *(f"Δ {LABELS[m]}" for m in main)],
-                       ([s, *(format_stat(e["delta"][m], m) for m in main)] for s, e in summary.items()
-                        if "delta" in e), cls="delta")]
+        body += [
+            "<h2>Improvement over the noisy input (paired, same files; mean ± 95 % CI)</h2>",
+            table(
+                ["system", *(f"Δ {LABELS[m]}" for m in main)],
+                ([s, *(format_stat(e["delta"][m], m) for m in main)] for s, e in summary.items() if "delta" in e),
+                cls="delta",
+            ),
+        ]
     body += _listen(examples, n_files)
     if main and rest:
         body += overall("Other metrics (mean ± 95 % CI over files; best in bold)", rest, False)
     if (out_dir / "metrics_by_snr.png").is_file():
-        body += ["<h2>Metrics by input SNR</h2>",
-                 '<img class="figure" src="metrics_by_snr.png" alt="metrics by input SNR, one line per system">']
+        body += [
+            "<h2>Metrics by input SNR</h2>",
+            '<img class="figure" src="metrics_by_snr.png" alt="metrics by input SNR, one line per system">',
+        ]
     snrs = list(next(iter(summary.values()))["by_snr"]) if summary else []
     if snrs:
         body += ["<h2>By input SNR (mean ± 95 % CI; best per column in bold)</h2>", '<div class="grid">']
         for m in shown:
             col_best = {s: _best(summary, m, key=lambda e, mm, s=s: e["by_snr"][s][mm][0]) for s in snrs}
-            body += [f"<div><h3>{_esc(LABELS[m])} ({'higher' if _HIGHER[m] else 'lower'} is better)</h3>",
-                     table(["system", *(f"{float(s):+g} dB" for s in snrs)],
-                           ([name, *(cell(format_stat(e["by_snr"][s][m], m), col_best[s] == name) for s in snrs)]
-                            for name, e in summary.items()), cls=f"by-snr {m}") + "</div>"]
+            body += [
+                f"<div><h3>{_esc(LABELS[m])} ({'higher' if _HIGHER[m] else 'lower'} is better)</h3>",
+                table(
+                    ["system", *(f"{float(s):+g} dB" for s in snrs)],
+                    (
+                        [name, *(cell(format_stat(e["by_snr"][s][m], m), col_best[s] == name) for s in snrs)]
+                        for name, e in summary.items()
+                    ),
+                    cls=f"by-snr {m}",
+                )
+                + "</div>",
+            ]
         body.append("</div>")
     if skipped:
-        body += [f"<h2>Skipped {len(skipped)} file(s)</h2>", "<ul>" + "".join(f"<li>{_esc(s)}</li>" for s in skipped)
-                 + "</ul>"]
+        body += [
+            f"<h2>Skipped {len(skipped)} file(s)</h2>",
+            "<ul>" + "".join(f"<li>{_esc(s)}</li>" for s in skipped) + "</ul>",
+        ]
     files = [f for f in ("results.csv", "summary.md", "summary.json") if (out_dir / f).is_file()]
     footer = "Files: " + " · ".join(f'<a href="{quote(f)}">{_esc(f)}</a>' for f in files) if files else ""
-    return write_report(out_dir / REPORT_HTML, page(title, body, meta=[n.replace("`", "") for n in notes],
-                                                    footer=footer))
+    return write_report(
+        out_dir / REPORT_HTML, page(title, body, meta=[n.replace("`", "") for n in notes], footer=footer)
+    )

@@ -94,8 +94,9 @@ class AudioPool:
         if wrap:
             return self.data[self.offsets[index][:, None] + pos % length]
         inside = (pos >= 0) & (pos < length)
-        return np.where(inside, self.data[self.offsets[index][:, None] + np.clip(pos, 0, length - 1)], 0.0
-                        ).astype(np.float32)
+        return np.where(inside, self.data[self.offsets[index][:, None] + np.clip(pos, 0, length - 1)], 0.0).astype(
+            np.float32
+        )
 
 
 def read_mono(path: Path, frames: int = -1) -> np.ndarray:
@@ -113,8 +114,11 @@ def referenced_pairs(dataset: Path, info: dict, split: str) -> list[tuple[str, P
     source = Path(info.get("source", ""))
     path = dataset / f"utterances_{split}.csv"
     rows = read_csv(path) if path.is_file() else []
-    return [(r["id"], source / "mixtures" / f"{r['id']}.wav", source / "references" / f"{r['id']}.wav")
-            for r in rows if (r.get("kind") or "mixture") in ("mixture", "paired")]
+    return [
+        (r["id"], source / "mixtures" / f"{r['id']}.wav", source / "references" / f"{r['id']}.wav")
+        for r in rows
+        if (r.get("kind") or "mixture") in ("mixture", "paired")
+    ]
 
 
 def load_pools(dataset: Path, info: dict, split: str, *, dynamic: bool) -> dict[str, AudioPool]:
@@ -133,13 +137,17 @@ def load_pools(dataset: Path, info: dict, split: str, *, dynamic: bool) -> dict[
     source = Path(info.get("source", ""))
     pairs = referenced_pairs(dataset, info, split)
     if not pairs:
-        raise ArtifactError(f"{dataset} has no {split} utterance with a clean reference; dynamic mixing and the "
-                            "spectral losses need clean speech (stage 01 with --clean)")
+        raise ArtifactError(
+            f"{dataset} has no {split} utterance with a clean reference; dynamic mixing and the "
+            "spectral losses need clean speech (stage 01 with --clean)"
+        )
     files = [(mix, ref) for _, mix, ref in pairs]
     missing = [str(p) for pair in files for p in pair if not p.is_file()]
     if missing:
-        raise ArtifactError(f"{len(missing)} stage-01 audio files are missing (e.g. {missing[0]}); training on "
-                            f"audio reads {source}: re-run 01_extract_features.py into it")
+        raise ArtifactError(
+            f"{len(missing)} stage-01 audio files are missing (e.g. {missing[0]}); training on "
+            f"audio reads {source}: re-run 01_extract_features.py into it"
+        )
     log.info("reading %d %s mixtures and references from %s", len(files), split, source)
     noisy, clean = [read_mono(m) for m, _ in files], [read_mono(r) for _, r in files]
     if not dynamic:
@@ -168,8 +176,17 @@ class MixtureBatches:
     clean real / imag, noisy real / imag.
     """
 
-    def _setup(self, pools: dict[str, AudioPool], fx: FeatureExtractor, norm: Normaliser, *, context: int,
-               t: TrainingConfig, spectral: bool, table: np.ndarray | None):
+    def _setup(
+        self,
+        pools: dict[str, AudioPool],
+        fx: FeatureExtractor,
+        norm: Normaliser,
+        *,
+        context: int,
+        t: TrainingConfig,
+        spectral: bool,
+        table: np.ndarray | None,
+    ):
         self.audio, self.fx, self.norm, self.context = pools, fx, norm, int(context)
         self.dynamic = "noise" in pools
         self.target, self.spectral = t.target, spectral
@@ -279,18 +296,21 @@ def mixture_sequences(dataset: Path, info: dict, t: TrainingConfig, seed: int):
     spectral = is_spectral(t.loss)
     fcfg = FeatureConfig(**params["features"])
     if spectral and (feature not in STFT_FEATURES or t.target != "mask" or fcfg.win_length != fcfg.n_fft):
-        raise ConfigError(f"training.loss={t.loss} applies the model's mask to the noisy STFT: it needs "
-                          f"training.target=mask and {', '.join(STFT_FEATURES)} features with win_length == n_fft "
-                          f"(got target {t.target}, feature {feature}, win_length {fcfg.win_length}, n_fft "
-                          f"{fcfg.n_fft})")
+        raise ConfigError(
+            f"training.loss={t.loss} applies the model's mask to the noisy STFT: it needs "
+            f"training.target=mask and {', '.join(STFT_FEATURES)} features with win_length == n_fft "
+            f"(got target {t.target}, feature {feature}, win_length {fcfg.win_length}, n_fft "
+            f"{fcfg.n_fft})"
+        )
     fx = FeatureExtractor(fcfg, int(params["sample_rate"]))
     norm = Normaliser.load(dataset / "norm.npz")
     context = int(info["context"])
 
     class Plan(MixtureBatches, batches_cls):
         def __init__(self, pools, keys, *, shuffle, batch_size, table, max_batches=None):
-            batches_cls.__init__(self, [keys], batch_size=batch_size, shuffle=shuffle, seed=seed,
-                                 max_batches=max_batches)
+            batches_cls.__init__(
+                self, [keys], batch_size=batch_size, shuffle=shuffle, seed=seed, max_batches=max_batches
+            )
             self._setup(pools, fx, norm, context=context, t=t, spectral=spectral, table=table)
 
         def _n_full(self):
@@ -300,7 +320,7 @@ def mixture_sequences(dataset: Path, info: dict, t: TrainingConfig, seed: int):
             return int(min(self.batch_size, self.pools[0].size - i * self.batch_size))
 
         def _starts(self, epoch, i):
-            keys = self.pools[0][i * self.batch_size:(i + 1) * self.batch_size]
+            keys = self.pools[0][i * self.batch_size : (i + 1) * self.batch_size]
             return (keys + epoch * self.pools[0].size if self.shuffle else keys), None
 
         def _arrays(self, keys, labels):
@@ -315,17 +335,29 @@ def mixture_sequences(dataset: Path, info: dict, t: TrainingConfig, seed: int):
     n_train = int(info["splits"]["train"]["frames"]) // context
     if t.steps_per_epoch:
         n_train = min(n_train, t.steps_per_epoch * t.batch_size)
-    train = Plan(train_pools, np.arange(max(n_train, 1), dtype=np.int64), shuffle=True, batch_size=t.batch_size,
-                 table=None)
+    train = Plan(
+        train_pools, np.arange(max(n_train, 1), dtype=np.int64), shuffle=True, batch_size=t.batch_size, table=None
+    )
     table = _validation_table(val_pools, context, hop, _pad_frames(fx))
     if t.val_max_patches and table.shape[0] > t.val_max_patches:
         table = table[np.linspace(0, table.shape[0] - 1, t.val_max_patches).round().astype(np.int64)]
     if table.shape[0] == 0:
-        raise ArtifactError(f"{dataset}: no validation utterance is {context} frames long; rebuild it with "
-                            "mixing.val_fraction > 0 or a smaller dataset.context")
-    val = Plan(val_pools, np.arange(table.shape[0], dtype=np.int64), shuffle=False,
-               batch_size=max(t.batch_size, 512), table=table)
+        raise ArtifactError(
+            f"{dataset}: no validation utterance is {context} frames long; rebuild it with "
+            "mixing.val_fraction > 0 or a smaller dataset.context"
+        )
+    val = Plan(
+        val_pools,
+        np.arange(table.shape[0], dtype=np.int64),
+        shuffle=False,
+        batch_size=max(t.batch_size, 512),
+        table=table,
+    )
     val_frames = int(table.shape[0]) * context
-    sizes = {"train": int(train.pools[0].size), "val": int(table.shape[0]), "val_frames": val_frames,
-             "val_minutes": round(val_frames * hop / int(params["sample_rate"]) / 60.0, 2)}
+    sizes = {
+        "train": int(train.pools[0].size),
+        "val": int(table.shape[0]),
+        "val_frames": val_frames,
+        "val_minutes": round(val_frames * hop / int(params["sample_rate"]) / 60.0, 2),
+    }
     return train, val, sizes

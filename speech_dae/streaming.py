@@ -102,7 +102,7 @@ class Streamer:
         at least ``margin`` samples before the first sample still to emit.
     """
 
-    def __init__(self, den: "Denoiser"):
+    def __init__(self, den: Denoiser):
         self.den = den
         self.align, grid_margin = _grid(den, den.sample_rate)
         if den.waveform:
@@ -227,7 +227,7 @@ class Streamer:
         x = _check_block(block)
         outs = []
         for i in range(0, x.size, MAX_PIECE):  # a huge block is denoised piece by piece (bounded memory)
-            piece = x[i:i + MAX_PIECE]
+            piece = x[i : i + MAX_PIECE]
             self._buf = np.concatenate([self._buf, piece])
             self._n += piece.size
             end = self.final_end(self._n)
@@ -254,8 +254,10 @@ class Streamer:
             if self._emitted >= self._n:
                 return np.zeros(0, np.float32)
             if self._n < self._min_len:
-                raise AudioError(f"the stream ended after {self._n} samples, shorter than one analysis window "
-                                 f"({self._min_len} samples); nothing to denoise")
+                raise AudioError(
+                    f"the stream ended after {self._n} samples, shorter than one analysis window "
+                    f"({self._min_len} samples); nothing to denoise"
+                )
             return self._emit(self._n)
         finally:
             self.reset()
@@ -266,8 +268,8 @@ class Streamer:
         Waveform runs, and every run's :meth:`flush` (the end of the signal: end patch, end padding).
         """
         r0 = self._read_start(self._emitted)
-        y = self.den(self._buf[r0 - self._start:])
-        return self._done(y[self._emitted - r0:end - r0], end)
+        y = self.den(self._buf[r0 - self._start :])
+        return self._done(y[self._emitted - r0 : end - r0], end)
 
     def _emit_frames(self, end: int) -> np.ndarray:
         """Spectral runs: outputs ``[emitted, end)``, predicting only the patches not predicted before.
@@ -282,40 +284,48 @@ class Streamer:
         t0, t1 = self._first_frame(self._emitted), self._last_frame(self._n)  # the frames that reach the outputs
         new = np.arange(self._next_start, t1 // ph * ph + 1, ph, dtype=np.int64)
         r0 = max(0, (min(t0, self._next_start) * hop - self._lead) // self.align * self.align)
-        seg = self._buf[r0 - self._start:]
+        seg = self._buf[r0 - self._start :]
         feats = den.fx(seg)  # frames r0 // hop + k
         f0 = r0 // hop
         if new.size:
-            x = den.norm.norm_x(feats[new[0] - f0:new[-1] - f0 + ctx])
+            x = den.norm.norm_x(feats[new[0] - f0 : new[-1] - f0 + ctx])
             patches = gather_patches(x, new - new[0], ctx)
             # Denoiser.predict_batch: Keras predict_on_batch runs one traced function (0.7 ms for type2 on one
             # patch, where an eager call costs ~7 ms of per-layer overhead on a small CPU)
-            pred = [den.predict_batch(patches[i:i + den.batch_size]) for i in range(0, len(patches), den.batch_size)]
+            pred = [den.predict_batch(patches[i : i + den.batch_size]) for i in range(0, len(patches), den.batch_size)]
             self._pstarts = np.concatenate([self._pstarts, new])
             self._ppred = np.concatenate([self._ppred, *pred])
             self._next_start = int(new[-1]) + ph
         use = self._pstarts <= t1  # and >= t0 - ctx + 1: older ones were dropped
         starts = self._pstarts[use] - self._pstarts[use][0]
         frames = overlap_average(self._ppred[use], starts, int(starts[-1]) + ctx)
-        frames = frames[t0 - self._pstarts[use][0]:t1 + 1 - self._pstarts[use][0]]
-        noisy = feats[t0 - f0:t1 + 1 - f0]
+        frames = frames[t0 - self._pstarts[use][0] : t1 + 1 - self._pstarts[use][0]]
+        noisy = feats[t0 - f0 : t1 + 1 - f0]
         denoised = feats.copy()  # frames outside [t0, t1] do not reach [emitted, end)
-        denoised[t0 - f0:t1 + 1 - f0] = den.fx.apply_mask(noisy, frames) if den.target == "mask" \
-            else den.norm.denorm_y(frames)
+        denoised[t0 - f0 : t1 + 1 - f0] = (
+            den.fx.apply_mask(noisy, frames) if den.target == "mask" else den.norm.denorm_y(frames)
+        )
         y = den.fx.to_audio(denoised, seg, noisy_features=feats, max_gain=den.max_gain)
         keep = self._pstarts >= self._first_frame(end) - ctx + 1
         self._pstarts, self._ppred = self._pstarts[keep], self._ppred[keep]
-        return self._done(y[self._emitted - r0:end - r0], end)
+        return self._done(y[self._emitted - r0 : end - r0], end)
 
     def _done(self, out: np.ndarray, end: int) -> np.ndarray:
         """Advance to ``end`` and trim the buffer to what the next outputs (and :meth:`flush`) need."""
         self._emitted = end
         keep = self._read_start(end)
         if not self.den.waveform:
-            keep = min(keep, max(0, (min(self._first_frame(end), self._next_start) * self.den.fx.cfg.hop_length
-                                     - self._lead) // self.align * self.align))
+            keep = min(
+                keep,
+                max(
+                    0,
+                    (min(self._first_frame(end), self._next_start) * self.den.fx.cfg.hop_length - self._lead)
+                    // self.align
+                    * self.align,
+                ),
+            )
         if keep > self._start:
-            self._buf = self._buf[keep - self._start:].copy()
+            self._buf = self._buf[keep - self._start :].copy()
             self._start = keep
         return np.ascontiguousarray(out, dtype=np.float32)
 
@@ -323,11 +333,15 @@ class Streamer:
 def _check_block(block) -> np.ndarray:
     x = np.asarray(block)
     if x.ndim != 1:
-        raise AudioError(f"process_block takes mono blocks of shape (n_samples,), got shape {x.shape}; "
-                         "mix channels down first (e.g. block.mean(axis=1))")
+        raise AudioError(
+            f"process_block takes mono blocks of shape (n_samples,), got shape {x.shape}; "
+            "mix channels down first (e.g. block.mean(axis=1))"
+        )
     if x.dtype.kind != "f":
-        raise AudioError(f"process_block takes float samples in [-1, 1] (float32), got dtype {x.dtype}; "
-                         "convert PCM first (int16: block / 32768)")
+        raise AudioError(
+            f"process_block takes float samples in [-1, 1] (float32), got dtype {x.dtype}; "
+            "convert PCM first (int16: block / 32768)"
+        )
     x = x.astype(np.float32, copy=False)
     if not np.all(np.isfinite(x)):
         raise AudioError("block holds NaN or Inf samples")

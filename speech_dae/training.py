@@ -35,8 +35,16 @@ from .config import POINTWISE_LOSSES, Config, parse_loss
 from .dataset import gather_patches, load_dataset
 from .errors import ArtifactError, ConfigError
 
-__all__ = ["train", "TrainSummary", "PatchSequence", "LabelledPatchSequence", "ClusterTask", "parse_tf_config",
-           "logical_cpu_devices", "distribution"]
+__all__ = [
+    "train",
+    "TrainSummary",
+    "PatchSequence",
+    "LabelledPatchSequence",
+    "ClusterTask",
+    "parse_tf_config",
+    "logical_cpu_devices",
+    "distribution",
+]
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +110,10 @@ class _Batches:
         if n and self.batch_size_of(n - 1) < parts:
             n -= 1
         if n < 1:
-            raise ConfigError(f"{self.pools[0].size} patches make no batch of at least {parts} patches (one per "
-                              "replica); use more data, a larger training.batch_size or fewer replicas")
+            raise ConfigError(
+                f"{self.pools[0].size} patches make no batch of at least {parts} patches (one per "
+                "replica); use more data, a larger training.batch_size or fewer replicas"
+            )
         return n
 
     def __getitem__(self, i: int):
@@ -161,8 +171,11 @@ class _Batches:
             return self._structure(*flat, lambda a: tf.zeros(tf.shape(a)[:1], tf.float32))
 
         ds = tf.data.Dataset.range(int(first_epoch) * steps * local, int(epochs) * steps * local)
-        ds = ds.map(lambda j: tf.numpy_function(load, [j], dtypes, stateful=False),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(
+            lambda j: tf.numpy_function(load, [j], dtypes, stateful=False),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
         ds = ds.map(structure)
         return (ds.repeat() if repeat else ds).prefetch(tf.data.AUTOTUNE)
 
@@ -194,8 +207,19 @@ class PatchSequence(_Batches):
     :meth:`dataset` streams the same batches through ``tf.data``.
     """
 
-    def __init__(self, x, y, windows, *, context: int, batch_size: int, shuffle: bool, seed: int,
-                 target_fn=None, max_batches: int | None = None):
+    def __init__(
+        self,
+        x,
+        y,
+        windows,
+        *,
+        context: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        target_fn=None,
+        max_batches: int | None = None,
+    ):
         super().__init__([windows], batch_size=batch_size, shuffle=shuffle, seed=seed, max_batches=max_batches)
         self.x, self.y, self.context, self.target_fn = x, y, int(context), target_fn
 
@@ -206,7 +230,7 @@ class PatchSequence(_Batches):
         return int(min(self.batch_size, self.pools[0].size - i * self.batch_size))
 
     def _starts(self, epoch: int, i: int):
-        return self.order(epoch)[0][i * self.batch_size:(i + 1) * self.batch_size], None
+        return self.order(epoch)[0][i * self.batch_size : (i + 1) * self.batch_size], None
 
     def _arrays(self, starts, labels):
         xb, yb = gather_patches(self.x, starts, self.context), gather_patches(self.y, starts, self.context)
@@ -248,14 +272,28 @@ class LabelledPatchSequence(_Batches):
         If there is no noise-only or no other patch.
     """
 
-    def __init__(self, x, windows, labels, *, context: int, batch_size: int, noise_only_fraction: float,
-                 shuffle: bool, seed: int, penalty_output: bool, max_batches: int | None = None):
+    def __init__(
+        self,
+        x,
+        windows,
+        labels,
+        *,
+        context: int,
+        batch_size: int,
+        noise_only_fraction: float,
+        shuffle: bool,
+        seed: int,
+        penalty_output: bool,
+        max_batches: int | None = None,
+    ):
         labels = np.asarray(labels)
         pools = [np.asarray(windows)[labels < 0.5], np.asarray(windows)[labels >= 0.5]]
         if pools[0].size == 0 or pools[1].size == 0:
-            raise ConfigError(f"semi-supervised training needs noise-only patches and noisy-speech patches; got "
-                              f"{pools[1].size} and {pools[0].size}: re-run 01_extract_features.py with "
-                              "--noise-only DIR")
+            raise ConfigError(
+                f"semi-supervised training needs noise-only patches and noisy-speech patches; got "
+                f"{pools[1].size} and {pools[0].size}: re-run 01_extract_features.py with "
+                "--noise-only DIR"
+            )
         super().__init__(pools, batch_size=batch_size, shuffle=shuffle, seed=seed, max_batches=max_batches)
         self.x, self.context, self.penalty_output = x, int(context), penalty_output
         self.n1 = max(1, int(round(noise_only_fraction * batch_size)))
@@ -269,14 +307,16 @@ class LabelledPatchSequence(_Batches):
 
     def _starts(self, epoch: int, i: int):
         speech, noise = self.order(epoch)
-        speech = speech[i * self.n0:(i + 1) * self.n0]
+        speech = speech[i * self.n0 : (i + 1) * self.n0]
         noise = noise[(i * self.n1 + np.arange(self.n1)) % noise.size]
         labels = np.concatenate([np.zeros(speech.size, np.float32), np.ones(noise.size, np.float32)])
         return np.concatenate([speech, noise]), labels
 
     def _arrays(self, starts, labels):
-        return [np.asarray(gather_patches(self.x, starts, self.context), np.float32),
-                np.asarray(labels, np.float32)[:, None]]
+        return [
+            np.asarray(gather_patches(self.x, starts, self.context), np.float32),
+            np.asarray(labels, np.float32)[:, None],
+        ]
 
     def _structure(self, xb, yb, zeros):
         targets = {"recon": xb}
@@ -338,8 +378,10 @@ class ClusterTask:
     is_chief: bool
 
 
-_TF_CONFIG_EXAMPLE = ("""TF_CONFIG='{"cluster": {"worker": ["localhost:12345", "localhost:12346"]}, """
-                      """"task": {"type": "worker", "index": 0}}' (index 1 on the second worker)""")
+_TF_CONFIG_EXAMPLE = (
+    """TF_CONFIG='{"cluster": {"worker": ["localhost:12345", "localhost:12346"]}, """
+    """"task": {"type": "worker", "index": 0}}' (index 1 on the second worker)"""
+)
 
 
 def parse_tf_config(text: str | None) -> ClusterTask:
@@ -362,8 +404,10 @@ def parse_tf_config(text: str | None) -> ClusterTask:
         of ``host:port`` workers, or its ``task`` is not a chief or worker with
         an index inside its list.
     """
-    need = f"training.distribute=multiworker reads the cluster from the TF_CONFIG environment variable, e.g. " \
-           f"{_TF_CONFIG_EXAMPLE}"
+    need = (
+        f"training.distribute=multiworker reads the cluster from the TF_CONFIG environment variable, e.g. "
+        f"{_TF_CONFIG_EXAMPLE}"
+    )
     if not text or not text.strip():
         raise ConfigError(f"TF_CONFIG is not set; {need}")
     try:
@@ -372,23 +416,31 @@ def parse_tf_config(text: str | None) -> ClusterTask:
         raise ConfigError(f"TF_CONFIG is not valid JSON ({exc.msg} at character {exc.pos}); {need}") from None
     cluster = conf.get("cluster") if isinstance(conf, dict) else None
     if not isinstance(cluster, dict) or not cluster.get("worker") and not cluster.get("chief"):
-        raise ConfigError(f"TF_CONFIG has no \"cluster\" with a \"worker\" list; {need}")
+        raise ConfigError(f'TF_CONFIG has no "cluster" with a "worker" list; {need}')
     for kind, addrs in cluster.items():
         if kind not in ("chief", "worker"):
-            raise ConfigError(f"TF_CONFIG cluster task type {kind!r} is not supported (only chief and worker train); "
-                              f"{need}")
-        if not isinstance(addrs, list) or not addrs or not all(
-                isinstance(a, str) and a.rpartition(":")[0] and a.rpartition(":")[2].isdigit() for a in addrs):
-            raise ConfigError(f"TF_CONFIG cluster.{kind} must be a non-empty list of \"host:port\" strings, "
-                              f"got {addrs!r}; {need}")
+            raise ConfigError(
+                f"TF_CONFIG cluster task type {kind!r} is not supported (only chief and worker train); {need}"
+            )
+        if (
+            not isinstance(addrs, list)
+            or not addrs
+            or not all(isinstance(a, str) and a.rpartition(":")[0] and a.rpartition(":")[2].isdigit() for a in addrs)
+        ):
+            raise ConfigError(
+                f'TF_CONFIG cluster.{kind} must be a non-empty list of "host:port" strings, got {addrs!r}; {need}'
+            )
     task = conf.get("task")
     if not isinstance(task, dict) or task.get("type") not in cluster:
-        raise ConfigError(f"TF_CONFIG task {task!r} must name a type of the cluster ({', '.join(cluster)}) and an "
-                          f"index; {need}")
+        raise ConfigError(
+            f"TF_CONFIG task {task!r} must name a type of the cluster ({', '.join(cluster)}) and an index; {need}"
+        )
     index = task.get("index", 0)
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[task["type"]]):
-        raise ConfigError(f"TF_CONFIG task index {index!r} is outside cluster.{task['type']} "
-                          f"(0..{len(cluster[task['type']]) - 1}); {need}")
+        raise ConfigError(
+            f"TF_CONFIG task index {index!r} is outside cluster.{task['type']} "
+            f"(0..{len(cluster[task['type']]) - 1}); {need}"
+        )
     n = sum(len(a) for a in cluster.values())
     chief = task["type"] == "chief" or ("chief" not in cluster and index == 0)
     return ClusterTask(task["type"], index, n, chief)
@@ -414,9 +466,11 @@ def logical_cpu_devices(n: int) -> None:
     except RuntimeError:
         have = len(tf.config.list_logical_devices("CPU"))
         if have != n:
-            raise ConfigError(f"training.cpu_devices={n}: TensorFlow already started in this process with {have} "
-                              "CPU device(s); set it for a fresh process (e.g. 03_train_autoencoder.py "
-                              f"--set training.cpu_devices={n})") from None
+            raise ConfigError(
+                f"training.cpu_devices={n}: TensorFlow already started in this process with {have} "
+                "CPU device(s); set it for a fresh process (e.g. 03_train_autoencoder.py "
+                f"--set training.cpu_devices={n})"
+            ) from None
 
 
 def distribution(t) -> tuple[object | None, ClusterTask | None]:
@@ -440,16 +494,21 @@ def distribution(t) -> tuple[object | None, ClusterTask | None]:
     if t.distribute == "multiworker":
         task = parse_tf_config(os.environ.get("TF_CONFIG"))
         if t.max_minutes:
-            raise ConfigError("training.max_minutes cannot be used with training.distribute=multiworker (each "
-                              "worker's clock would stop it at another batch); use training.epochs or "
-                              "training.steps_per_epoch")
+            raise ConfigError(
+                "training.max_minutes cannot be used with training.distribute=multiworker (each "
+                "worker's clock would stop it at another batch); use training.epochs or "
+                "training.steps_per_epoch"
+            )
     backend = _keras().backend.backend()
     if backend != "tensorflow":
-        key = (f"training.distribute={t.distribute}" if t.distribute != "none"
-               else f"training.cpu_devices={t.cpu_devices}")
-        raise ConfigError(f"{key} needs the TensorFlow Keras backend, but KERAS_BACKEND is {backend}; run with "
-                          "KERAS_BACKEND=tensorflow, or train on one device (training.distribute=none, "
-                          "training.cpu_devices=null)")
+        key = (
+            f"training.distribute={t.distribute}" if t.distribute != "none" else f"training.cpu_devices={t.cpu_devices}"
+        )
+        raise ConfigError(
+            f"{key} needs the TensorFlow Keras backend, but KERAS_BACKEND is {backend}; run with "
+            "KERAS_BACKEND=tensorflow, or train on one device (training.distribute=none, "
+            "training.cpu_devices=null)"
+        )
     if t.cpu_devices:
         logical_cpu_devices(t.cpu_devices)
     if t.distribute == "none":
@@ -558,7 +617,11 @@ def _backup_and_restore(keras, backup_dir: Path, *, epochs: int, early, timer, b
             model.load_weights(str(backup_dir / f"epoch{n}.weights.h5"))
             e = self.state["early"]
             early.wait, early.best, early.best_epoch, early.stopped_epoch = (
-                e["wait"], e["best"], e["best_epoch"], e["stopped_epoch"])
+                e["wait"],
+                e["best"],
+                e["best_epoch"],
+                e["stopped_epoch"],
+            )
             if self.state["best"] is not None:
                 with np.load(backup_dir / self.state["best"]) as z:
                     early.best_weights = [z[f"w{i}"] for i in range(len(z.files))]
@@ -587,14 +650,25 @@ def _backup_and_restore(keras, backup_dir: Path, *, epochs: int, early, timer, b
                         np.savez(fh, **{f"w{i}": w for i, w in enumerate(early.best_weights)})
                     os.replace(backup_dir / "tmp.npz", backup_dir / best)
             spent = budget.elapsed() if budget is not None else float(sum(timer.seconds))
-            write_json(backup_dir / "state.json", {
-                "epoch": n, "history": self.history, "best": best,
-                "early": {"wait": early.wait, "best": None if early.best is None else float(early.best),
-                          "best_epoch": early.best_epoch, "stopped_epoch": early.stopped_epoch},
-                "epoch_seconds": timer.seconds, "train_seconds": spent,
-                "budget_reached": bool(budget is not None and budget.reached),
-                "resumed_at_epochs": self.resumed_at_epochs,
-                "finished": bool(self.model.stop_training) or n >= epochs})
+            write_json(
+                backup_dir / "state.json",
+                {
+                    "epoch": n,
+                    "history": self.history,
+                    "best": best,
+                    "early": {
+                        "wait": early.wait,
+                        "best": None if early.best is None else float(early.best),
+                        "best_epoch": early.best_epoch,
+                        "stopped_epoch": early.stopped_epoch,
+                    },
+                    "epoch_seconds": timer.seconds,
+                    "train_seconds": spent,
+                    "budget_reached": bool(budget is not None and budget.reached),
+                    "resumed_at_epochs": self.resumed_at_epochs,
+                    "finished": bool(self.model.stop_training) or n >= epochs,
+                },
+            )
             for p in backup_dir.iterdir():
                 if p.name not in (f"epoch{n}.weights.h5", best, "state.json"):
                     p.unlink(missing_ok=True)
@@ -609,8 +683,9 @@ def _backup_and_restore(keras, backup_dir: Path, *, epochs: int, early, timer, b
     return BackupAndRestore()
 
 
-def _validation_clips(dataset: Path, info: dict, n: int,
-                      max_s: float = 4.0) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _validation_clips(
+    dataset: Path, info: dict, n: int, max_s: float = 4.0
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """The first ``n`` validation utterances with a clean reference: ``(id, noisy, clean)`` float32 waveforms.
 
     Read from the stage-01 folder the dataset was built from (``mixtures/``, ``references/``), at most
@@ -627,8 +702,11 @@ def _validation_clips(dataset: Path, info: dict, n: int,
         if len(out) == n:
             break
     if not out:
-        log.info("no validation utterance with a clean reference under %s: TensorBoard gets no SNR/val, audio or "
-                 "spectrograms", info.get("source", ""))
+        log.info(
+            "no validation utterance with a clean reference under %s: TensorBoard gets no SNR/val, audio or "
+            "spectrograms",
+            info.get("source", ""),
+        )
     return out
 
 
@@ -640,13 +718,17 @@ def _spectrogram_image(signals: list[np.ndarray], n_fft: int = 512, hop: int = 1
 
     mags = [np.abs(librosa.stft(np.asarray(y, np.float32), n_fft=n_fft, hop_length=hop)) for y in signals]
     width = min(m.shape[1] for m in mags)
-    db = librosa.amplitude_to_db(np.concatenate([m[::-1, :width] for m in mags]), ref=max(float(np.max(
-        np.concatenate([m.ravel() for m in mags]))), 1e-10), top_db=80.0)
+    db = librosa.amplitude_to_db(
+        np.concatenate([m[::-1, :width] for m in mags]),
+        ref=max(float(np.max(np.concatenate([m.ravel() for m in mags]))), 1e-10),
+        top_db=80.0,
+    )
     return (colormaps["magma"]((db + 80.0) / 80.0)[..., :3] * 255).astype(np.uint8)
 
 
-def _tensorboard_scalars(keras, log_dir: Path, *, model, fit_model, batch, clips, dataset: Path, info: dict,
-                         cfg: Config):
+def _tensorboard_scalars(
+    keras, log_dir: Path, *, model, fit_model, batch, clips, dataset: Path, info: dict, cfg: Config
+):
     """A callback writing libdse-style TensorBoard summaries to ``log_dir`` at the end of every epoch.
 
     Scalars: ``Loss/train``, ``Loss/val``, ``Ratio/val_to_train`` (from the epoch logs), ``SNR/val``
@@ -659,8 +741,10 @@ def _tensorboard_scalars(keras, log_dir: Path, *, model, fit_model, batch, clips
     ``TensorBoard`` callback). TensorFlow backend only: ``None`` (and a debug log) on the others.
     """
     if keras.backend.backend() != "tensorflow":
-        log.debug("TensorBoard scalars and media need the TensorFlow backend; %s writes the stock curves only",
-                  keras.backend.backend())
+        log.debug(
+            "TensorBoard scalars and media need the TensorFlow backend; %s writes the stock curves only",
+            keras.backend.backend(),
+        )
         return None
     import tensorflow as tf
 
@@ -671,11 +755,21 @@ def _tensorboard_scalars(keras, log_dir: Path, *, model, fit_model, batch, clips
     params = info["features_params"]
     sr = int(params["sample_rate"])
     # the stage-04 inference path, on the model being trained (no run folder yet)
-    run_info = {"sample_rate": sr, "features": params["features"], "context": info["context"],
-                "feature": info.get("feature"), "target": cfg.training.target}
-    den = Denoiser.from_model(model, run_info, Normaliser.load(dataset / "norm.npz"),
-                              patch_hop=cfg.reconstruct.patch_hop, batch_size=cfg.reconstruct.batch_size,
-                              max_gain=cfg.reconstruct.max_gain)
+    run_info = {
+        "sample_rate": sr,
+        "features": params["features"],
+        "context": info["context"],
+        "feature": info.get("feature"),
+        "target": cfg.training.target,
+    }
+    den = Denoiser.from_model(
+        model,
+        run_info,
+        Normaliser.load(dataset / "norm.npz"),
+        patch_hop=cfg.reconstruct.patch_hop,
+        batch_size=cfg.reconstruct.batch_size,
+        max_gain=cfg.reconstruct.max_gain,
+    )
 
     class TensorBoardScalars(keras.callbacks.Callback):
         def __init__(self):
@@ -689,8 +783,10 @@ def _tensorboard_scalars(keras, log_dir: Path, *, model, fit_model, batch, clips
                 loss = fit_model.compute_loss(x=x, y=y, y_pred=fit_model(x, training=False), training=False)
             grads = tape.gradient(loss, variables)
             half = max(1, len(variables) // 2)
-            return tuple(float(tf.linalg.global_norm([g for g in part if g is not None]))
-                         for part in (grads[:half], grads[half:]))
+            return tuple(
+                float(tf.linalg.global_norm([g for g in part if g is not None]))
+                for part in (grads[:half], grads[half:])
+            )
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
@@ -704,17 +800,27 @@ def _tensorboard_scalars(keras, log_dir: Path, *, model, fit_model, batch, clips
             scalars["GradNorm/encoder"], scalars["GradNorm/decoder"] = self.grad_norms()
             denoised = [den(noisy) for _, noisy, _ in clips]
             if clips:
-                scalars["SNR/val"] = float(np.mean([si_sdr(clean, d) - si_sdr(clean, noisy)
-                                                    for (_, noisy, clean), d in zip(clips, denoised)]))
+                scalars["SNR/val"] = float(
+                    np.mean([si_sdr(clean, d) - si_sdr(clean, noisy) for (_, noisy, clean), d in zip(clips, denoised)])
+                )
             with self.writer.as_default(step=epoch):
                 for tag, value in scalars.items():
                     tf.summary.scalar(tag, value)
                 for (uid, noisy, clean), d in zip(clips, denoised):
                     peak = max(float(np.max(np.abs(d))), 1e-9)
-                    tf.summary.audio(f"Audio/{uid}", (d / max(peak, 1.0))[None, :, None], sr, max_outputs=1,
-                                     description="denoised (validation)")
-                    tf.summary.image(f"Spectrogram/{uid}", _spectrogram_image([noisy, d, clean])[None],
-                                     max_outputs=1, description="noisy / denoised / clean (top to bottom)")
+                    tf.summary.audio(
+                        f"Audio/{uid}",
+                        (d / max(peak, 1.0))[None, :, None],
+                        sr,
+                        max_outputs=1,
+                        description="denoised (validation)",
+                    )
+                    tf.summary.image(
+                        f"Spectrogram/{uid}",
+                        _spectrogram_image([noisy, d, clean])[None],
+                        max_outputs=1,
+                        description="noisy / denoised / clean (top to bottom)",
+                    )
             self.writer.flush()
 
         def on_train_end(self, logs=None):
@@ -733,16 +839,21 @@ class TrainSummary:
     def lines(self) -> list[str]:
         i = self.info
         if self.up_to_date:
-            return [f"{self.run_dir} is up to date (same dataset, model and training parameters); "
-                    "pass --force to retrain"]
+            return [
+                f"{self.run_dir} is up to date (same dataset, model and training parameters); pass --force to retrain"
+            ]
         if self.discarded:
-            return [f"{i['cluster_task']}: trained {i['model']} for {i['epochs_run']} epochs in "
-                    f"{i['train_seconds']:.0f} s; best epoch {i['best_epoch']} val_loss {i['best_val_loss']:.4f}; "
-                    f"the chief writes {self.run_dir} (this worker's copy was discarded)"]
+            return [
+                f"{i['cluster_task']}: trained {i['model']} for {i['epochs_run']} epochs in "
+                f"{i['train_seconds']:.0f} s; best epoch {i['best_epoch']} val_loss {i['best_val_loss']:.4f}; "
+                f"the chief writes {self.run_dir} (this worker's copy was discarded)"
+            ]
         resumed = "".join(f"; resumed from epoch {n}" for n in i.get("resumed_at_epochs") or [])
-        return [f"trained {i['model']} ({i['n_params']:,} parameters) for {i['epochs_run']} epochs in "
-                f"{i['train_seconds']:.0f} s ({i['stop_reason']}{resumed}); best epoch {i['best_epoch']} "
-                f"val_loss {i['best_val_loss']:.4f}{_val_size(i)}; saved {self.run_dir}/model.keras"]
+        return [
+            f"trained {i['model']} ({i['n_params']:,} parameters) for {i['epochs_run']} epochs in "
+            f"{i['train_seconds']:.0f} s ({i['stop_reason']}{resumed}); best epoch {i['best_epoch']} "
+            f"val_loss {i['best_val_loss']:.4f}{_val_size(i)}; saved {self.run_dir}/model.keras"
+        ]
 
 
 def _val_size(info: dict) -> str:
@@ -775,6 +886,7 @@ def _sequences(dataset: Path, info: dict, t, seed: int, *, semi: bool, penalty: 
     as target). Validation uses at most ``training.val_max_patches`` patches,
     evenly spaced.
     """
+
     def mm(kind, split):
         return np.load(dataset / f"{kind}_{split}.npy", mmap_mode="r")
 
@@ -786,8 +898,10 @@ def _sequences(dataset: Path, info: dict, t, seed: int, *, semi: bool, penalty: 
 
     if uses_audio(t):
         if semi:
-            raise ConfigError("the semi-supervised models train on the stage-02 patches: set training.mixing=fixed "
-                              "and training.loss=mse")
+            raise ConfigError(
+                "the semi-supervised models train on the stage-02 patches: set training.mixing=fixed "
+                "and training.loss=mse"
+            )
         return mixture_sequences(dataset, info, t, seed)
     context = int(info["context"])
     windows = {"train": np.asarray(mm("windows", "train")), "val": np.asarray(mm("windows", "val"))}
@@ -796,23 +910,55 @@ def _sequences(dataset: Path, info: dict, t, seed: int, *, semi: bool, penalty: 
     windows["val"], lab["val"] = windows["val"][keep], lab["val"][keep]
     if windows["val"].size == 0:
         raise ArtifactError(f"{dataset} has no validation patches; rebuild it with mixing.val_fraction > 0")
-    n_patches = {**{s: int(w.size) for s, w in windows.items()},
-                 **_covered(windows["val"], context, info["features_params"])}
+    n_patches = {
+        **{s: int(w.size) for s, w in windows.items()},
+        **_covered(windows["val"], context, info["features_params"]),
+    }
     if semi:
-        seqs = [LabelledPatchSequence(mm("x", s), windows[s], lab[s], context=context, batch_size=t.batch_size,
-                                      noise_only_fraction=t.noise_only_fraction, shuffle=s == "train", seed=seed,
-                                      penalty_output=penalty, max_batches=t.steps_per_epoch if s == "train" else None)
-                for s in ("train", "val")]
+        seqs = [
+            LabelledPatchSequence(
+                mm("x", s),
+                windows[s],
+                lab[s],
+                context=context,
+                batch_size=t.batch_size,
+                noise_only_fraction=t.noise_only_fraction,
+                shuffle=s == "train",
+                seed=seed,
+                penalty_output=penalty,
+                max_batches=t.steps_per_epoch if s == "train" else None,
+            )
+            for s in ("train", "val")
+        ]
         return seqs[0], seqs[1], n_patches
     target_fn = _mask_target_fn(dataset, info) if t.target == "mask" else None
     speech = {s: windows[s][lab[s] < 0.5] for s in windows}  # noise-only patches have no use with clean targets
-    train_seq = PatchSequence(mm("x", "train"), mm("y", "train"), speech["train"], context=context,
-                              batch_size=t.batch_size, shuffle=True, seed=seed, target_fn=target_fn,
-                              max_batches=t.steps_per_epoch)
-    val_seq = PatchSequence(mm("x", "val"), mm("y", "val"), speech["val"], context=context,
-                            batch_size=max(t.batch_size, 512), shuffle=False, seed=seed, target_fn=target_fn)
-    return train_seq, val_seq, {**{s: int(w.size) for s, w in speech.items()},
-                                **_covered(speech["val"], context, info["features_params"])}
+    train_seq = PatchSequence(
+        mm("x", "train"),
+        mm("y", "train"),
+        speech["train"],
+        context=context,
+        batch_size=t.batch_size,
+        shuffle=True,
+        seed=seed,
+        target_fn=target_fn,
+        max_batches=t.steps_per_epoch,
+    )
+    val_seq = PatchSequence(
+        mm("x", "val"),
+        mm("y", "val"),
+        speech["val"],
+        context=context,
+        batch_size=max(t.batch_size, 512),
+        shuffle=False,
+        seed=seed,
+        target_fn=target_fn,
+    )
+    return (
+        train_seq,
+        val_seq,
+        {**{s: int(w.size) for s, w in speech.items()}, **_covered(speech["val"], context, info["features_params"])},
+    )
 
 
 def _covered(starts: np.ndarray, context: int, params: dict) -> dict:
@@ -833,8 +979,9 @@ def _loss(t, info: dict):
     from .losses import SpectralLoss
 
     f = info["features_params"]["features"]
-    return SpectralLoss(terms=terms, weights=weights, n_fft=int(f["n_fft"]), hop_length=int(f["hop_length"]),
-                        window=f["window"])
+    return SpectralLoss(
+        terms=terms, weights=weights, n_fft=int(f["n_fft"]), hop_length=int(f["hop_length"]), window=f["window"]
+    )
 
 
 def _optimizer(keras, t):
@@ -849,16 +996,25 @@ def _distribute(seq: _Batches, strategy, *, epochs: int = 1, repeat: bool = Fals
     if strategy is None:
         return seq.dataset(epochs, repeat=repeat, first_epoch=first_epoch)
     return strategy.distribute_datasets_from_function(
-        lambda ctx: seq.dataset(epochs, input_context=ctx, repeat=repeat, first_epoch=first_epoch))
+        lambda ctx: seq.dataset(epochs, input_context=ctx, repeat=repeat, first_epoch=first_epoch)
+    )
 
 
 #: ``training`` keys that say how to run, not what to train: left out of the run fingerprint.
 _EXECUTION_KEYS = ("distribute", "cpu_devices")
 
 
-def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path = "models",
-          logs_dir: str | Path = "model_logs", force: bool = False, progress: bool = True,
-          extra_callbacks: list | None = None) -> TrainSummary:
+def train(
+    cfg: Config,
+    *,
+    dataset: str | Path,
+    run: str,
+    models_dir: str | Path = "models",
+    logs_dir: str | Path = "model_logs",
+    force: bool = False,
+    progress: bool = True,
+    extra_callbacks: list | None = None,
+) -> TrainSummary:
     """Run stage 03: train ``cfg.model.name`` on ``dataset`` and write ``models/<run>/``.
 
     Parameters
@@ -902,28 +1058,62 @@ def train(cfg: Config, *, dataset: str | Path, run: str, models_dir: str | Path 
     from .models import MODEL_FEATURES, MODEL_TARGETS, SEMI_SUPERVISED
 
     if name in MODEL_FEATURES and info["feature"] not in MODEL_FEATURES[name]:
-        raise ConfigError(f"model {name} works on {' or '.join(MODEL_FEATURES[name])} features, but {dataset} holds "
-                          f"{info['feature']}; rebuild with 01_extract_features.py --feature {MODEL_FEATURES[name][0]}")
+        raise ConfigError(
+            f"model {name} works on {' or '.join(MODEL_FEATURES[name])} features, but {dataset} holds "
+            f"{info['feature']}; rebuild with 01_extract_features.py --feature {MODEL_FEATURES[name][0]}"
+        )
     if name in MODEL_TARGETS and t.target not in MODEL_TARGETS[name]:
         raise ConfigError(f"model {name} supports --target {' or '.join(MODEL_TARGETS[name])}, not {t.target}")
     if name not in SEMI_SUPERVISED and not info.get("clean_targets", True):
-        raise ConfigError(f"{dataset} has no clean references (stage 01 --noisy without --clean), so only the "
-                          f"semi-supervised models ({', '.join(SEMI_SUPERVISED)}) can train on it, not {name}")
+        raise ConfigError(
+            f"{dataset} has no clean references (stage 01 --noisy without --clean), so only the "
+            f"semi-supervised models ({', '.join(SEMI_SUPERVISED)}) can train on it, not {name}"
+        )
     # how many devices train does not change the run: left out of the fingerprint (runs stay up to date)
-    fp = fingerprint(__version__, info["fingerprint"], name, hparams,
-                     {k: v for k, v in cfg.to_dict()["training"].items() if k not in _EXECUTION_KEYS}, cfg.seed)
+    fp = fingerprint(
+        __version__,
+        info["fingerprint"],
+        name,
+        hparams,
+        {k: v for k, v in cfg.to_dict()["training"].items() if k not in _EXECUTION_KEYS},
+        cfg.seed,
+    )
     strategy, task = distribution(t)
     if task is not None and not task.is_chief:  # only the chief writes models/<run>/ and the logs
         scratch = Path(tempfile.mkdtemp(prefix=f"speech_dae_{task.type}{task.index}_"))
         try:
-            summary = _train(cfg, dataset, info, run, scratch / "models", scratch / "logs", True, progress, fp,
-                             strategy, task, extra_callbacks=extra_callbacks)
+            summary = _train(
+                cfg,
+                dataset,
+                info,
+                run,
+                scratch / "models",
+                scratch / "logs",
+                True,
+                progress,
+                fp,
+                strategy,
+                task,
+                extra_callbacks=extra_callbacks,
+            )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return TrainSummary(Path(models_dir) / run, summary.info, discarded=True)
     # workers cannot agree to skip without talking to each other: a multi-worker run always retrains
-    return _train(cfg, dataset, info, run, Path(models_dir), Path(logs_dir), force or task is not None, progress, fp,
-                  strategy, task, extra_callbacks=extra_callbacks)
+    return _train(
+        cfg,
+        dataset,
+        info,
+        run,
+        Path(models_dir),
+        Path(logs_dir),
+        force or task is not None,
+        progress,
+        fp,
+        strategy,
+        task,
+        extra_callbacks=extra_callbacks,
+    )
 
 
 def _keep_csv_epochs(path: Path, n: int) -> None:
@@ -931,14 +1121,29 @@ def _keep_csv_epochs(path: Path, n: int) -> None:
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    keep = lines[:1] + [ln for ln in lines[1:] if ln.split(",", 1)[0].strip().isdigit()
-                        and int(ln.split(",", 1)[0]) < n and ln.endswith("\n")]
+    keep = lines[:1] + [
+        ln
+        for ln in lines[1:]
+        if ln.split(",", 1)[0].strip().isdigit() and int(ln.split(",", 1)[0]) < n and ln.endswith("\n")
+    ]
     with atomic_path(path) as tmp:
         Path(tmp).write_text("".join(keep), encoding="utf-8")
 
 
-def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, logs_dir: Path, force: bool,
-           progress: bool, fp: str, strategy, task: ClusterTask | None, extra_callbacks=None) -> TrainSummary:
+def _train(
+    cfg: Config,
+    dataset: Path,
+    info: dict,
+    run: str,
+    models_dir: Path,
+    logs_dir: Path,
+    force: bool,
+    progress: bool,
+    fp: str,
+    strategy,
+    task: ClusterTask | None,
+    extra_callbacks=None,
+) -> TrainSummary:
     """The body of :func:`train` once the inputs are checked: one process's part of a run."""
     from .models import SEMI_SUPERVISED, build_model
 
@@ -962,15 +1167,23 @@ def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, l
     budget = _time_budget(keras, t.max_minutes) if t.max_minutes else None
     timer = _epoch_timer(keras)
     # a multi-worker run always retrains (see train): no backup
-    backup = None if task is not None else _backup_and_restore(
-        keras, work / "backup", epochs=t.epochs, early=early, timer=timer, budget=budget)
+    backup = (
+        None
+        if task is not None
+        else _backup_and_restore(keras, work / "backup", epochs=t.epochs, early=early, timer=timer, budget=budget)
+    )
     first = backup.initial_epoch if backup is not None else 0
     logs_dir = Path(logs_dir)
     logs_dir.mkdir(parents=True, exist_ok=True)
     tb_dir, csv_path = logs_dir / run, logs_dir / f"{run}.csv"
     if first:
-        log.info("resumed from epoch %d: %s holds the backup of %d completed epoch(s) of %d", first,
-                 work / "backup", first, t.epochs)
+        log.info(
+            "resumed from epoch %d: %s holds the backup of %d completed epoch(s) of %d",
+            first,
+            work / "backup",
+            first,
+            t.epochs,
+        )
         _keep_csv_epochs(csv_path, first)
     elif tb_dir.exists():
         shutil.rmtree(tb_dir)
@@ -994,19 +1207,45 @@ def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, l
         fit_model.compile(optimizer=_optimizer(keras, t), loss=losses)
     # order matters: the backup saves the state early / timer / budget hold at the end of each epoch, and is
     # written before the CSV row (a logged epoch is a saved one)
-    callbacks = [early, timer, *([budget] if budget else []), *([backup] if backup else []),
-                 keras.callbacks.CSVLogger(str(csv_path), append=bool(first)),
-                 keras.callbacks.TensorBoard(log_dir=str(tb_dir), write_graph=False)]
+    callbacks = [
+        early,
+        timer,
+        *([budget] if budget else []),
+        *([backup] if backup else []),
+        keras.callbacks.CSVLogger(str(csv_path), append=bool(first)),
+        keras.callbacks.TensorBoard(log_dir=str(tb_dir), write_graph=False),
+    ]
     if t.tensorboard_media:
-        scalars = _tensorboard_scalars(keras, tb_dir, model=model, fit_model=fit_model, batch=train_seq[0],
-                                       clips=_validation_clips(dataset, info, t.tensorboard_utterances),
-                                       dataset=dataset, info=info, cfg=cfg)
+        scalars = _tensorboard_scalars(
+            keras,
+            tb_dir,
+            model=model,
+            fit_model=fit_model,
+            batch=train_seq[0],
+            clips=_validation_clips(dataset, info, t.tensorboard_utterances),
+            dataset=dataset,
+            info=info,
+            cfg=cfg,
+        )
         callbacks += [scalars] if scalars is not None else []
     callbacks += list(extra_callbacks or [])
-    log.info("training %s on %s: %d train / %d val patches of %dx%d (%s mixing; validation %d frames, %.1f min), "
-             "up to %d epochs of %d steps on %d replica(s) (Keras backend %s)", name, dataset, n_patches["train"],
-             n_patches["val"], context, n_bins, t.mixing, n_patches["val_frames"], n_patches["val_minutes"],
-             t.epochs, steps["train"], replicas, keras.backend.backend())
+    log.info(
+        "training %s on %s: %d train / %d val patches of %dx%d (%s mixing; validation %d frames, %.1f min), "
+        "up to %d epochs of %d steps on %d replica(s) (Keras backend %s)",
+        name,
+        dataset,
+        n_patches["train"],
+        n_patches["val"],
+        context,
+        n_bins,
+        t.mixing,
+        n_patches["val_frames"],
+        n_patches["val_minutes"],
+        t.epochs,
+        steps["train"],
+        replicas,
+        keras.backend.backend(),
+    )
     t0 = time.perf_counter()
     spent = float(backup.state["train_seconds"]) if first else 0.0
     if backup is not None and backup.finished:  # killed after training ended, before the run was committed
@@ -1015,11 +1254,22 @@ def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, l
             fit_model.set_weights(early.best_weights)
         h = backup.history
     else:
-        history = fit_model.fit(train_ds, steps_per_epoch=steps["train"], validation_data=val_ds,
-                                validation_steps=steps["val"], epochs=t.epochs, initial_epoch=first,
-                                callbacks=callbacks, shuffle=False, verbose=1 if progress else 2)
-        h = backup.history if backup is not None else {k: [float(v) for v in vals]
-                                                       for k, vals in history.history.items()}
+        history = fit_model.fit(
+            train_ds,
+            steps_per_epoch=steps["train"],
+            validation_data=val_ds,
+            validation_steps=steps["val"],
+            epochs=t.epochs,
+            initial_epoch=first,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=1 if progress else 2,
+        )
+        h = (
+            backup.history
+            if backup is not None
+            else {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        )
     seconds = spent + time.perf_counter() - t0
     model.save(work / "model.keras")  # the inference model, with the best epoch's weights (EarlyStopping restores)
     resumed = backup.resumed_at_epochs if backup is not None else []
@@ -1046,8 +1296,11 @@ def _train(cfg: Config, dataset: Path, info: dict, run: str, models_dir: Path, l
         "target": t.target,
         "loss": t.loss,
         "loss_weights": list(parse_loss(t.loss, t.loss_weights)[1]),
-        "optimizer": {"name": "adamw" if t.weight_decay else "adam", "learning_rate": t.learning_rate,
-                      **({"weight_decay": t.weight_decay} if t.weight_decay else {})},
+        "optimizer": {
+            "name": "adamw" if t.weight_decay else "adam",
+            "learning_rate": t.learning_rate,
+            **({"weight_decay": t.weight_decay} if t.weight_decay else {}),
+        },
         "mixing": t.mixing,
         "training": cfg.to_dict()["training"],
         "epochs_run": epochs_run,

@@ -27,10 +27,11 @@ import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -39,8 +40,16 @@ from .config import Config, load_config
 from .dataset import load_dataset
 from .errors import ConfigError
 
-__all__ = ["SEARCH_SPACES", "TRAINING_SPACE", "suggest", "decode_params", "pruning_callback", "tune",
-           "TuneSummary", "write_tuned_config"]
+__all__ = [
+    "SEARCH_SPACES",
+    "TRAINING_SPACE",
+    "suggest",
+    "decode_params",
+    "pruning_callback",
+    "tune",
+    "TuneSummary",
+    "write_tuned_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,26 +57,42 @@ log = logging.getLogger(__name__)
 # (layer widths) is shown to Optuna as strings such as "512-128" and written back as lists.
 #: Search space of every registry model: ``{model: {hyper-parameter of model.hparams.<model>: spec}}``.
 SEARCH_SPACES: dict[str, dict[str, tuple]] = {
-    "type1": {"filters": ("choice", [[64, 16], [128, 32], [256, 64], [128, 64, 32]]),
-              "kernel_size": ("choice", [3, 5, 7]),
-              "dropout": ("float", 0.0, 0.3, False)},
-    "type2": {"units": ("choice", [[256, 64], [512, 128], [1024, 256], [1024, 256, 64], [2048, 512]]),
-              "dropout": ("float", 0.0, 0.3, False)},
-    "dense_ln": {"units": ("choice", [[512, 128, 64, 128, 512], [1024, 256, 128, 256, 1024],
-                                      [2048, 500, 180, 500, 2048]]),
-                 "dropout": ("float", 0.0, 0.3, False)},
-    "conv1d_time": {"filters": ("choice", [[16, 8], [32, 16], [64, 32], [32, 16, 8]]),
-                    "kernel_size": ("choice", [5, 9, 15])},
+    "type1": {
+        "filters": ("choice", [[64, 16], [128, 32], [256, 64], [128, 64, 32]]),
+        "kernel_size": ("choice", [3, 5, 7]),
+        "dropout": ("float", 0.0, 0.3, False),
+    },
+    "type2": {
+        "units": ("choice", [[256, 64], [512, 128], [1024, 256], [1024, 256, 64], [2048, 512]]),
+        "dropout": ("float", 0.0, 0.3, False),
+    },
+    "dense_ln": {
+        "units": ("choice", [[512, 128, 64, 128, 512], [1024, 256, 128, 256, 1024], [2048, 500, 180, 500, 2048]]),
+        "dropout": ("float", 0.0, 0.3, False),
+    },
+    "conv1d_time": {
+        "filters": ("choice", [[16, 8], [32, 16], [64, 32], [32, 16, 8]]),
+        "kernel_size": ("choice", [5, 9, 15]),
+    },
     "cnn2d": {"filters": ("choice", [8, 16, 32]), "depth": ("choice", [2, 3]), "kernel_size": ("choice", [3, 5])},
-    "unet": {"base_filters": ("choice", [8, 16, 32]), "depth": ("choice", [2, 3, 4]),
-             "dropout": ("float", 0.0, 0.2, False)},
+    "unet": {
+        "base_filters": ("choice", [8, 16, 32]),
+        "depth": ("choice", [2, 3, 4]),
+        "dropout": ("float", 0.0, 0.2, False),
+    },
     "shallow": {"units": ("choice", [500, 1000, 2000, 4000])},
-    "partitioned": {"units": ("choice", [500, 1000, 2000]), "background": ("float", 0.1, 0.5, False),
-                    "penalty": ("float", 0.1, 3.0, True)},
+    "partitioned": {
+        "units": ("choice", [500, 1000, 2000]),
+        "background": ("float", 0.1, 0.5, False),
+        "penalty": ("float", 0.1, 3.0, True),
+    },
     "curro": {"units": ("choice", [[1024, 1024], [2048, 2048]]), "decoder_units": ("choice", [[512], [1024]])},
-    "tcn": {"units": ("choice", [[256], [512], [1024, 512]]), "channels": ("choice", [64, 128, 256]),
-            "dilations": ("choice", [[1, 2, 4], [1, 2, 4, 8], [1, 2, 4, 8, 16]]),
-            "dropout": ("float", 0.0, 0.3, False)},
+    "tcn": {
+        "units": ("choice", [[256], [512], [1024, 512]]),
+        "channels": ("choice", [64, 128, 256]),
+        "dilations": ("choice", [[1, 2, 4], [1, 2, 4, 8], [1, 2, 4, 8, 16]]),
+        "dropout": ("float", 0.0, 0.3, False),
+    },
 }
 #: Searched for every model: keys of the ``training`` section.
 TRAINING_SPACE: dict[str, tuple] = {
@@ -92,8 +117,10 @@ def _space(model: str) -> dict[str, tuple[str, tuple]]:
     """``{optuna parameter name: (dotted config key, spec)}`` of ``model`` (model space, then training space)."""
     if model not in SEARCH_SPACES:  # the registry's names (tests check the two agree)
         raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(sorted(SEARCH_SPACES))}")
-    return {**{k: (f"model.hparams.{model}.{k}", s) for k, s in SEARCH_SPACES[model].items()},
-            **{k: (f"training.{k}", s) for k, s in TRAINING_SPACE.items()}}
+    return {
+        **{k: (f"model.hparams.{model}.{k}", s) for k, s in SEARCH_SPACES[model].items()},
+        **{k: (f"training.{k}", s) for k, s in TRAINING_SPACE.items()},
+    }
 
 
 def suggest(trial, model: str) -> dict[str, Any]:
@@ -169,16 +196,20 @@ class TuneSummary:
 
     def lines(self) -> list[str]:
         c = self.counts
-        lines = [f"study {self.study} in {self.storage}: {c['complete'] + c['pruned']} finished trials "
-                 f"({c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed or interrupted); "
-                 f"{self.new_trials} run now"]
+        lines = [
+            f"study {self.study} in {self.storage}: {c['complete'] + c['pruned']} finished trials "
+            f"({c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed or interrupted); "
+            f"{self.new_trials} run now"
+        ]
         if self.best is None:
             return lines + ["no trial has completed yet; re-run the same command to continue"]
         a = self.best.user_attrs
         vals = ", ".join(f"{k.rsplit('.', 1)[1]}={_fmt(v)}" for k, v in self.best_values.items())
-        lines.append(f"best trial #{self.best.number}: val_loss {self.best.value:.4f} (epoch {a.get('best_epoch')} of "
-                     f"{a.get('epochs_run')}, {a.get('train_seconds', 0):.0f} s, {a.get('n_params', 0):,} parameters): "
-                     f"{vals}")
+        lines.append(
+            f"best trial #{self.best.number}: val_loss {self.best.value:.4f} (epoch {a.get('best_epoch')} of "
+            f"{a.get('epochs_run')}, {a.get('train_seconds', 0):.0f} s, {a.get('n_params', 0):,} parameters): "
+            f"{vals}"
+        )
         return lines + [f"wrote {self.out}", f"next: {self.next_command}"]
 
 
@@ -213,8 +244,9 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
 
 
-def write_tuned_config(path: str | Path, model: str, values: Mapping[str, Any], *, base: str | Path | None = None,
-                       header: str = "") -> Path:
+def write_tuned_config(
+    path: str | Path, model: str, values: Mapping[str, Any], *, base: str | Path | None = None, header: str = ""
+) -> Path:
     """Write the tuned ``values`` as a config file for ``--config``, atomically.
 
     Parameters
@@ -241,7 +273,8 @@ def write_tuned_config(path: str | Path, model: str, values: Mapping[str, Any], 
         data = yaml.safe_load(Path(base).read_text(encoding="utf-8")) or {}
     _deep_update(data, _nested({"model.name": model, **values}))
     text = "".join(f"# {line}\n" for line in header.splitlines()) + yaml.dump(
-        data, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+        data, Dumper=_Dumper, sort_keys=False, default_flow_style=False
+    )
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
         load_config(tmp)
@@ -281,8 +314,11 @@ def _recover(study, storage) -> None:
             workdir = Path(t.user_attrs.get("workdir", ""))
             if workdir.name.startswith("speech_dae_tune_") and workdir.is_dir():  # its temporary trial folder
                 shutil.rmtree(workdir, ignore_errors=True)
-            log.info("trial %d was left running by process %s, which is gone: marked failed", t.number,
-                     t.user_attrs.get("pid"))
+            log.info(
+                "trial %d was left running by process %s, which is gone: marked failed",
+                t.number,
+                t.user_attrs.get("pid"),
+            )
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
     for t in trials:
@@ -298,13 +334,28 @@ def _settings(cfg: Config, model: str, info: dict) -> dict:
     tuned = set(_space(model))
     hp = {k: v for k, v in cfg.model.params_for(model).items() if k not in tuned}
     training = {k: v for k, v in cfg.to_dict()["training"].items() if k not in tuned and k not in _EXECUTION_KEYS}
-    return {"model": model, "dataset_fingerprint": info["fingerprint"],
-            "settings": fingerprint(hp, training, cfg.seed), "training": training}
+    return {
+        "model": model,
+        "dataset_fingerprint": info["fingerprint"],
+        "settings": fingerprint(hp, training, cfg.seed),
+        "training": training,
+    }
 
 
-def tune(cfg: Config, *, dataset: str | Path, model: str, trials: int, storage: str, study_name: str | None = None,
-         out: str | Path | None = None, timeout_min: float | None = None, base_config: str | Path | None = None,
-         force: bool = False, progress: bool = True) -> TuneSummary:
+def tune(
+    cfg: Config,
+    *,
+    dataset: str | Path,
+    model: str,
+    trials: int,
+    storage: str,
+    study_name: str | None = None,
+    out: str | Path | None = None,
+    timeout_min: float | None = None,
+    base_config: str | Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> TuneSummary:
     """Run (or resume) an Optuna study over ``model``'s hyper-parameters and write the best as a config file.
 
     Parameters
@@ -357,8 +408,10 @@ def tune(cfg: Config, *, dataset: str | Path, model: str, trials: int, storage: 
     from .models import MODEL_FEATURES
 
     if info["feature"] not in MODEL_FEATURES[model]:
-        raise ConfigError(f"model {model} works on {' or '.join(MODEL_FEATURES[model])} features, but {dataset} "
-                          f"holds {info['feature']}")
+        raise ConfigError(
+            f"model {model} works on {' or '.join(MODEL_FEATURES[model])} features, but {dataset} "
+            f"holds {info['feature']}"
+        )
     cfg = cfg.replace(**{"model.name": model})
     optuna = _optuna()
     state = optuna.trial.TrialState
@@ -366,24 +419,36 @@ def tune(cfg: Config, *, dataset: str | Path, model: str, trials: int, storage: 
     try:
         rdb = optuna.storages.RDBStorage(storage)
     except Exception as exc:  # sqlalchemy / optuna raise many kinds for a bad URL
-        raise ConfigError(f"--storage {storage!r} cannot be opened by Optuna ({exc.__class__.__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}); use e.g. sqlite:///tuning.db") from None
+        raise ConfigError(
+            f"--storage {storage!r} cannot be opened by Optuna ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); use e.g. sqlite:///tuning.db"
+        ) from None
     if force and study_name in {s.study_name for s in optuna.get_all_study_summaries(rdb)}:
         optuna.delete_study(study_name=study_name, storage=rdb)
         log.info("deleted the existing study %s (--force)", study_name)
-    study = optuna.create_study(storage=rdb, study_name=study_name, direction="minimize", load_if_exists=True,
-                                pruner=optuna.pruners.MedianPruner(**PRUNER))
+    study = optuna.create_study(
+        storage=rdb,
+        study_name=study_name,
+        direction="minimize",
+        load_if_exists=True,
+        pruner=optuna.pruners.MedianPruner(**PRUNER),
+    )
     settings = _settings(cfg, model, info)
     known = study.user_attrs.get("speech_dae")
     if known is None:
         study.set_user_attr("speech_dae", {**settings, "dataset": str(dataset)})
     elif any(known.get(k) != settings[k] for k in ("model", "dataset_fingerprint", "settings")):
-        what = {"model": "model", "dataset_fingerprint": "dataset", "settings": "trial settings (training budgets, "
-                "untuned hyper-parameters, seed)"}
+        what = {
+            "model": "model",
+            "dataset_fingerprint": "dataset",
+            "settings": "trial settings (training budgets, untuned hyper-parameters, seed)",
+        }
         diff = [w for k, w in what.items() if known.get(k) != settings[k]]
-        raise ConfigError(f"study {study_name!r} in {storage} was run with a different {' and '.join(diff)} (model "
-                          f"{known.get('model')}, dataset {known.get('dataset')}, training {known.get('training')}); "
-                          "resume it with the same options, pass --study NEW_NAME, or --force to start it afresh")
+        raise ConfigError(
+            f"study {study_name!r} in {storage} was run with a different {' and '.join(diff)} (model "
+            f"{known.get('model')}, dataset {known.get('dataset')}, training {known.get('training')}); "
+            "resume it with the same options, pass --study NEW_NAME, or --force to start it afresh"
+        )
     _recover(study, rdb)
     finished = (state.COMPLETE, state.PRUNED)
     # a fresh sampler seed per resume, so the random start-up trials do not repeat the first run's draws
@@ -392,8 +457,12 @@ def tune(cfg: Config, *, dataset: str | Path, model: str, trials: int, storage: 
     missing = trials - before
     if missing > 0:
         log.info("study %s: %d of %d trials finished, running %d more", study_name, before, trials, missing)
-        study.optimize(_objective(cfg, dataset, model, progress), n_trials=missing,
-                       timeout=None if timeout_min is None else 60.0 * timeout_min, gc_after_trial=True)
+        study.optimize(
+            _objective(cfg, dataset, model, progress),
+            n_trials=missing,
+            timeout=None if timeout_min is None else 60.0 * timeout_min,
+            gc_after_trial=True,
+        )
     all_trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state.name.lower() == s for t in all_trials) for s in ("complete", "pruned", "fail")}
     summary = TuneSummary(study_name, storage, counts, counts["complete"] + counts["pruned"] - before)
@@ -402,15 +471,18 @@ def tune(cfg: Config, *, dataset: str | Path, model: str, trials: int, storage: 
     best = study.best_trial
     values = decode_params(model, best.params)
     out = Path(out) if out is not None else Path("configs") / f"tuned_{model}.yaml"
-    header = (f"Tuned by 06_tune.py: study {study_name} ({storage}), best of {counts['complete']} complete and "
-              f"{counts['pruned']} pruned trials\ntrial #{best.number}: val_loss {best.value:.6g} on {dataset} "
-              f"(train/val splits), {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}\n"
-              f"trial budget (not written below): training {settings['training']}")
+    header = (
+        f"Tuned by 06_tune.py: study {study_name} ({storage}), best of {counts['complete']} complete and "
+        f"{counts['pruned']} pruned trials\ntrial #{best.number}: val_loss {best.value:.6g} on {dataset} "
+        f"(train/val splits), {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}\n"
+        f"trial budget (not written below): training {settings['training']}"
+    )
     write_tuned_config(out, model, values, base=base_config, header=header)
     run = f"{dataset.name}_{model}_tuned"
     summary.best, summary.best_values, summary.out = best, values, out
-    summary.next_command = (f"python 03_train_autoencoder.py --config {out} --dataset {dataset} --model {model} "
-                            f"--run {run}")
+    summary.next_command = (
+        f"python 03_train_autoencoder.py --config {out} --dataset {dataset} --model {model} --run {run}"
+    )
     return summary
 
 
@@ -428,9 +500,16 @@ def _objective(cfg: Config, dataset: Path, model: str, progress: bool):
         try:
             with tempfile.TemporaryDirectory(prefix="speech_dae_tune_") as tmp:
                 trial.set_user_attr("workdir", tmp)
-                summary = train(trial_cfg, dataset=dataset, run=f"trial{trial.number}", models_dir=Path(tmp) / "models",
-                                logs_dir=Path(tmp) / "logs", force=True, progress=progress,
-                                extra_callbacks=[pruning_callback(trial)])
+                summary = train(
+                    trial_cfg,
+                    dataset=dataset,
+                    run=f"trial{trial.number}",
+                    models_dir=Path(tmp) / "models",
+                    logs_dir=Path(tmp) / "logs",
+                    force=True,
+                    progress=progress,
+                    extra_callbacks=[pruning_callback(trial)],
+                )
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
             raise

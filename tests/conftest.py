@@ -72,12 +72,21 @@ TINY_SETS = PINNED_SETS + [
     "mixing.snr_db=[0,10]",
 ]
 
-SCRIPTS = ("01_extract_features.py", "02_build_dataset.py", "03_train_autoencoder.py", "04_reconstruct.py",
-           "05_evaluate.py")
+SCRIPTS = (
+    "01_extract_features.py",
+    "02_build_dataset.py",
+    "03_train_autoencoder.py",
+    "04_reconstruct.py",
+    "05_evaluate.py",
+)
 
 # Real recordings used for the tiny corpus (all long enough to crop from).
-_CLEAN_TRAIN = ["en_US_f_Allison__conf-adminmenu-18.wav", "it_IT_m_Carlo__conf-usermenu-162.wav",
-                "en_US_f_Allison__demo-congrats.wav", "it_IT_m_Carlo__conf-adminmenu-162.wav"]
+_CLEAN_TRAIN = [
+    "en_US_f_Allison__conf-adminmenu-18.wav",
+    "it_IT_m_Carlo__conf-usermenu-162.wav",
+    "en_US_f_Allison__demo-congrats.wav",
+    "it_IT_m_Carlo__conf-adminmenu-162.wav",
+]
 _CLEAN_TEST = ["fr_CA_f_June__agent-newlocation.wav", "fr_CA_f_June__confbridge-mute-extended.wav"]
 _NOISE_TRAIN = ["lincity_Farm2.wav", "moh_macroform-cold_day_2.wav", "lincity_Commune2.wav"]
 _NOISE_TEST = ["lincity_Fire3.wav", "lincity_CoalMine3.wav"]
@@ -113,7 +122,7 @@ def _crop_real(folder: str, name: str, seconds: float, start_s: float) -> np.nda
     n = int(round(seconds * sr))
     if y.size < start + n:
         start = max(0, y.size - n)
-    seg = y[start:start + n]
+    seg = y[start : start + n]
     return seg if seg.size == n else None
 
 
@@ -142,8 +151,16 @@ def write_wav(path: Path, y: np.ndarray, sr: int = SR, subtype: str = "PCM_16") 
     return path
 
 
-def build_corpus(root: Path, *, n_train_clean: int = 3, n_train_noise: int = 2, n_test_clean: int = 1,
-                 n_test_noise: int = 1, clean_s: float = 1.0, noise_s: tuple = (0.6, 1.5)) -> Path:
+def build_corpus(
+    root: Path,
+    *,
+    n_train_clean: int = 3,
+    n_train_noise: int = 2,
+    n_test_clean: int = 1,
+    n_test_noise: int = 1,
+    clean_s: float = 1.0,
+    noise_s: tuple = (0.6, 1.5),
+) -> Path:
     """Write a ``--data`` corpus under ``root``; noise lengths cycle through ``noise_s``.
 
     With the defaults the first train noise (0.6 s) is shorter than the 1 s
@@ -177,12 +194,13 @@ def si_sdr_db(ref: np.ndarray, est: np.ndarray) -> float:
     est = np.asarray(est, np.float64) - np.mean(est)
     alpha = np.dot(est, ref) / np.dot(ref, ref)
     target = alpha * ref
-    return float(10 * np.log10(np.sum(target ** 2) / np.sum((est - target) ** 2)))
+    return float(10 * np.log10(np.sum(target**2) / np.sum((est - target) ** 2)))
 
 
 # ---------------------------------------------------------------- subprocesses
-def run_script(script: str, *args: str, cwd: Path, timeout: float = 300,
-               progress_flag: bool = True) -> subprocess.CompletedProcess:
+def run_script(
+    script: str, *args: str, cwd: Path, timeout: float = 300, progress_flag: bool = True
+) -> subprocess.CompletedProcess:
     """Run ``<repo>/<script> args... --no-progress`` with ``sys.executable`` in ``cwd``."""
     env = dict(os.environ)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -221,9 +239,19 @@ def identity_run_dir(run_dir: Path, cfg, *, context: int = 11) -> Path:
     rng = np.random.default_rng(0)
     m, s = rng.normal(-3, 1, fx.n_bins).astype(np.float32), rng.uniform(0.5, 2, fx.n_bins).astype(np.float32)
     Normaliser(m, s, m, s).save(run_dir / "norm.npz")
-    (run_dir / "run.json").write_text(json.dumps({
-        "model": "identity", "feature": cfg.features.type, "sample_rate": SR, "features": cfg.to_dict()["features"],
-        "context": context, "n_bins": fx.n_bins, "input_shape": [context, fx.n_bins]}))
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "model": "identity",
+                "feature": cfg.features.type,
+                "sample_rate": SR,
+                "features": cfg.to_dict()["features"],
+                "context": context,
+                "n_bins": fx.n_bins,
+                "input_shape": [context, fx.n_bins],
+            }
+        )
+    )
     return run_dir
 
 

@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import SR, build_corpus, noise_clip, speech_clip, tree_checksums, write_wav
+
 from speech_dae.audio import list_audio, load_audio, validate_audio, write_audio
 from speech_dae.errors import AudioError
 
@@ -94,14 +94,17 @@ def test_validate_audio_accepts_speech_and_returns_float32():
     np.testing.assert_allclose(out, y, atol=1e-7)
 
 
-@pytest.mark.parametrize("y, kwargs, pattern", [
-    (np.zeros(SR // 10, np.float32) + 0.1, {"min_duration_s": 0.25}, "too short"),
-    (np.zeros(SR, np.float32), {"silence_rms_db": -70.0}, "silent"),
-    (np.full(SR, 1e-5, np.float32), {"silence_rms_db": -70.0}, "silent"),
-    (np.zeros(0, np.float32), {}, "empty"),
-    (np.zeros((SR, 2), np.float32), {}, "shape"),
-    (np.array([0.1, np.inf, 0.2], np.float32), {}, "NaN or Inf"),
-])
+@pytest.mark.parametrize(
+    "y, kwargs, pattern",
+    [
+        (np.zeros(SR // 10, np.float32) + 0.1, {"min_duration_s": 0.25}, "too short"),
+        (np.zeros(SR, np.float32), {"silence_rms_db": -70.0}, "silent"),
+        (np.full(SR, 1e-5, np.float32), {"silence_rms_db": -70.0}, "silent"),
+        (np.zeros(0, np.float32), {}, "empty"),
+        (np.zeros((SR, 2), np.float32), {}, "shape"),
+        (np.array([0.1, np.inf, 0.2], np.float32), {}, "NaN or Inf"),
+    ],
+)
 def test_validate_audio_rejects_bad_signals(y, kwargs, pattern):
     with pytest.raises(AudioError, match=pattern) as err:
         validate_audio(y, sample_rate=SR, name="clip.wav", **kwargs)
@@ -136,13 +139,13 @@ def _bad_corpus(root):
     tc = corpus / "train" / "clean"
     (tc / "unreadable.wav").write_bytes(os.urandom(3000))
     sf.write(str(tc / "empty.wav"), np.zeros(0, np.float32), SR)
-    write_wav(tc / "short.wav", speech_clip(0, 0.1))                      # < audio.min_duration_s
-    write_wav(tc / "silent.wav", np.zeros(SR, np.float32))                # < audio.silence_rms_db
+    write_wav(tc / "short.wav", speech_clip(0, 0.1))  # < audio.min_duration_s
+    write_wav(tc / "silent.wav", np.zeros(SR, np.float32))  # < audio.silence_rms_db
     stereo = np.stack([speech_clip(1, 1.0), speech_clip(2, 1.0)], axis=1)
     sf.write(str(tc / "stereo.wav"), stereo, SR, subtype="PCM_16")
     tn = corpus / "test" / "noise"
     (tn / "broken_noise.wav").write_bytes(os.urandom(1000))
-    write_wav(tn / "tiny_noise.wav", noise_clip(0, 0.01))                 # shorter than one window
+    write_wav(tn / "tiny_noise.wav", noise_clip(0, 0.01))  # shorter than one window
     return corpus
 
 

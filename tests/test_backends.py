@@ -10,11 +10,12 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import TINY_SETS, build_corpus, error_line, run_script
 
-BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(importlib.util.find_spec(b) is None, reason=f"{b} not installed"))
-            for b in ("jax", "torch")]
+BACKENDS = [
+    pytest.param(b, marks=pytest.mark.skipif(importlib.util.find_spec(b) is None, reason=f"{b} not installed"))
+    for b in ("jax", "torch")
+]
 SETS = [a for s in TINY_SETS for a in ("--set", s)]
 
 
@@ -23,14 +24,26 @@ def backend_env(monkeypatch):
     def use(backend):
         monkeypatch.setenv("KERAS_BACKEND", backend)
         monkeypatch.setenv("OMP_NUM_THREADS", "1")  # torch's OpenMP threads spin on a busy machine
+
     return use
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_train_then_reconstruct_on_backend(backend, backend_env, built, tmp_path):
     backend_env(backend)
-    proc = run_script("03_train_autoencoder.py", "--dataset", built.dataset, "--model", "type2", "--run", "r",
-                      *SETS, "--set", "training.epochs=2", cwd=tmp_path)
+    proc = run_script(
+        "03_train_autoencoder.py",
+        "--dataset",
+        built.dataset,
+        "--model",
+        "type2",
+        "--run",
+        "r",
+        *SETS,
+        "--set",
+        "training.epochs=2",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((tmp_path / "models" / "r" / "run.json").read_text())
     assert info["keras_backend"] == backend and info["epochs_run"] == 2
@@ -52,18 +65,21 @@ def noisy_only_dataset(tmp_path_factory, tiny_cfg):
 
     root = tmp_path_factory.mktemp("semi")
     corpus = build_corpus(root / "corpus")
-    extract_features(tiny_cfg, out=root / "features", data=corpus, noise_only=corpus / "train" / "noise",
-                     progress=False)
+    extract_features(
+        tiny_cfg, out=root / "features", data=corpus, noise_only=corpus / "train" / "noise", progress=False
+    )
     build_dataset(tiny_cfg, features=root / "features", out=root / "dataset", progress=False)
     return root / "dataset"
 
 
-@pytest.mark.parametrize("backend, model", [pytest.param(*b.values, m, marks=b.marks)
-                                            for b, m in zip(BACKENDS, ("partitioned", "curro"))])
+@pytest.mark.parametrize(
+    "backend, model", [pytest.param(*b.values, m, marks=b.marks) for b, m in zip(BACKENDS, ("partitioned", "curro"))]
+)
 def test_semi_supervised_training_graph_on_backend(backend, model, backend_env, noisy_only_dataset, tmp_path):
     backend_env(backend)
-    proc = run_script("03_train_autoencoder.py", "--dataset", noisy_only_dataset, "--model", model, "--run", "r",
-                      *SETS, cwd=tmp_path)
+    proc = run_script(
+        "03_train_autoencoder.py", "--dataset", noisy_only_dataset, "--model", model, "--run", "r", *SETS, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((tmp_path / "models" / "r" / "run.json").read_text())
     assert info["keras_backend"] == backend and info["semi_supervised"] and np.isfinite(info["best_val_loss"])
@@ -74,9 +90,20 @@ def test_semi_supervised_training_graph_on_backend(backend, model, backend_env, 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_distribute_needs_the_tensorflow_backend(backend, backend_env, built, tmp_path):
     backend_env(backend)
-    proc = run_script("03_train_autoencoder.py", "--dataset", built.dataset, "--model", "type2", "--distribute",
-                      "mirrored", *SETS, cwd=tmp_path)
+    proc = run_script(
+        "03_train_autoencoder.py",
+        "--dataset",
+        built.dataset,
+        "--model",
+        "type2",
+        "--distribute",
+        "mirrored",
+        *SETS,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert f"training.distribute=mirrored needs the TensorFlow Keras backend, but KERAS_BACKEND is {backend}" \
+    assert (
+        f"training.distribute=mirrored needs the TensorFlow Keras backend, but KERAS_BACKEND is {backend}"
         in error_line(proc)
+    )
     assert not (tmp_path / "models").exists()

@@ -25,16 +25,19 @@ def test_defaults_come_from_default_yaml():
     assert cfg.training.learning_rate == pytest.approx(raw["training"]["learning_rate"])
 
 
-@pytest.mark.parametrize("text, key, value", [
-    ("training.epochs=5", "training.epochs", 5),
-    ("mixing.snr_db=[0, 5]", "mixing.snr_db", [0, 5]),
-    ("features.fmax=null", "features.fmax", None),
-    ("dataset.normalise=false", "dataset.normalise", False),
-    ("training.learning_rate=0.5e-3", "training.learning_rate", 0.0005),
-    ("features.type=fbank", "features.type", "fbank"),
-    ("model.hparams.type2.units=[16,8]", "model.hparams.type2.units", [16, 8]),
-    ("  training.loss =mae", "training.loss", "mae"),
-])
+@pytest.mark.parametrize(
+    "text, key, value",
+    [
+        ("training.epochs=5", "training.epochs", 5),
+        ("mixing.snr_db=[0, 5]", "mixing.snr_db", [0, 5]),
+        ("features.fmax=null", "features.fmax", None),
+        ("dataset.normalise=false", "dataset.normalise", False),
+        ("training.learning_rate=0.5e-3", "training.learning_rate", 0.0005),
+        ("features.type=fbank", "features.type", "fbank"),
+        ("model.hparams.type2.units=[16,8]", "model.hparams.type2.units", [16, 8]),
+        ("  training.loss =mae", "training.loss", "mae"),
+    ],
+)
 def test_parse_override_parses_yaml_values(text, key, value):
     k, v = parse_override(text)
     assert k == key
@@ -42,8 +45,15 @@ def test_parse_override_parses_yaml_values(text, key, value):
 
 
 def test_set_overrides_are_applied_and_typed():
-    cfg = load_config(overrides=["training.epochs=5", "mixing.snr_db=[0, 5]", "features.type=fbank",
-                                 "model.hparams.type2.units=[16,8]", "audio.silence_rms_db=-60"])
+    cfg = load_config(
+        overrides=[
+            "training.epochs=5",
+            "mixing.snr_db=[0, 5]",
+            "features.type=fbank",
+            "model.hparams.type2.units=[16,8]",
+            "audio.silence_rms_db=-60",
+        ]
+    )
     assert cfg.training.epochs == 5 and isinstance(cfg.training.epochs, int)
     assert cfg.mixing.snr_db == (0.0, 5.0)
     assert cfg.features.type == "fbank"
@@ -73,12 +83,15 @@ def test_user_file_is_merged_over_defaults_then_set(tmp_path):
     assert cfg.training.epochs == 4
 
 
-@pytest.mark.parametrize("override, must_mention", [
-    ("training.foo=1", ["training.foo", "epochs", "batch_size", "learning_rate"]),
-    ("foo.bar=1", ["foo", "audio", "mixing", "features", "training"]),
-    ("features.nfft=256", ["features.nfft", "n_fft", "hop_length"]),
-    ("model.hparams.type3.units=[1]", ["type3", "type1", "type2"]),
-])
+@pytest.mark.parametrize(
+    "override, must_mention",
+    [
+        ("training.foo=1", ["training.foo", "epochs", "batch_size", "learning_rate"]),
+        ("foo.bar=1", ["foo", "audio", "mixing", "features", "training"]),
+        ("features.nfft=256", ["features.nfft", "n_fft", "hop_length"]),
+        ("model.hparams.type3.units=[1]", ["type3", "type1", "type2"]),
+    ],
+)
 def test_unknown_set_key_lists_valid_keys(override, must_mention):
     with pytest.raises(ConfigError) as err:
         load_config(overrides=[override])
@@ -95,31 +108,34 @@ def test_unknown_key_in_user_file_lists_valid_keys(tmp_path):
     assert "contxt" in msg and "context" in msg and "stride" in msg
 
 
-@pytest.mark.parametrize("override, must_mention", [
-    ("features.type=foo", ["foo", "fbank", "logmag"]),
-    ("features.n_fft=300", ["n_fft", "300", "power of two"]),
-    ("features.hop_length=0", ["hop_length"]),
-    ("features.hop_length=1024", ["hop_length", "win_length"]),
-    ("features.n_mels=0", ["n_mels"]),
-    ("features.eps=0", ["eps"]),
-    ("training.loss=huber", ["huber", "mse", "mae"]),
-    ("training.epochs=0", ["epochs"]),
-    ("training.learning_rate=abc", ["training"]),
-    ("training.steps_per_epoch=0", ["steps_per_epoch", "null"]),
-    ("training.val_max_patches=2.5", ["val_max_patches"]),
-    ("training.max_minutes=0", ["max_minutes", "time budget"]),
-    ("mixing.clip_peak=1.5", ["clip_peak"]),
-    ("mixing.snr_db=[]", ["snr_db"]),
-    ("mixing.snr_db=[0, loud]", ["snr_db", "loud"]),
-    ("mixing.snr_db=[100]", ["snr_db"]),
-    ("mixing.val_fraction=0.95", ["val_fraction"]),
-    ("audio.sample_rate=4000", ["sample_rate", "4000"]),
-    ("audio.min_duration_s=0", ["min_duration_s"]),
-    ("dataset.context=0", ["context"]),
-    ("dataset.stride=0", ["stride"]),
-    ("reconstruct.patch_hop=0", ["patch_hop"]),
-    ("seed=abc", ["seed"]),
-])
+@pytest.mark.parametrize(
+    "override, must_mention",
+    [
+        ("features.type=foo", ["foo", "fbank", "logmag"]),
+        ("features.n_fft=300", ["n_fft", "300", "power of two"]),
+        ("features.hop_length=0", ["hop_length"]),
+        ("features.hop_length=1024", ["hop_length", "win_length"]),
+        ("features.n_mels=0", ["n_mels"]),
+        ("features.eps=0", ["eps"]),
+        ("training.loss=huber", ["huber", "mse", "mae"]),
+        ("training.epochs=0", ["epochs"]),
+        ("training.learning_rate=abc", ["training"]),
+        ("training.steps_per_epoch=0", ["steps_per_epoch", "null"]),
+        ("training.val_max_patches=2.5", ["val_max_patches"]),
+        ("training.max_minutes=0", ["max_minutes", "time budget"]),
+        ("mixing.clip_peak=1.5", ["clip_peak"]),
+        ("mixing.snr_db=[]", ["snr_db"]),
+        ("mixing.snr_db=[0, loud]", ["snr_db", "loud"]),
+        ("mixing.snr_db=[100]", ["snr_db"]),
+        ("mixing.val_fraction=0.95", ["val_fraction"]),
+        ("audio.sample_rate=4000", ["sample_rate", "4000"]),
+        ("audio.min_duration_s=0", ["min_duration_s"]),
+        ("dataset.context=0", ["context"]),
+        ("dataset.stride=0", ["stride"]),
+        ("reconstruct.patch_hop=0", ["patch_hop"]),
+        ("seed=abc", ["seed"]),
+    ],
+)
 def test_invalid_values_raise_config_error(override, must_mention):
     with pytest.raises(ConfigError) as err:
         load_config(overrides=[override])
@@ -179,17 +195,21 @@ def test_fractions_summing_to_one_or_more_are_rejected():
         load_config(overrides=["mixing.val_fraction=0.6", "mixing.test_fraction=0.6"])
 
 
-@pytest.mark.parametrize("overrides", [
-    ["features.type=fbank", "features.fmax=10000"],          # > 16000 / 2
-    ["features.type=fbank", "features.fmin=4000", "features.fmax=2000"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["features.type=fbank", "features.fmax=10000"],  # > 16000 / 2
+        ["features.type=fbank", "features.fmin=4000", "features.fmax=2000"],
+    ],
+)
 def test_fmax_must_lie_between_fmin_and_nyquist(overrides):
     with pytest.raises(ConfigError):
         load_config(overrides=overrides)
 
 
-@pytest.mark.parametrize("override", ["training.epochs=2.5", "dataset.context=2.5", "dataset.stride=1.5",
-                                      "features.hop_length=127.5"])
+@pytest.mark.parametrize(
+    "override", ["training.epochs=2.5", "dataset.context=2.5", "dataset.stride=1.5", "features.hop_length=127.5"]
+)
 def test_non_integer_value_for_integer_field_is_rejected(override):
     with pytest.raises(ConfigError):
         load_config(overrides=[override])

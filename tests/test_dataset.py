@@ -20,19 +20,29 @@ def _rows(path):
 
 
 # -------------------------------------------------------------- patch_starts
-@pytest.mark.parametrize("n_frames, context, stride", [
-    (11, 11, 3), (12, 11, 3), (50, 11, 3), (50, 11, 1), (50, 11, 11), (100, 7, 5), (33, 1, 1), (34, 4, 4),
-    (1000, 11, 3),
-])
+@pytest.mark.parametrize(
+    "n_frames, context, stride",
+    [
+        (11, 11, 3),
+        (12, 11, 3),
+        (50, 11, 3),
+        (50, 11, 1),
+        (50, 11, 11),
+        (100, 7, 5),
+        (33, 1, 1),
+        (34, 4, 4),
+        (1000, 11, 3),
+    ],
+)
 def test_patch_starts_cover_every_frame_and_end_flush(n_frames, context, stride):
     s = patch_starts(n_frames, context, stride)
     assert s.dtype == np.int64
     assert s[0] == 0 and s[-1] == n_frames - context
     assert np.all(np.diff(s) > 0) and np.all(np.diff(s) <= stride)
-    np.testing.assert_array_equal(s[:-1], np.arange(0, n_frames - context + 1, stride)[:len(s) - 1])
+    np.testing.assert_array_equal(s[:-1], np.arange(0, n_frames - context + 1, stride)[: len(s) - 1])
     covered = np.zeros(n_frames, bool)
     for st in s:
-        covered[st:st + context] = True
+        covered[st : st + context] = True
     assert covered.all()
 
 
@@ -46,7 +56,7 @@ def test_patch_starts_cover_every_frame_when_stride_is_at_most_context(n_frames,
     s = patch_starts(n_frames, context, stride)
     covered = np.zeros(n_frames, bool)
     for st in s:
-        covered[st:st + context] = True
+        covered[st : st + context] = True
     assert covered.all(), f"uncovered frames {np.flatnonzero(~covered)}"
 
 
@@ -63,7 +73,7 @@ def test_gather_patches_shapes_and_content(tmp_path):
     p = gather_patches(frames, starts, 11)
     assert p.shape == (4, 11, 6) and p.dtype == np.float32
     for k, st in enumerate(starts):
-        np.testing.assert_array_equal(p[k], frames[st:st + 11])
+        np.testing.assert_array_equal(p[k], frames[st : st + 11])
     np.save(tmp_path / "f.npy", frames)
     mm = np.load(tmp_path / "f.npy", mmap_mode="r")
     np.testing.assert_array_equal(gather_patches(mm, starts, 11), p)
@@ -107,8 +117,9 @@ def test_norm_stats_come_from_the_training_split_only(built):
     np.testing.assert_allclose(x_mean, x_train.mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(x_std, np.maximum(x_train.std(0), 1e-3), rtol=1e-4, atol=1e-5)
     # targets: their own train statistics ("separate"), or the noisy ones (shared scaling)
-    own = np.allclose(y_mean, y_train.mean(0), atol=1e-4) and np.allclose(y_std, np.maximum(y_train.std(0), 1e-3),
-                                                                          rtol=1e-4, atol=1e-5)
+    own = np.allclose(y_mean, y_train.mean(0), atol=1e-4) and np.allclose(
+        y_std, np.maximum(y_train.std(0), 1e-3), rtol=1e-4, atol=1e-5
+    )
     shared = np.array_equal(y_mean, x_mean) and np.array_equal(y_std, x_std)
     assert own or shared
     # the check above can tell leakage apart: the statistics of all splits differ
@@ -126,10 +137,12 @@ def test_stored_frames_are_the_normalised_features_of_each_split(built):
         assert x.dtype == y.dtype == np.float32 and x.shape == y.shape
         for u in utts:
             a, n = int(u["start"]), int(u["n_frames"])
-            np.testing.assert_allclose(x[a:a + n], norm.norm_x(np.load(built.features / "noisy" / f"{u['id']}.npy")),
-                                       atol=1e-5)
-            np.testing.assert_allclose(y[a:a + n], norm.norm_y(np.load(built.features / "clean" / f"{u['id']}.npy")),
-                                       atol=1e-5)
+            np.testing.assert_allclose(
+                x[a : a + n], norm.norm_x(np.load(built.features / "noisy" / f"{u['id']}.npy")), atol=1e-5
+            )
+            np.testing.assert_allclose(
+                y[a : a + n], norm.norm_y(np.load(built.features / "clean" / f"{u['id']}.npy")), atol=1e-5
+            )
         assert sum(int(u["n_frames"]) for u in utts) == x.shape[0]
 
 
@@ -144,8 +157,11 @@ def test_windows_never_cross_utterance_boundaries(built):
         owner = np.searchsorted(bounds[:, 0], w, side="right") - 1
         assert np.all(owner >= 0)
         assert np.all(w + context <= bounds[owner, 1]), f"{split}: a patch crosses an utterance boundary"
-        expected = np.concatenate([a + patch_starts(b - a, context, stride) for a, b in bounds]) if len(bounds) \
+        expected = (
+            np.concatenate([a + patch_starts(b - a, context, stride) for a, b in bounds])
+            if len(bounds)
             else np.zeros(0, np.int64)
+        )
         np.testing.assert_array_equal(np.sort(w), np.sort(expected))
         assert info["splits"][split]["patches"] == w.size
         assert info["splits"][split]["utterances"] == len(utts)

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import REPO_ROOT, identity_run_dir, noise_clip, speech_clip, tree_checksums
+
 from speech_dae.audio import load_audio, resample
 from speech_dae.config import load_config
 from speech_dae.denoise import block_plan, denoise_file, denoise_paths
@@ -27,8 +27,11 @@ def _random_run(root, feature: str, context: int):
     run = identity_run_dir(root / f"{feature}_run", cfg, context=context)
     keras.utils.set_random_seed(0)
     n_bins = 1 if feature == "waveform" else (40 if feature == "fbank" else 257)
-    name, hp = ("conv1d_time", {"filters": [4, 4], "kernel_size": 3}) if feature == "waveform" else \
-        ("type1", {"filters": [8, 4]})
+    name, hp = (
+        ("conv1d_time", {"filters": [4, 4], "kernel_size": 3})
+        if feature == "waveform"
+        else ("type1", {"filters": [8, 4]})
+    )
     build_model(name, (context, n_bins), **hp).save(run / "model.keras")
     return run
 
@@ -57,7 +60,7 @@ def test_blocks_equal_whole_file_processing(run_dir, sr_in, channels, tmp_path):
     whole = resample(den(x), 16000, sr_in)
     # at the model's rate: the same frames, patches and overlap-adds; resampled inputs add the resampler's
     # block-edge rounding (measured ~3e-5, -90 dB re full scale)
-    np.testing.assert_allclose(out, whole[:out.size], atol=1e-5 if sr_in == 16000 else 1e-4)
+    np.testing.assert_allclose(out, whole[: out.size], atol=1e-5 if sr_in == 16000 else 1e-4)
     assert np.abs(out).max() > 1e-3
 
 
@@ -66,8 +69,13 @@ def test_output_keeps_format_subtype_and_rate(run_dir, tmp_path):
     sf.write(tmp_path / "in.flac", y, 44100, subtype="PCM_24")
     denoise_file(Denoiser(run_dir), tmp_path / "in.flac", tmp_path / "out.flac", block_s=0.5)
     info = sf.info(str(tmp_path / "out.flac"))
-    assert (info.format, info.subtype, info.samplerate, info.channels, info.frames) == ("FLAC", "PCM_24", 44100, 1,
-                                                                                       y.size)
+    assert (info.format, info.subtype, info.samplerate, info.channels, info.frames) == (
+        "FLAC",
+        "PCM_24",
+        44100,
+        1,
+        y.size,
+    )
 
 
 def test_block_plan_tiles_the_signal_on_the_grid():
@@ -92,7 +100,9 @@ def test_folders_keep_relative_paths_skip_broken_files_and_never_touch_inputs(ru
     before = tree_checksums(folder)
     s = denoise_paths(run_dir, [folder], tmp_path / "out", progress=False)
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in s.outputs) == [
-        "recordings/a.wav", "recordings/day1/b.flac"]
+        "recordings/a.wav",
+        "recordings/day1/b.flac",
+    ]
     assert len(s.skipped) == 1 and "broken.wav" in str(s.skipped[0][0]) and "cannot read" in s.skipped[0][1]
     assert "x real time" in s.lines()[-1] and s.lines()[0].startswith("skipped")
     assert tree_checksums(folder) == before
@@ -103,15 +113,39 @@ def test_folders_keep_relative_paths_skip_broken_files_and_never_touch_inputs(ru
 
 
 def test_cli_denoises_and_reports_the_real_time_factor(run_dir, folder, tmp_path):
-    cmd = [sys.executable, "-m", "speech_dae", "denoise", str(folder / "a.wav"), "-o", str(tmp_path / "o"),
-           "--model", str(run_dir), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "speech_dae",
+        "denoise",
+        str(folder / "a.wav"),
+        "-o",
+        str(tmp_path / "o"),
+        "--model",
+        str(run_dir),
+        "--no-progress",
+    ]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "denoised 1 file(s)" in proc.stdout and "x real time" in proc.stdout
     assert (tmp_path / "o" / "a.wav").is_file()
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "--overwrite" in proc.stderr.strip().splitlines()[-1]
-    missing = subprocess.run([sys.executable, "-m", "speech_dae", "denoise", str(folder), "-o", str(tmp_path / "m"),
-                              "--model", str(tmp_path / "nope")], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=300)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "speech_dae",
+            "denoise",
+            str(folder),
+            "-o",
+            str(tmp_path / "m"),
+            "--model",
+            str(tmp_path / "nope"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert missing.returncode == 2 and "03_train_autoencoder" in missing.stderr

@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO_ROOT, TINY_SETS, error_line, run_script
+
 from speech_dae.config import load_config
 from speech_dae.errors import ConfigError
 from speech_dae.training import LabelledPatchSequence, PatchSequence, parse_tf_config
@@ -33,16 +33,26 @@ def _as_np(nest):
 
 
 def _ctx(pipelines, pipeline, replicas):
-    return tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=pipeline,
-                                      num_replicas_in_sync=replicas)
+    return tf.distribute.InputContext(
+        num_input_pipelines=pipelines, input_pipeline_id=pipeline, num_replicas_in_sync=replicas
+    )
 
 
 # ------------------------------------------------------------- input pipeline
 def test_tf_data_stream_serves_the_plan_batches_with_a_fresh_seeded_order_each_epoch():
     x = _frames()
     y = -x
-    plan = PatchSequence(x, y, np.arange(50), context=4, batch_size=8, shuffle=True, seed=3, max_batches=3,
-                         target_fn=lambda xb, yb: yb * 2)
+    plan = PatchSequence(
+        x,
+        y,
+        np.arange(50),
+        context=4,
+        batch_size=8,
+        shuffle=True,
+        seed=3,
+        max_batches=3,
+        target_fn=lambda xb, yb: yb * 2,
+    )
     stream = [_as_np(b) for b in plan.dataset(epochs=2)]
     assert len(stream) == 2 * plan.steps() == 6
     expected = []
@@ -54,11 +64,20 @@ def test_tf_data_stream_serves_the_plan_batches_with_a_fresh_seeded_order_each_e
         np.testing.assert_array_equal(yb, ye)
         np.testing.assert_array_equal(yb, -2 * xb)  # the target function replaced the clean patches
         assert xb.shape == (8, 4, 3) and xb.dtype == np.float32
-    first, second = (np.concatenate([b[0][:, 0, 0] for b in stream[e * 3:(e + 1) * 3]]) for e in (0, 1))
+    first, second = (np.concatenate([b[0][:, 0, 0] for b in stream[e * 3 : (e + 1) * 3]]) for e in (0, 1))
     assert not np.array_equal(first, second)  # epoch 2 draws its 3 batches from its own shuffle
     # the same seed gives the same stream (parallel gathering keeps the order)
-    again = PatchSequence(x, y, np.arange(50), context=4, batch_size=8, shuffle=True, seed=3, max_batches=3,
-                          target_fn=lambda xb, yb: yb * 2)
+    again = PatchSequence(
+        x,
+        y,
+        np.arange(50),
+        context=4,
+        batch_size=8,
+        shuffle=True,
+        seed=3,
+        max_batches=3,
+        target_fn=lambda xb, yb: yb * 2,
+    )
     for a, b in zip(stream, (_as_np(b) for b in again.dataset(epochs=2))):
         np.testing.assert_array_equal(a[0], b[0])
 
@@ -102,8 +121,18 @@ def test_labelled_stream_keeps_the_noise_only_share_and_its_labels():
     x = np.arange(100, dtype=np.float32).reshape(100, 1)
     windows = np.arange(100)
     labels = (windows >= 80).astype(np.float32)
-    plan = LabelledPatchSequence(x, windows, labels, context=1, batch_size=8, noise_only_fraction=0.25,
-                                 shuffle=True, seed=0, penalty_output=True, max_batches=4)
+    plan = LabelledPatchSequence(
+        x,
+        windows,
+        labels,
+        context=1,
+        batch_size=8,
+        noise_only_fraction=0.25,
+        shuffle=True,
+        seed=0,
+        penalty_output=True,
+        max_batches=4,
+    )
     batches = [_as_np(b) for b in plan.dataset(epochs=2)]
     assert len(batches) == 8
     for (xb, yb), targets in batches:
@@ -132,20 +161,25 @@ def test_tf_config_names_the_task_and_the_chief():
     assert parse_tf_config(json.dumps(with_chief)).is_chief and parse_tf_config(json.dumps(with_chief)).n_workers == 2
 
 
-@pytest.mark.parametrize("text, pattern", [
-    (None, "TF_CONFIG is not set"),
-    ("  ", "TF_CONFIG is not set"),
-    ("{cluster: 1}", "not valid JSON"),
-    ('{"task": {"type": "worker", "index": 0}}', 'no "cluster"'),
-    ('{"cluster": {"worker": "localhost:1"}, "task": {"type": "worker"}}', "list of \"host:port\""),
-    ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker"}}', "list of \"host:port\""),
-    ('{"cluster": {"worker": ["h:1"], "ps": ["h:2"]}, "task": {"type": "worker"}}', "'ps' is not supported"),
-    ('{"cluster": {"worker": ["h:1", "h:2"]}}', "must name a type"),
-    ('{"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "evaluator", "index": 0}}', "must name a type"),
-    ('{"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 2}}',
-     r"outside cluster.worker \(0..1\)"),
-    ('{"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": "1"}}', "outside"),
-])
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        (None, "TF_CONFIG is not set"),
+        ("  ", "TF_CONFIG is not set"),
+        ("{cluster: 1}", "not valid JSON"),
+        ('{"task": {"type": "worker", "index": 0}}', 'no "cluster"'),
+        ('{"cluster": {"worker": "localhost:1"}, "task": {"type": "worker"}}', 'list of "host:port"'),
+        ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker"}}', 'list of "host:port"'),
+        ('{"cluster": {"worker": ["h:1"], "ps": ["h:2"]}, "task": {"type": "worker"}}', "'ps' is not supported"),
+        ('{"cluster": {"worker": ["h:1", "h:2"]}}', "must name a type"),
+        ('{"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "evaluator", "index": 0}}', "must name a type"),
+        (
+            '{"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 2}}',
+            r"outside cluster.worker \(0..1\)",
+        ),
+        ('{"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": "1"}}', "outside"),
+    ],
+)
 def test_bad_tf_config_is_a_config_error_with_an_example(text, pattern):
     with pytest.raises(ConfigError, match=pattern) as err:
         parse_tf_config(text)
@@ -171,8 +205,17 @@ def test_cpu_devices_after_tensorflow_started_is_a_clear_error():
 
 def test_multiworker_without_tf_config_exits_2_naming_it(built, tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    proc = run_script(STAGE03, "--dataset", built.dataset, "--model", "type2", "--distribute", "multiworker",
-                      *[a for s in TINY_SETS for a in ("--set", s)], cwd=tmp_path)
+    proc = run_script(
+        STAGE03,
+        "--dataset",
+        built.dataset,
+        "--model",
+        "type2",
+        "--distribute",
+        "multiworker",
+        *[a for s in TINY_SETS for a in ("--set", s)],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "TF_CONFIG is not set" in error_line(proc)
     assert not (tmp_path / "models").exists()
@@ -180,9 +223,22 @@ def test_multiworker_without_tf_config_exits_2_naming_it(built, tmp_path, monkey
 
 # ------------------------------------------------------------ real trainings
 def _train_args(dataset, run, *extra):
-    return ["--dataset", str(dataset), "--model", "type2", "--run", run, *[a for s in TINY_SETS for a in ("--set", s)],
-            "--set", "training.epochs=2", "--set", "training.batch_size=32", "--set", "training.steps_per_epoch=6",
-            *extra]
+    return [
+        "--dataset",
+        str(dataset),
+        "--model",
+        "type2",
+        "--run",
+        run,
+        *[a for s in TINY_SETS for a in ("--set", s)],
+        "--set",
+        "training.epochs=2",
+        "--set",
+        "training.batch_size=32",
+        "--set",
+        "training.steps_per_epoch=6",
+        *extra,
+    ]
 
 
 def _history(run_dir):
@@ -193,8 +249,11 @@ def _history(run_dir):
 def mirrored_run(built, tmp_path_factory):
     """type2 trained with --distribute mirrored on two logical CPU devices (a fresh process)."""
     root = tmp_path_factory.mktemp("mirrored")
-    proc = run_script(STAGE03, *_train_args(built.dataset, "mir", "--distribute", "mirrored", "--set",
-                                            "training.cpu_devices=2"), cwd=root)
+    proc = run_script(
+        STAGE03,
+        *_train_args(built.dataset, "mir", "--distribute", "mirrored", "--set", "training.cpu_devices=2"),
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "models" / "mir"
 
@@ -223,17 +282,26 @@ def _free_ports(n):
 def test_two_workers_on_localhost_match_mirrored_and_only_the_chief_writes(mirrored_run, built, tmp_path):
     """Two processes with TF_CONFIG: the same batches split over the same two replicas as the mirrored run."""
     cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
-               PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        MPLBACKEND="Agg",
+        PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    )
     procs = []
     for i in range(2):
         cwd = tmp_path / f"w{i}"
         cwd.mkdir()
         env_i = dict(env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
-        cmd = [sys.executable, str(REPO_ROOT / STAGE03), *_train_args(built.dataset, "mw", "--distribute",
-                                                                      "multiworker"), "--no-progress"]
-        procs.append(subprocess.Popen(cmd, cwd=cwd, env=env_i, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
+        cmd = [
+            sys.executable,
+            str(REPO_ROOT / STAGE03),
+            *_train_args(built.dataset, "mw", "--distribute", "multiworker"),
+            "--no-progress",
+        ]
+        procs.append(
+            subprocess.Popen(cmd, cwd=cwd, env=env_i, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
     outs = [p.communicate(timeout=240) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]

@@ -27,8 +27,7 @@ def _sequences(built, *sets):
 
 def test_audio_pool_pads_speech_with_zeros_and_loops_noise():
     pool = AudioPool([np.arange(1, 6, dtype=np.float32), np.array([10, 20, 30], np.float32)])
-    np.testing.assert_array_equal(pool.segments(np.array([0, 1]), np.array([-2, 1]), 4),
-                                  [[0, 0, 1, 2], [20, 30, 0, 0]])
+    np.testing.assert_array_equal(pool.segments(np.array([0, 1]), np.array([-2, 1]), 4), [[0, 0, 1, 2], [20, 30, 0, 0]])
     np.testing.assert_array_equal(pool.segments(np.array([1]), np.array([2]), 5, wrap=True), [[30, 10, 20, 30, 10]])
     np.testing.assert_allclose(pool.power, [np.mean(np.arange(1, 6) ** 2), np.mean([100, 400, 900])])
 
@@ -66,16 +65,29 @@ def test_dynamic_pools_read_only_the_training_split(built, monkeypatch):
 
 def test_dynamic_examples_hit_the_snr_and_level_ranges(built):
     """Every draw's SNR (noise part vs clean part, over the utterance power) lies in snr_range; levels vary."""
-    cfg, info, (train_seq, _, _) = _sequences(built, "training.mixing=dynamic", "training.snr_range=[-5,15]",
-                                              "training.gain_db=10")
+    cfg, info, (train_seq, _, _) = _sequences(
+        built, "training.mixing=dynamic", "training.snr_range=[-5,15]", "training.gain_db=10"
+    )
     keys = np.arange(200)
     noisy, clean = train_seq._draw(keys)
     speech, noise = train_seq.audio["clean"], train_seq.audio["noise"]
     u = np.stack([np.random.default_rng([cfg.seed, int(k)]).random(6) for k in keys])
     ci, ni = (u[:, 0] * len(speech)).astype(int), (u[:, 2] * len(noise)).astype(int)
-    gain = np.sqrt(np.sum(clean ** 2, axis=1) / np.maximum(np.sum(
-        speech.segments(ci, (u[:, 1] * np.maximum(speech.lengths[ci] - train_seq.n_samples, 1)).astype(int),
-                        train_seq.n_samples) ** 2, axis=1), 1e-20))
+    gain = np.sqrt(
+        np.sum(clean**2, axis=1)
+        / np.maximum(
+            np.sum(
+                speech.segments(
+                    ci,
+                    (u[:, 1] * np.maximum(speech.lengths[ci] - train_seq.n_samples, 1)).astype(int),
+                    train_seq.n_samples,
+                )
+                ** 2,
+                axis=1,
+            ),
+            1e-20,
+        )
+    )
     level_db = 20 * np.log10(gain[gain > 0])
     assert level_db.min() >= -10.01 and level_db.max() <= 10.01 and np.ptp(level_db) > 10
     # SNR against the whole clean utterance's power and the noise piece's power (the stage-01 rule)
@@ -83,7 +95,7 @@ def test_dynamic_examples_hit_the_snr_and_level_ranges(built):
     start = (u[:, 3] * noise.lengths[ni]).astype(int)
     ref = noise.segments(ni, start, train_seq.n_samples, wrap=True)
     scale = np.sum(piece * ref, axis=1) / np.sum(ref * ref, axis=1)
-    snr = 10 * np.log10(speech.power[ci] / (noise.power[ni] * scale ** 2))
+    snr = 10 * np.log10(speech.power[ci] / (noise.power[ni] * scale**2))
     assert snr.min() >= -5.01 and snr.max() <= 15.01 and snr.min() < 0 and snr.max() > 10
     np.testing.assert_allclose(piece, scale[:, None] * ref, atol=1e-5)  # the noise part is the chosen piece
 
@@ -108,7 +120,7 @@ def test_validation_patches_equal_the_whole_file_features(built):
     x, y = val_seq.examples(np.arange(sizes["val"]))
     stored = np.load(built.features / "noisy" / f"{rows[0]['id']}.npy")
     norm = val_seq.norm
-    np.testing.assert_allclose(norm.denorm_x(x[1]), stored[context:2 * context], atol=1e-4)
+    np.testing.assert_allclose(norm.denorm_x(x[1]), stored[context : 2 * context], atol=1e-4)
     clean = np.load(built.features / "clean" / f"{rows[0]['id']}.npy")
     np.testing.assert_allclose(norm.denorm_y(y[0]), clean[:context], atol=1e-4)  # mapping target
 
@@ -132,18 +144,39 @@ def test_spectral_loss_needs_a_mask_on_stft_features(built):
         _sequences(built, "training.loss=sisdr")
 
 
-@pytest.mark.parametrize("sets", [
-    ["training.mixing=dynamic", "training.target=mask"],
-    ["training.loss=cmse+sisdr", "training.loss_weights=[1.0,0.01]", "training.target=mask",
-     "training.weight_decay=0.001"],
-])
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["training.mixing=dynamic", "training.target=mask"],
+        [
+            "training.loss=cmse+sisdr",
+            "training.loss_weights=[1.0,0.01]",
+            "training.target=mask",
+            "training.weight_decay=0.001",
+        ],
+    ],
+)
 def test_training_on_audio_writes_a_loadable_run_with_its_validation_size(tmp_path, built, sets):
     from speech_dae.reconstruct import Denoiser
 
-    cfg = load_config(overrides=[*TINY_SETS, "model.name=type2", "training.epochs=2",
-                                 "training.steps_per_epoch=3", "training.tensorboard_media=false", *sets])
-    s = train(cfg, dataset=built.dataset, run="audio", models_dir=tmp_path / "models",
-              logs_dir=tmp_path / "logs", progress=False)
+    cfg = load_config(
+        overrides=[
+            *TINY_SETS,
+            "model.name=type2",
+            "training.epochs=2",
+            "training.steps_per_epoch=3",
+            "training.tensorboard_media=false",
+            *sets,
+        ]
+    )
+    s = train(
+        cfg,
+        dataset=built.dataset,
+        run="audio",
+        models_dir=tmp_path / "models",
+        logs_dir=tmp_path / "logs",
+        progress=False,
+    )
     info = json.loads((s.run_dir / "run.json").read_text())
     assert info["mixing"] == cfg.training.mixing and info["epochs_run"] == 2
     assert info["val_frames"] > 0 and info["val_minutes"] > 0 and "validation frames" in s.lines()[0]
@@ -160,8 +193,9 @@ def test_training_on_audio_writes_a_loadable_run_with_its_validation_size(tmp_pa
 
 def test_memmap_training_reports_its_validation_size_too(tmp_path, built):
     cfg = load_config(overrides=[*TINY_SETS, "model.name=type2", "training.tensorboard_media=false"])
-    s = train(cfg, dataset=built.dataset, run="m", models_dir=tmp_path / "models", logs_dir=tmp_path / "logs",
-              progress=False)
+    s = train(
+        cfg, dataset=built.dataset, run="m", models_dir=tmp_path / "models", logs_dir=tmp_path / "logs", progress=False
+    )
     dataset = read_json(built.dataset / "dataset.json")
     # every validation frame lies under a patch (stride 3 < context 11), so the whole split is counted
     assert s.info["val_frames"] == dataset["splits"]["val"]["frames"]
@@ -170,5 +204,4 @@ def test_memmap_training_reports_its_validation_size_too(tmp_path, built):
 def test_semi_supervised_models_refuse_dynamic_mixing(built, tmp_path):
     cfg = load_config(overrides=[*TINY_SETS, "model.name=partitioned", "training.mixing=dynamic"])
     with pytest.raises(ConfigError, match="semi-supervised"):
-        train(cfg, dataset=built.dataset, run="p", models_dir=tmp_path / "m", logs_dir=tmp_path / "l",
-              progress=False)
+        train(cfg, dataset=built.dataset, run="p", models_dir=tmp_path / "m", logs_dir=tmp_path / "l", progress=False)

@@ -8,13 +8,12 @@ import math
 
 import numpy as np
 import pytest
+from conftest import PINNED_SETS, SR, error_line, identity_run_dir, run_script, speech_clip, write_wav
 from scipy.stats import t as student_t
 
-from conftest import PINNED_SETS, SR, error_line, identity_run_dir, run_script, speech_clip, write_wav
 from speech_dae.config import load_config
 from speech_dae.errors import ArtifactError, ConfigError
-from speech_dae.evaluate import (NOISY, evaluate, resolve_baselines, select_items, summarise,
-                                 summary_markdown)
+from speech_dae.evaluate import NOISY, evaluate, resolve_baselines, select_items, summarise, summary_markdown
 from speech_dae.inputs import Item
 
 FAST = ["si_sdr", "snr", "stoi", "feature_mse"]  # PESQ is exercised once, below
@@ -38,7 +37,7 @@ def pairs(tmp_path_factory):
     for i, rel in enumerate(["a.wav", "sub/b.wav"]):
         clean = speech_clip(i, 1.5)
         noise = rng.standard_normal(clean.size).astype(np.float32)
-        noise *= np.sqrt(np.mean(clean ** 2) / np.mean(noise ** 2) / 10 ** 0.5)
+        noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2) / 10**0.5)
         write_wav(root / "clean" / rel, clean)
         write_wav(root / "noisy" / rel, np.clip(clean + noise, -1, 1))
     return root
@@ -50,8 +49,12 @@ def ident(tmp_path_factory, cfg):
 
 
 def test_resolve_baselines():
-    assert resolve_baselines("all") == ["spectral_subtraction", "wiener", "noisereduce_stationary",
-                                        "noisereduce_nonstationary"]
+    assert resolve_baselines("all") == [
+        "spectral_subtraction",
+        "wiener",
+        "noisereduce_stationary",
+        "noisereduce_nonstationary",
+    ]
     assert resolve_baselines(["none"]) == [] and resolve_baselines(None) == []
     assert resolve_baselines(["wiener,spectral_subtraction", "wiener"]) == ["wiener", "spectral_subtraction"]
     with pytest.raises(ConfigError, match="unknown baseline wienr; choose from all, none, spectral_subtraction"):
@@ -68,8 +71,19 @@ def test_select_items_is_stratified_evenly_spaced_and_deterministic():
 
 def test_summarise_mean_ci_and_paired_delta_by_hand():
     vals = {"noisy": [1.0, 2.0, 4.0, 5.0], "m": [3.0, 3.0, 7.0, 9.0]}
-    rows = [{"id": f"f{i}", "snr_db": "0" if i < 2 else "5", "system": s, "kind": "input" if s == NOISY else "model",
-             "si_sdr": v[i], "seconds": 0.5, "audio_s": 2.0} for s, v in vals.items() for i in range(4)]
+    rows = [
+        {
+            "id": f"f{i}",
+            "snr_db": "0" if i < 2 else "5",
+            "system": s,
+            "kind": "input" if s == NOISY else "model",
+            "si_sdr": v[i],
+            "seconds": 0.5,
+            "audio_s": 2.0,
+        }
+        for s, v in vals.items()
+        for i in range(4)
+    ]
     rows[5]["si_sdr"] = float("nan")  # m on f1: a failed metric is dropped, not averaged
     out = summarise(rows, ["si_sdr"])
     m = out["m"]
@@ -86,19 +100,38 @@ def test_summarise_mean_ci_and_paired_delta_by_hand():
 
 def test_clean_input_scores_perfectly_and_identity_model_changes_nothing(pairs, ident, cfg, tmp_path):
     """noisy = clean: STOI 1 and PESQ > 4.5; an identity model's scores equal the noisy input's."""
-    res = evaluate(cfg, out=tmp_path / "rep", models=[ident], baselines="none", inputs=pairs / "clean",
-                   clean=pairs / "clean", metrics=["stoi", "pesq", "si_sdr"], progress=False)
+    res = evaluate(
+        cfg,
+        out=tmp_path / "rep",
+        models=[ident],
+        baselines="none",
+        inputs=pairs / "clean",
+        clean=pairs / "clean",
+        metrics=["stoi", "pesq", "si_sdr"],
+        progress=False,
+    )
     rows = _rows(res.out / "results.csv")
-    assert sorted((r["id"], r["system"]) for r in rows) == [("a", "ident"), ("a", "noisy"), ("sub-b", "ident"),
-                                                            ("sub-b", "noisy")]
+    assert sorted((r["id"], r["system"]) for r in rows) == [
+        ("a", "ident"),
+        ("a", "noisy"),
+        ("sub-b", "ident"),
+        ("sub-b", "noisy"),
+    ]
     for r in rows:
         assert float(r["stoi"]) > 0.999 and float(r["pesq"]) > 4.5 and float(r["si_sdr"]) > 40
     assert res.summary["ident"]["kind"] == "model" and res.summary["ident"]["x_real_time"] > 0
 
 
 def test_evaluate_writes_the_report_and_is_up_to_date_on_rerun(pairs, ident, cfg, tmp_path):
-    kw = dict(out=tmp_path / "rep", models=[ident], baselines=["wiener", "spectral_subtraction"],
-              inputs=pairs / "noisy", clean=pairs / "clean", metrics=FAST, progress=False)
+    kw = dict(
+        out=tmp_path / "rep",
+        models=[ident],
+        baselines=["wiener", "spectral_subtraction"],
+        inputs=pairs / "noisy",
+        clean=pairs / "clean",
+        metrics=FAST,
+        progress=False,
+    )
     res = evaluate(cfg, **kw)
     rows = _rows(res.out / "results.csv")
     assert len(rows) == 2 * 4
@@ -119,12 +152,17 @@ def test_evaluate_writes_the_report_and_is_up_to_date_on_rerun(pairs, ident, cfg
 
 
 def test_save_audio_and_parallel_metrics_give_the_same_scores(pairs, cfg, tmp_path):
-    kw = dict(baselines="wiener", inputs=pairs / "noisy", clean=pairs / "clean", metrics=["si_sdr", "stoi"],
-              progress=False)
+    kw = dict(
+        baselines="wiener", inputs=pairs / "noisy", clean=pairs / "clean", metrics=["si_sdr", "stoi"], progress=False
+    )
     one = evaluate(cfg, out=tmp_path / "one", save_audio=True, **kw)
     two = evaluate(cfg, out=tmp_path / "two", jobs=2, **kw)
     assert sorted(p.relative_to(one.out).as_posix() for p in (one.out / "audio").rglob("*.wav")) == [
-        "audio/noisy/a.wav", "audio/noisy/sub-b.wav", "audio/wiener/a.wav", "audio/wiener/sub-b.wav"]
+        "audio/noisy/a.wav",
+        "audio/noisy/sub-b.wav",
+        "audio/wiener/a.wav",
+        "audio/wiener/sub-b.wav",
+    ]
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in _rows(one.out / "results.csv")]
     assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in _rows(two.out / "results.csv")]
 
@@ -135,22 +173,39 @@ def test_unreferenced_files_are_skipped_and_listed(pairs, cfg, tmp_path):
         (noisy / rel).parent.mkdir(parents=True, exist_ok=True)
         (noisy / rel).write_bytes((pairs / "noisy" / rel).read_bytes())
     write_wav(noisy / "extra.wav", speech_clip(2, 1.0))
-    res = evaluate(cfg, out=tmp_path / "rep", baselines="wiener", inputs=noisy, clean=pairs / "clean",
-                   metrics=["si_sdr"], progress=False)
+    res = evaluate(
+        cfg,
+        out=tmp_path / "rep",
+        baselines="wiener",
+        inputs=noisy,
+        clean=pairs / "clean",
+        metrics=["si_sdr"],
+        progress=False,
+    )
     assert res.n_files == 2 and len(res.skipped) == 1 and "extra.wav: no clean reference" in res.skipped[0]
     assert "extra.wav: no clean reference" in (res.out / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("make, error, pattern", [
-    (lambda p, t: dict(baselines="none"), ConfigError, "nothing to score"),
-    (lambda p, t: dict(baselines="wiener"), ConfigError, "nothing to evaluate on: pass --features"),
-    (lambda p, t: dict(baselines="wiener", inputs=p / "noisy"), ConfigError, "pass --clean DIR with --input"),
-    (lambda p, t: dict(baselines="wiener", inputs=p / "noisy", clean=p / "clean", features=t), ConfigError,
-     "not both"),
-    (lambda p, t: dict(baselines="wiener", metrics=["pesq", "loudness"]), ConfigError, "unknown metric loudness"),
-    (lambda p, t: dict(models=[t / "missing"]), ArtifactError, "does not exist; run 03_train_autoencoder.py"),
-    (lambda p, t: dict(baselines="wiener", features=t / "missing"), ArtifactError, "manifest.csv is missing; run 01"),
-])
+@pytest.mark.parametrize(
+    "make, error, pattern",
+    [
+        (lambda p, t: dict(baselines="none"), ConfigError, "nothing to score"),
+        (lambda p, t: dict(baselines="wiener"), ConfigError, "nothing to evaluate on: pass --features"),
+        (lambda p, t: dict(baselines="wiener", inputs=p / "noisy"), ConfigError, "pass --clean DIR with --input"),
+        (
+            lambda p, t: dict(baselines="wiener", inputs=p / "noisy", clean=p / "clean", features=t),
+            ConfigError,
+            "not both",
+        ),
+        (lambda p, t: dict(baselines="wiener", metrics=["pesq", "loudness"]), ConfigError, "unknown metric loudness"),
+        (lambda p, t: dict(models=[t / "missing"]), ArtifactError, "does not exist; run 03_train_autoencoder.py"),
+        (
+            lambda p, t: dict(baselines="wiener", features=t / "missing"),
+            ArtifactError,
+            "manifest.csv is missing; run 01",
+        ),
+    ],
+)
 def test_errors_say_what_to_do(make, error, pattern, pairs, cfg, tmp_path):
     with pytest.raises(error, match=pattern):
         evaluate(cfg, out=tmp_path / "rep", **make(pairs, tmp_path))
@@ -173,6 +228,14 @@ def test_cli_without_sources_exits_2(tmp_path):
 
 
 def test_sample_rate_of_the_report_is_the_models(pairs, ident, cfg, tmp_path):
-    res = evaluate(cfg.replace(**{"audio.sample_rate": 8000}), out=tmp_path / "rep", models=[ident], baselines="none",
-                   inputs=pairs / "noisy", clean=pairs / "clean", metrics=["si_sdr"], progress=False)
+    res = evaluate(
+        cfg.replace(**{"audio.sample_rate": 8000}),
+        out=tmp_path / "rep",
+        models=[ident],
+        baselines="none",
+        inputs=pairs / "noisy",
+        clean=pairs / "clean",
+        metrics=["si_sdr"],
+        progress=False,
+    )
     assert json.loads((res.out / "summary.json").read_text())["sample_rate"] == SR

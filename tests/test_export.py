@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import REPO_ROOT, noise_clip, speech_clip
+
 from speech_dae.__main__ import main
 from speech_dae.denoise import denoise_paths
 from speech_dae.errors import ArtifactError, ConfigError
@@ -34,8 +34,14 @@ def trained(built, tmp_path_factory):
     from speech_dae.training import train
 
     root = tmp_path_factory.mktemp("export")
-    s = train(built.cfg.replace(**{"model.name": "type2"}), dataset=built.dataset, run="tiny",
-              models_dir=root / "models", logs_dir=root / "logs", progress=False)
+    s = train(
+        built.cfg.replace(**{"model.name": "type2"}),
+        dataset=built.dataset,
+        run="tiny",
+        models_dir=root / "models",
+        logs_dir=root / "logs",
+        progress=False,
+    )
     return s.run_dir
 
 
@@ -45,7 +51,7 @@ def run_copy(trained, tmp_path):
 
 
 def _wav(path, seconds: float = 1.5):
-    y = np.concatenate([speech_clip(i, 0.75) for i in range(2)])[:int(seconds * 16000)]
+    y = np.concatenate([speech_clip(i, 0.75) for i in range(2)])[: int(seconds * 16000)]
     y = (0.5 * y + 0.05 * np.resize(noise_clip(1), y.size)).astype(np.float32)
     sf.write(path, y, 16000, subtype="FLOAT")  # float samples: no quantisation step between the two engines
     return path
@@ -132,8 +138,11 @@ def test_a_converter_failure_names_the_model_format_and_alternatives(monkeypatch
 
     monkeypatch.setitem(export._WRITERS, "tflite", broken)
     model = build_model("type2", (3, 5), units=[4, 2])
-    with pytest.raises(ArtifactError, match=r"model type2 cannot be exported to tflite \(ValueError: op Foo is not "
-                                            r"supported\); try --format onnx, savedmodel"):
+    with pytest.raises(
+        ArtifactError,
+        match=r"model type2 cannot be exported to tflite \(ValueError: op Foo is not "
+        r"supported\); try --format onnx, savedmodel",
+    ):
         export.export_model(model, tmp_path / "m.tflite", "tflite")
     with pytest.raises(ConfigError, match="unknown export format 'tf'"):
         export.export_model(model, tmp_path / "m", "tf")
@@ -152,20 +161,26 @@ def test_denoise_with_the_onnx_engine_equals_keras(run_copy, tmp_path):
 
 
 def _cli(*args, timeout=300):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_onnx_engine_never_imports_tensorflow_or_keras(run_copy, tmp_path):
     assert main(["export", "--model", str(run_copy), "--format", "onnx"]) == 0
     wav = _wav(tmp_path / "in.wav", 0.6)
-    code = ("import sys\nfrom speech_dae.__main__ import main\n"
-            f"rc = main(['denoise', {str(wav)!r}, '-o', {str(tmp_path / 'out')!r}, '--model', {str(run_copy)!r}, "
-            "'--engine', 'onnx', '--no-progress'])\n"
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
-            "print('RC', rc, 'HEAVY', heavy)\n")
+    code = (
+        "import sys\nfrom speech_dae.__main__ import main\n"
+        f"rc = main(['denoise', {str(wav)!r}, '-o', {str(tmp_path / 'out')!r}, '--model', {str(run_copy)!r}, "
+        "'--engine', 'onnx', '--no-progress'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
+        "print('RC', rc, 'HEAVY', heavy)\n"
+    )
     proc = _cli("-c", code)
     assert proc.returncode == 0, proc.stderr
     assert "RC 0 HEAVY []" in proc.stdout and "start-up: onnx engine loaded in" in proc.stdout
@@ -174,8 +189,18 @@ def test_onnx_engine_never_imports_tensorflow_or_keras(run_copy, tmp_path):
 
 def test_onnx_engine_without_model_onnx_says_how_to_export(trained, tmp_path):
     wav = _wav(tmp_path / "in.wav", 0.5)
-    proc = _cli("-m", "speech_dae", "denoise", str(wav), "-o", str(tmp_path / "out"), "--model", str(trained),
-                "--engine", "onnx")
+    proc = _cli(
+        "-m",
+        "speech_dae",
+        "denoise",
+        str(wav),
+        "-o",
+        str(tmp_path / "out"),
+        "--model",
+        str(trained),
+        "--engine",
+        "onnx",
+    )
     assert proc.returncode == 2
     err = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(err) == 1 and "model.onnx is missing" in err[0]
@@ -194,8 +219,12 @@ def test_every_registry_model_exports_to_onnx_with_parity(name, target, tiny_cfg
     keras.utils.set_random_seed(0)
     model = build_model(name, shape, target=target, **tiny_cfg.model.params_for(name))
     rng = np.random.default_rng(1)
-    model.set_weights([np.abs(w) + 0.5 if "variance" in v.path else w + 0.1 * rng.standard_normal(w.shape)
-                       for v, w in zip(model.weights, model.get_weights())])
+    model.set_weights(
+        [
+            np.abs(w) + 0.5 if "variance" in v.path else w + 0.1 * rng.standard_normal(w.shape)
+            for v, w in zip(model.weights, model.get_weights())
+        ]
+    )
     path = export.export_model(model, tmp_path / "model.onnx", "onnx")
     x = rng.normal(size=(64, *shape)).astype(np.float32)
     ref = np.asarray(model(x, training=False))

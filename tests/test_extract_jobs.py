@@ -14,9 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import (
+    REPO_ROOT,
+    SR,
+    TINY_SETS,
+    build_corpus,
+    error_line,
+    noise_clip,
+    run_script,
+    speech_clip,
+    stdout_lines,
+    tree_checksums,
+    write_wav,
+)
 
-from conftest import (REPO_ROOT, SR, TINY_SETS, build_corpus, error_line, noise_clip, run_script, speech_clip,
-                      stdout_lines, tree_checksums, write_wav)
 from speech_dae.errors import ConfigError
 from speech_dae.extract import extract_features
 
@@ -32,7 +43,7 @@ def _contents(folder: Path) -> dict[str, str]:
             assert isinstance(params.pop("seconds"), float)
             data = json.dumps(params, sort_keys=True).encode()
         elif rel.endswith(".wav") and (i := data.find(b"PEAK", 12, 200)) >= 0:
-            data = data[:i + 12] + bytes(4) + data[i + 16:]  # PEAK: id, size, version, *timestamp*, peaks
+            data = data[: i + 12] + bytes(4) + data[i + 16 :]  # PEAK: id, size, version, *timestamp*, peaks
         out[rel] = hashlib.sha256(data).hexdigest()
     return out
 
@@ -56,15 +67,15 @@ def messy_corpus(tmp_path) -> Path:
     corpus = build_corpus(tmp_path / "corpus", n_train_clean=4, n_train_noise=1, n_test_clean=2, n_test_noise=1)
     tc = corpus / "train" / "clean"
     (tc / "unreadable.wav").write_bytes(os.urandom(3000))
-    write_wav(tc / "short.wav", speech_clip(0, 0.1))                      # < audio.min_duration_s
-    write_wav(tc / "silent.wav", np.zeros(SR, np.float32))                # < audio.silence_rms_db
-    sf.write(str(tc / "spkA__utt0.flac"), speech_clip(3, 1.0), SR)        # same id as spkA__utt0.wav
+    write_wav(tc / "short.wav", speech_clip(0, 0.1))  # < audio.min_duration_s
+    write_wav(tc / "silent.wav", np.zeros(SR, np.float32))  # < audio.silence_rms_db
+    sf.write(str(tc / "spkA__utt0.flac"), speech_clip(3, 1.0), SR)  # same id as spkA__utt0.wav
     (corpus / "test" / "noise" / "broken_noise.wav").write_bytes(os.urandom(1000))
     only = tmp_path / "noise_only"
     for i in range(3):
         write_wav(only / f"room{i}.wav", noise_clip(i, 0.8))
     (only / "bad_room.wav").write_bytes(os.urandom(500))
-    write_wav(only / "quiet_room.wav", np.zeros(SR, np.float32))          # all zeros: skipped
+    write_wav(only / "quiet_room.wav", np.zeros(SR, np.float32))  # all zeros: skipped
     return corpus
 
 
@@ -83,8 +94,10 @@ def test_jobs_2_writes_the_same_files_skipped_rows_and_summary_as_jobs_1(messy_c
     assert "too short" in skipped["short.wav"] and "silent" in skipped["silent.wav"]
     assert "cannot read" in skipped["bad_room.wav"] and "all zeros" in skipped["quiet_room.wav"]
     dups = [r for r in skipped_rows if r["reason"].startswith("duplicate id")]
-    assert sorted(r["reason"] for r in dups) == ["duplicate id spkA__utt0__noise0__snr+0",
-                                                 "duplicate id spkA__utt0__noise0__snr+10"]
+    assert sorted(r["reason"] for r in dups) == [
+        "duplicate id spkA__utt0__noise0__snr+0",
+        "duplicate id spkA__utt0__noise0__snr+10",
+    ]
     rows = _rows(tmp_path / "two" / "manifest.csv")
     written = {r["id"]: Path(r["clean_file"]).name for r in rows}
     dup_file = Path(dups[0]["file"]).name
@@ -101,9 +114,9 @@ def test_jobs_3_matches_jobs_1_in_the_other_layouts(layout, tmp_path, tiny_cfg):
         write_wav(clean / f"s{i}.wav", speech_clip(i, 1.0))
         write_wav(noisy / f"s{i}.wav", speech_clip(i, 1.0) + noise_clip(i, 1.0))
         write_wav(only / f"n{i}.wav", noise_clip(i, 0.7))
-    write_wav(noisy / "lonely.wav", noise_clip(0, 1.0))                   # paired: no clean file
+    write_wav(noisy / "lonely.wav", noise_clip(0, 1.0))  # paired: no clean file
     write_wav(clean / "long.wav", speech_clip(1, 1.0))
-    write_wav(noisy / "long.wav", noise_clip(1, 1.5))                     # paired: length differs from its pair
+    write_wav(noisy / "long.wav", noise_clip(1, 1.5))  # paired: length differs from its pair
     (noisy / "broken.wav").write_bytes(os.urandom(800))
     (only / "broken_noise.wav").write_bytes(os.urandom(800))
     kw = dict(noisy=noisy, progress=False, **({"clean": clean} if layout == "paired" else {"noise_only": only}))
@@ -123,35 +136,48 @@ def test_the_fingerprint_does_not_depend_on_jobs(tiny_corpus, tmp_path, tiny_cfg
 
 @pytest.mark.parametrize("jobs", [-1, -4, 1.5, "2"])
 def test_a_bad_jobs_value_is_a_config_error(jobs, tiny_corpus, tmp_path, tiny_cfg):
-    with pytest.raises(ConfigError, match=r"--jobs must be a number of worker processes \(1 or more\), or 0 for "
-                                          r"one per CPU core; got "):
+    with pytest.raises(
+        ConfigError,
+        match=r"--jobs must be a number of worker processes \(1 or more\), or 0 for "
+        r"one per CPU core; got ",
+    ):
         extract_features(tiny_cfg, out=tmp_path / "f", data=tiny_corpus, progress=False, jobs=jobs)
     assert not (tmp_path / "f").exists() and not (tmp_path / "f.partial").exists()
 
 
 def test_cli_jobs_2_equals_jobs_1_and_rejects_negative_jobs(tiny_corpus, tmp_path, tiny_cfg):
     sets = [a for s in TINY_SETS for a in ("--set", s)]
-    ok = run_script("01_extract_features.py", "--data", tiny_corpus, "--out", tmp_path / "two", "--jobs", "2", *sets,
-                    cwd=tmp_path)
+    ok = run_script(
+        "01_extract_features.py", "--data", tiny_corpus, "--out", tmp_path / "two", "--jobs", "2", *sets, cwd=tmp_path
+    )
     assert ok.returncode == 0, ok.stderr
     assert stdout_lines(ok)[0].startswith(f"wrote 8 utterances to {tmp_path / 'two'} (train 4, val 2, test 2)")
     extract_features(tiny_cfg, out=tmp_path / "one", data=tiny_corpus, progress=False)
     assert _contents(tmp_path / "one") == _contents(tmp_path / "two")
-    bad = run_script("01_extract_features.py", "--data", tiny_corpus, "--out", tmp_path / "bad", "--jobs", "-1",
-                     cwd=tmp_path)
+    bad = run_script(
+        "01_extract_features.py", "--data", tiny_corpus, "--out", tmp_path / "bad", "--jobs", "-1", cwd=tmp_path
+    )
     assert bad.returncode == 2
-    assert error_line(bad) == ("error: --jobs must be a number of worker processes (1 or more), or 0 for one per "
-                               "CPU core; got -1")
+    assert error_line(bad) == (
+        "error: --jobs must be a number of worker processes (1 or more), or 0 for one per CPU core; got -1"
+    )
     helped = run_script("01_extract_features.py", "--help", cwd=tmp_path, progress_flag=False)
     assert "--jobs N" in helped.stdout and "0 = one per CPU core (default: 1)" in " ".join(helped.stdout.split())
 
 
 def test_a_worker_process_imports_no_tensorflow():
     """What a spawned worker of ``01_extract_features.py`` imports: the script as ``__mp_main__``, then the job."""
-    code = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='__mp_main__'); "
-            "import speech_dae.extract; print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('tensorflow', 'keras')))")
-    proc = subprocess.run([sys.executable, "-c", code, str(REPO_ROOT / "01_extract_features.py")],
-                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    code = (
+        "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__mp_main__'); "
+        "import speech_dae.extract; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'keras')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(REPO_ROOT / "01_extract_features.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

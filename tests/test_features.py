@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import SR, noise_clip, si_sdr_db, speech_clip
+
 from speech_dae.config import load_config
 from speech_dae.errors import AudioError, ConfigError
 from speech_dae.features import FeatureExtractor, mel_gain_to_stft_gain
@@ -67,11 +67,13 @@ def test_too_short_or_2d_input_raises_audio_error():
 
 
 # ------------------------------------------------------------ logmag inverse
-@pytest.mark.parametrize("n_fft, hop, win", [(512, 128, 512), (256, 64, 256), (1024, 256, 1024),
-                                             (512, 160, 400), (256, 128, 256), (512, 32, 512)])
+@pytest.mark.parametrize(
+    "n_fft, hop, win",
+    [(512, 128, 512), (256, 64, 256), (1024, 256, 1024), (512, 160, 400), (256, 128, 256), (512, 32, 512)],
+)
 def test_logmag_with_clean_phase_reconstructs_the_waveform(speech, n_fft, hop, win):
     fx = _fx("logmag", n_fft=n_fft, hop_length=hop, win_length=win)
-    y = speech[:16000 - 37]  # not a multiple of the hop
+    y = speech[: 16000 - 37]  # not a multiple of the hop
     out = fx.to_audio(fx(y), y)
     assert out.shape == y.shape and out.dtype == np.float32
     assert si_sdr_db(y, out) > 40
@@ -139,7 +141,7 @@ def test_fbank_inverse_never_amplifies_by_default(speech):
     out = fx.to_audio(louder, speech, noisy_features=f)
     assert np.max(np.abs(out - speech)) < 1e-5  # max_gain=1 caps the gain at 1
     out2 = fx.to_audio(louder, speech, noisy_features=f, max_gain=4.0)
-    assert np.sum(out2 ** 2) > 3 * np.sum(speech ** 2)
+    assert np.sum(out2**2) > 3 * np.sum(speech**2)
 
 
 # ------------------------------------------------------------ logmel, power
@@ -170,7 +172,7 @@ def test_power_is_squared_stft_magnitude(speech):
 @pytest.mark.parametrize("kind, floor_db", [("power", 40), ("magnitude", 40), ("logmel", 40)])
 def test_logmel_and_power_with_clean_phase_reconstruct_the_waveform(speech, kind, floor_db):
     fx = _fx(kind)
-    y = speech[:16000 - 37]
+    y = speech[: 16000 - 37]
     out = fx.to_audio(fx(y), y)
     assert out.shape == y.shape and out.dtype == np.float32
     assert si_sdr_db(y, out) > floor_db
@@ -230,8 +232,8 @@ def test_waveform_rejects_bad_shapes():
 @pytest.fixture(scope="module")
 def noisy_and_clean():
     clean = speech_clip(1, 1.0)
-    noise = noise_clip(0, 1.0)[:clean.size]
-    noise = noise * np.sqrt(np.sum(clean ** 2) / np.sum(noise ** 2))  # 0 dB
+    noise = noise_clip(0, 1.0)[: clean.size]
+    noise = noise * np.sqrt(np.sum(clean**2) / np.sum(noise**2))  # 0 dB
     return (clean + noise).astype(np.float32), clean
 
 
@@ -265,8 +267,8 @@ def test_masks_work_on_batches_of_patches(kind, noisy_and_clean):
     noisy, clean = noisy_and_clean
     X, S = fx(noisy), fx(clean)
     starts = [0, 20, 50]
-    Xp = np.stack([X[s:s + 11] for s in starts])
-    Sp = np.stack([S[s:s + 11] for s in starts])
+    Xp = np.stack([X[s : s + 11] for s in starts])
+    Sp = np.stack([S[s : s + 11] for s in starts])
     m = fx.mask_target(Xp, Sp)
     assert m.shape == (3, 11, fx.n_bins)
     np.testing.assert_array_equal(m[1], fx.mask_target(X[20:31], S[20:31]))

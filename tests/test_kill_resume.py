@@ -25,9 +25,16 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import (REPO_ROOT, TINY_SETS, build_corpus, identity_run_dir, noise_clip, speech_clip,
-                      tree_checksums, write_wav)
+from conftest import (
+    REPO_ROOT,
+    TINY_SETS,
+    build_corpus,
+    identity_run_dir,
+    noise_clip,
+    speech_clip,
+    tree_checksums,
+    write_wav,
+)
 
 #: Runs a numbered script with every rename of an atomic write delayed by SLOW_WRITE_S seconds.
 _SLOW_RUNNER = """
@@ -57,11 +64,21 @@ def _temporaries(folder: Path) -> list[Path]:
 
 def kill_when(script: str, *args, cwd: Path, ready, delay_s: float = 0.4, timeout: float = 300) -> None:
     """Start ``script args`` with every atomic write slowed by ``delay_s``; SIGKILL it once ``ready()`` is true."""
-    env = dict(os.environ, SLOW_WRITE_S=str(delay_s), TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
-               PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_RUNNER, str(REPO_ROOT / script), *map(str, args),
-                             "--no-progress"], cwd=str(cwd), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    env = dict(
+        os.environ,
+        SLOW_WRITE_S=str(delay_s),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        MPLBACKEND="Agg",
+        PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_RUNNER, str(REPO_ROOT / script), *map(str, args), "--no-progress"],
+        cwd=str(cwd),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + timeout
     try:
         while proc.poll() is None and time.monotonic() < deadline and not ready():
@@ -76,12 +93,19 @@ def kill_when(script: str, *args, cwd: Path, ready, delay_s: float = 0.4, timeou
     assert proc.returncode == -signal.SIGKILL
 
 
-def kill_mid_run(script: str, *args, cwd: Path, watch: Path, after_files: int = 3, delay_s: float = 0.4,
-                 timeout: float = 300) -> None:
+def kill_mid_run(
+    script: str, *args, cwd: Path, watch: Path, after_files: int = 3, delay_s: float = 0.4, timeout: float = 300
+) -> None:
     """Start ``script args`` with slowed writes; SIGKILL it in the middle of an atomic write (a temporary file
     exists under ``watch.parent``) once ``watch`` holds ``after_files`` finished files."""
-    kill_when(script, *args, cwd=cwd, delay_s=delay_s, timeout=timeout,
-              ready=lambda: len(_files(watch)) >= after_files and bool(_temporaries(watch.parent)))
+    kill_when(
+        script,
+        *args,
+        cwd=cwd,
+        delay_s=delay_s,
+        timeout=timeout,
+        ready=lambda: len(_files(watch)) >= after_files and bool(_temporaries(watch.parent)),
+    )
     assert _temporaries(watch.parent), "the kill should have come in the middle of a write"
 
 
@@ -113,8 +137,9 @@ def normalised(folder: Path) -> dict[str, str]:
 
 def assert_same_artifacts(got: Path, want: Path) -> None:
     a, b = normalised(got), normalised(want)
-    assert sorted(a) == sorted(b), f"files differ: only in re-run {sorted(set(a) - set(b))}, " \
-                                   f"only in reference {sorted(set(b) - set(a))}"
+    assert sorted(a) == sorted(b), (
+        f"files differ: only in re-run {sorted(set(a) - set(b))}, only in reference {sorted(set(b) - set(a))}"
+    )
     assert [k for k in a if a[k] != b[k]] == []
 
 
@@ -129,8 +154,17 @@ def test_01_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, cfg)
     corpus = build_corpus(tmp_path / "corpus", n_train_clean=4, n_train_noise=2, n_test_clean=2, n_test_noise=1)
     inputs = tree_checksums(corpus)
     out = tmp_path / "killed" / "features"
-    kill_mid_run("01_extract_features.py", "--data", corpus, "--out", out, *_SETS, cwd=tmp_path,
-                 watch=Path(f"{out}.partial"), after_files=6)
+    kill_mid_run(
+        "01_extract_features.py",
+        "--data",
+        corpus,
+        "--out",
+        out,
+        *_SETS,
+        cwd=tmp_path,
+        watch=Path(f"{out}.partial"),
+        after_files=6,
+    )
     assert Path(f"{out}.partial").is_dir() and not out.exists(), "the killed run must leave only a .partial folder"
     summary = extract_features(cfg, out=out, data=corpus, progress=False)
     assert not summary.up_to_date and summary.counts == {"train": 6, "val": 2, "test": 4}
@@ -144,8 +178,17 @@ def test_02_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, buil
     from speech_dae.dataset import build_dataset
 
     out = tmp_path / "killed" / "dataset"
-    kill_mid_run("02_build_dataset.py", "--features", built.features, "--out", out, *_SETS, cwd=tmp_path,
-                 watch=Path(f"{out}.partial"), after_files=3)
+    kill_mid_run(
+        "02_build_dataset.py",
+        "--features",
+        built.features,
+        "--out",
+        out,
+        *_SETS,
+        cwd=tmp_path,
+        watch=Path(f"{out}.partial"),
+        after_files=3,
+    )
     assert Path(f"{out}.partial").is_dir() and not out.exists()
     assert not build_dataset(cfg, features=built.features, out=out, progress=False).up_to_date
     build_dataset(cfg, features=built.features, out=tmp_path / "reference" / "dataset", progress=False)
@@ -169,12 +212,33 @@ def test_04_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, nois
 
     run, noisy, clean = noisy_folders
     killed, ref = tmp_path / "killed", tmp_path / "reference"
-    kill_mid_run("04_reconstruct.py", "--model", run, "--input", noisy, "--clean", clean, "--outputs",
-                 killed / "outputs", "--images", killed / "images", *_SETS, cwd=tmp_path,
-                 watch=killed / "outputs" / "ident", after_files=2)
+    kill_mid_run(
+        "04_reconstruct.py",
+        "--model",
+        run,
+        "--input",
+        noisy,
+        "--clean",
+        clean,
+        "--outputs",
+        killed / "outputs",
+        "--images",
+        killed / "images",
+        *_SETS,
+        cwd=tmp_path,
+        watch=killed / "outputs" / "ident",
+        after_files=2,
+    )
     for root in (killed, ref):
-        reconstruct(cfg, model_dir=run, inputs=noisy, clean=clean, out_root=root / "outputs",
-                    images_root=root / "images", progress=False)
+        reconstruct(
+            cfg,
+            model_dir=run,
+            inputs=noisy,
+            clean=clean,
+            out_root=root / "outputs",
+            images_root=root / "images",
+            progress=False,
+        )
     assert_same_artifacts(killed, ref)
 
 
@@ -185,13 +249,13 @@ def test_staged_output_resumes_a_partial_folder_without_a_killed_runs_temporarie
     work = StagedOutput(out, "fp", marker="m.json").begin()
     (work / "sub").mkdir()
     (work / "done.npy").write_bytes(b"kept")
-    (work / ".done.abc123.tmp.npy").write_bytes(b"half")          # what atomic_path leaves when killed
+    (work / ".done.abc123.tmp.npy").write_bytes(b"half")  # what atomic_path leaves when killed
     (work / "sub" / ".x.k9.tmp.wav").write_bytes(b"half")
     again = StagedOutput(out, "fp", marker="m.json").begin()
     assert again == work and (work / "done.npy").read_bytes() == b"kept"
     assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*")) == [".stage.json", "done.npy", "sub"]
     (work / ".y.q.tmp.csv").write_bytes(b"half")
-    StagedOutput(out, "other", marker="m.json").begin()                # another fingerprint: started afresh
+    StagedOutput(out, "other", marker="m.json").begin()  # another fingerprint: started afresh
     assert sorted(p.name for p in work.iterdir()) == [".stage.json"]
 
 
@@ -200,11 +264,36 @@ def test_05_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, nois
 
     run, noisy, clean = noisy_folders
     out = tmp_path / "killed" / "report"
-    kw = dict(models=[run], baselines=["wiener"], inputs=noisy, clean=clean, metrics=["si_sdr", "stoi"],
-              save_audio=True, progress=False)
-    kill_mid_run("05_evaluate.py", "--models", run, "--baselines", "wiener", "--input", noisy, "--clean", clean,
-                 "--metrics", "si_sdr", "stoi", "--save-audio", "--out", out, *_SETS, cwd=tmp_path,
-                 watch=Path(f"{out}.partial"), after_files=4)
+    kw = dict(
+        models=[run],
+        baselines=["wiener"],
+        inputs=noisy,
+        clean=clean,
+        metrics=["si_sdr", "stoi"],
+        save_audio=True,
+        progress=False,
+    )
+    kill_mid_run(
+        "05_evaluate.py",
+        "--models",
+        run,
+        "--baselines",
+        "wiener",
+        "--input",
+        noisy,
+        "--clean",
+        clean,
+        "--metrics",
+        "si_sdr",
+        "stoi",
+        "--save-audio",
+        "--out",
+        out,
+        *_SETS,
+        cwd=tmp_path,
+        watch=Path(f"{out}.partial"),
+        after_files=4,
+    )
     assert Path(f"{out}.partial").is_dir() and not out.exists()
     assert not evaluate(cfg, out=out, **kw).up_to_date
     evaluate(cfg, out=tmp_path / "reference" / "report", **kw)
@@ -231,17 +320,39 @@ def test_03_killed_after_an_epoch_resumes_and_equals_an_uninterrupted_run(tmp_pa
     killed.mkdir()
     csv_log = killed / "model_logs" / "r.csv"
     # every epoch's state.json is an atomic write, slowed by 1 s: the kill lands inside epoch 2
-    kill_when("03_train_autoencoder.py", "--dataset", built.dataset, "--model", "type2", "--run", "r",
-              *[a for s in sets for a in ("--set", s)], cwd=killed, delay_s=1.0,
-              ready=lambda: csv_log.is_file() and len(csv_log.read_text().splitlines()) >= 2)
+    kill_when(
+        "03_train_autoencoder.py",
+        "--dataset",
+        built.dataset,
+        "--model",
+        "type2",
+        "--run",
+        "r",
+        *[a for s in sets for a in ("--set", s)],
+        cwd=killed,
+        delay_s=1.0,
+        ready=lambda: csv_log.is_file() and len(csv_log.read_text().splitlines()) >= 2,
+    )
     partial = killed / "models" / "r.partial"
     state = json.loads((partial / "backup" / "state.json").read_text())
     assert 1 <= state["epoch"] < 4 and not (killed / "models" / "r").exists()
 
-    got = train(cfg, dataset=built.dataset, run="r", models_dir=killed / "models", logs_dir=killed / "model_logs",
-                progress=False)
-    ref = train(cfg, dataset=built.dataset, run="r", models_dir=tmp_path / "ref" / "models",
-                logs_dir=tmp_path / "ref" / "model_logs", progress=False)
+    got = train(
+        cfg,
+        dataset=built.dataset,
+        run="r",
+        models_dir=killed / "models",
+        logs_dir=killed / "model_logs",
+        progress=False,
+    )
+    ref = train(
+        cfg,
+        dataset=built.dataset,
+        run="r",
+        models_dir=tmp_path / "ref" / "models",
+        logs_dir=tmp_path / "ref" / "model_logs",
+        progress=False,
+    )
     assert got.info["resumed_at_epochs"] == [state["epoch"]] and ref.info["resumed_at_epochs"] == []
     assert f"resumed from epoch {state['epoch']}" in got.lines()[0]
     assert not partial.exists() and not (got.run_dir / "backup").exists(), "the backup is deleted on commit"
@@ -286,7 +397,9 @@ def test_03_stopped_after_training_but_before_the_commit_does_not_train_again(tm
     ref = train(cfg, models_dir=tmp_path / "b", logs_dir=tmp_path / "b_logs", **kw)
     assert got.info["resumed_at_epochs"] == [3] and got.info["history"] == ref.info["history"]
     assert got.info["best_epoch"] == ref.info["best_epoch"] and got.info["stop_reason"] == ref.info["stop_reason"]
-    for a, b in zip(keras.saving.load_model(got.run_dir / "model.keras").get_weights(),
-                    keras.saving.load_model(ref.run_dir / "model.keras").get_weights()):
+    for a, b in zip(
+        keras.saving.load_model(got.run_dir / "model.keras").get_weights(),
+        keras.saving.load_model(ref.run_dir / "model.keras").get_weights(),
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert not (got.run_dir / "backup").exists()

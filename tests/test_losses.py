@@ -7,8 +7,8 @@ import librosa
 import numpy as np
 import pytest
 
-from speech_dae import losses as L
 from speech_dae import config as C
+from speech_dae import losses as L
 from speech_dae import metrics as M
 from speech_dae.errors import ConfigError
 
@@ -26,8 +26,10 @@ def _segment_stfts(rng, n=2, frames=16, n_fft=N_FFT, hop=HOP, noise=0.3):
     length = (frames + 8) * hop
     clean = rng.standard_normal((n, length)).astype(np.float32) * 0.1
     noisy = clean + noise * rng.standard_normal((n, length)).astype(np.float32) * 0.1
-    spec = lambda y: np.stack(  # noqa: E731
-        [librosa.stft(v, n_fft=n_fft, hop_length=hop, center=True).T[2 : 2 + frames] for v in y]
+    spec = (
+        lambda y: np.stack(  # noqa: E731
+            [librosa.stft(v, n_fft=n_fft, hop_length=hop, center=True).T[2 : 2 + frames] for v in y]
+        )
     )
     return spec(clean), spec(noisy), clean
 
@@ -170,14 +172,27 @@ def test_gradients_finite(rng, kind):
 
 # ---------------------------------------------------------------- serialisation
 def test_config_round_trip():
-    loss = L.SpectralLoss(terms=("sisdr", "cmse"), weights=(0.1, 2.0), n_fft=256, hop_length=64,
-                          window="hamming", compress=0.5, name="my_loss")
+    loss = L.SpectralLoss(
+        terms=("sisdr", "cmse"),
+        weights=(0.1, 2.0),
+        n_fft=256,
+        hop_length=64,
+        window="hamming",
+        compress=0.5,
+        name="my_loss",
+    )
     blob = keras.saving.serialize_keras_object(loss)
     again = keras.losses.deserialize(blob)
     assert isinstance(again, L.SpectralLoss)
     assert again.get_config() == loss.get_config()
     assert again.terms == ("sisdr", "cmse") and again.weights == (0.1, 2.0)
-    assert (again.n_fft, again.hop_length, again.window, again.compress, again.name) == (256, 64, "hamming", 0.5, "my_loss")
+    assert (again.n_fft, again.hop_length, again.window, again.compress, again.name) == (
+        256,
+        64,
+        "hamming",
+        0.5,
+        "my_loss",
+    )
     assert keras.losses.get(blob).get_config() == loss.get_config()
 
 

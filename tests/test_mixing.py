@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from speech_dae.errors import ConfigError
-
 from conftest import noise_clip, speech_clip
-from speech_dae.errors import AudioError
+
+from speech_dae.errors import AudioError, ConfigError
 from speech_dae.mixing import fit_noise, mix_at_snr, seeded_rng, snr_db_of, split_items
 
 
@@ -44,15 +42,15 @@ def test_longer_noise_is_cropped_inside_the_recording(speech):
     for k in range(20):
         seg, off = fit_noise(noise, speech.size, seeded_rng(1, k))
         assert 0 <= off <= noise.size - speech.size
-        np.testing.assert_array_equal(seg, noise[off:off + speech.size])
+        np.testing.assert_array_equal(seg, noise[off : off + speech.size])
 
 
 def test_shorter_noise_is_looped(speech):
     noise = noise_clip(0, 0.3)
     seg, off = fit_noise(noise, speech.size, seeded_rng(1, "loop"))
     assert seg.size == speech.size and 0 <= off < noise.size
-    np.testing.assert_array_equal(seg[:noise.size - off], noise[off:])
-    np.testing.assert_array_equal(seg[noise.size:], seg[:speech.size - noise.size])  # period = len(noise)
+    np.testing.assert_array_equal(seg[: noise.size - off], noise[off:])
+    np.testing.assert_array_equal(seg[noise.size :], seg[: speech.size - noise.size])  # period = len(noise)
 
 
 @pytest.mark.parametrize("clip_peak", [0.99, 0.5])
@@ -89,11 +87,13 @@ def test_seeded_offsets_are_reproducible_and_key_dependent():
     b = mix_at_snr(speech, noise, 5.0, rng=seeded_rng(1234, "offset", "utt1"))
     assert a.noise_offset == b.noise_offset
     np.testing.assert_array_equal(a.noisy, b.noisy)
-    offsets = {mix_at_snr(speech, noise, 5.0, rng=seeded_rng(1234, "offset", f"utt{i}")).noise_offset
-               for i in range(10)}
+    offsets = {
+        mix_at_snr(speech, noise, 5.0, rng=seeded_rng(1234, "offset", f"utt{i}")).noise_offset for i in range(10)
+    }
     assert len(offsets) > 5
-    other_seed = {mix_at_snr(speech, noise, 5.0, rng=seeded_rng(99, "offset", f"utt{i}")).noise_offset
-                  for i in range(10)}
+    other_seed = {
+        mix_at_snr(speech, noise, 5.0, rng=seeded_rng(99, "offset", f"utt{i}")).noise_offset for i in range(10)
+    }
     assert offsets != other_seed
 
 

@@ -12,8 +12,7 @@ from speech_dae.errors import ConfigError
 keras = pytest.importorskip("keras")
 
 from speech_dae.config import TARGETS  # noqa: E402
-from speech_dae.models import (MODEL_FEATURES, MODEL_TARGETS, MODELS, build_model, hparam_names,  # noqa: E402
-                               model_names)
+from speech_dae.models import MODEL_FEATURES, MODEL_TARGETS, MODELS, build_model, hparam_names, model_names  # noqa: E402
 
 SPECTRAL = ("fbank", "logmag", "logmel", "power", "magnitude")
 
@@ -54,8 +53,18 @@ def _batch(name: str, target: str, n: int = 16, seed: int = 0) -> tuple[np.ndarr
 
 def test_registry_names():
     assert model_names() == sorted(MODELS)
-    assert set(MODELS) == {"type1", "type2", "dense_ln", "conv1d_time", "cnn2d", "unet", "shallow", "partitioned",
-                           "curro", "tcn"}
+    assert set(MODELS) == {
+        "type1",
+        "type2",
+        "dense_ln",
+        "conv1d_time",
+        "cnn2d",
+        "unet",
+        "shallow",
+        "partitioned",
+        "curro",
+        "tcn",
+    }
 
 
 def test_registry_features_and_targets():
@@ -93,8 +102,9 @@ def test_output_shape_equals_input_shape(name, target):
             assert y.min() >= 0.0 and y.max() <= 1.0
 
 
-@pytest.mark.parametrize("name", ["type1", "type2", "dense_ln", "cnn2d", "unet", "shallow", "partitioned", "curro",
-                                  "tcn"])
+@pytest.mark.parametrize(
+    "name", ["type1", "type2", "dense_ln", "cnn2d", "unet", "shallow", "partitioned", "curro", "tcn"]
+)
 @pytest.mark.parametrize("shape", [(1, 3), (5, 13), (1, 257)])
 def test_spectral_models_take_any_patch_size(name, shape):
     model = build_model(name, shape, **TINY[name])
@@ -207,8 +217,9 @@ def test_conv1d_time_rejects_mask_with_a_clear_message():
     assert "waveform" in str(err.value) and "mapping" in str(err.value)
 
 
-@pytest.mark.parametrize("shape, filters, step", [((2050, 1), [32, 16], 4), ((2052, 1), [4, 4, 4], 8),
-                                                  ((11, 257), [32, 16], 4)])
+@pytest.mark.parametrize(
+    "shape, filters, step", [((2050, 1), [32, 16], 4), ((2052, 1), [4, 4, 4], 8), ((11, 257), [32, 16], 4)]
+)
 def test_conv1d_time_chunk_length_must_divide_by_the_pooling(shape, filters, step):
     with pytest.raises(ConfigError) as err:
         build_model("conv1d_time", shape, filters=filters)
@@ -216,9 +227,18 @@ def test_conv1d_time_chunk_length_must_divide_by_the_pooling(shape, filters, ste
     assert f"chunk_size={shape[0]}" in msg and f"= {step}" in msg and "features.chunk_size" in msg
 
 
-@pytest.mark.parametrize("name, bad", [("type1", "units"), ("type2", "filters"), ("type2", "learning_rate"),
-                                       ("dense_ln", "filters"), ("conv1d_time", "units"), ("cnn2d", "base_filters"),
-                                       ("unet", "filters")])
+@pytest.mark.parametrize(
+    "name, bad",
+    [
+        ("type1", "units"),
+        ("type2", "filters"),
+        ("type2", "learning_rate"),
+        ("dense_ln", "filters"),
+        ("conv1d_time", "units"),
+        ("cnn2d", "base_filters"),
+        ("unet", "filters"),
+    ],
+)
 def test_unknown_hparam_raises_config_error_listing_valid_ones(name, bad):
     with pytest.raises(ConfigError) as err:
         build_model(name, _shapes(name)[0], **{bad: 3})
@@ -227,13 +247,21 @@ def test_unknown_hparam_raises_config_error_listing_valid_ones(name, bad):
     assert "target" not in msg.split("valid:")[1]
 
 
-@pytest.mark.parametrize("name, hp, key", [
-    ("type1", {"filters": []}, "filters"), ("type2", {"units": []}, "units"),
-    ("dense_ln", {"units": []}, "units"), ("dense_ln", {"units": [32, 0]}, "units"),
-    ("conv1d_time", {"filters": []}, "filters"), ("conv1d_time", {"filters": 16}, "filters"),
-    ("cnn2d", {"depth": 0}, "depth"), ("cnn2d", {"filters": 2.5}, "filters"),
-    ("unet", {"base_filters": 0}, "base_filters"), ("unet", {"depth": "2"}, "depth"),
-])
+@pytest.mark.parametrize(
+    "name, hp, key",
+    [
+        ("type1", {"filters": []}, "filters"),
+        ("type2", {"units": []}, "units"),
+        ("dense_ln", {"units": []}, "units"),
+        ("dense_ln", {"units": [32, 0]}, "units"),
+        ("conv1d_time", {"filters": []}, "filters"),
+        ("conv1d_time", {"filters": 16}, "filters"),
+        ("cnn2d", {"depth": 0}, "depth"),
+        ("cnn2d", {"filters": 2.5}, "filters"),
+        ("unet", {"base_filters": 0}, "base_filters"),
+        ("unet", {"depth": "2"}, "depth"),
+    ],
+)
 def test_bad_hparam_value_raises_config_error(name, hp, key):
     with pytest.raises(ConfigError, match=key):
         build_model(name, _shapes(name)[0], **hp)

@@ -17,9 +17,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from conftest import (
+    SR,
+    TINY_SETS,
+    build_corpus,
+    error_line,
+    noise_clip,
+    run_script,
+    speech_clip,
+    stdout_lines,
+    tree_checksums,
+    write_wav,
+)
 
-from conftest import (SR, TINY_SETS, build_corpus, error_line, noise_clip, run_script, speech_clip, stdout_lines,
-                      tree_checksums, write_wav)
 from speech_dae.audio import load_audio
 from speech_dae.extract import extract_features
 
@@ -31,10 +41,20 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-@pytest.mark.parametrize("fmt, subtype, tol", [
-    ("WAV", "PCM_U8", 1 / 128), ("WAV", "PCM_16", 1 / 32768), ("WAV", "PCM_24", 1 / 2 ** 23),
-    ("WAV", "PCM_32", 1e-7), ("WAV", "FLOAT", 0), ("WAV", "DOUBLE", 1e-7), ("FLAC", "PCM_16", 1 / 32768),
-    ("FLAC", "PCM_24", 1 / 2 ** 23), ("AIFF", "PCM_16", 1 / 32768)])
+@pytest.mark.parametrize(
+    "fmt, subtype, tol",
+    [
+        ("WAV", "PCM_U8", 1 / 128),
+        ("WAV", "PCM_16", 1 / 32768),
+        ("WAV", "PCM_24", 1 / 2**23),
+        ("WAV", "PCM_32", 1e-7),
+        ("WAV", "FLOAT", 0),
+        ("WAV", "DOUBLE", 1e-7),
+        ("FLAC", "PCM_16", 1 / 32768),
+        ("FLAC", "PCM_24", 1 / 2**23),
+        ("AIFF", "PCM_16", 1 / 32768),
+    ],
+)
 @pytest.mark.parametrize("rate", [SR, 44100])
 def test_every_bit_depth_and_rate_loads_to_the_same_samples(fmt, subtype, tol, rate, tmp_path):
     y = speech_clip(0, 0.5)
@@ -66,11 +86,12 @@ def _two_tone(n: int, sr: int = SR) -> np.ndarray:
 def _band_energy(y: np.ndarray, hz: float) -> float:
     spec = np.abs(np.fft.rfft(y * np.hanning(y.size))) ** 2
     k = int(round(hz * y.size / SR))
-    return float(spec[k - 3:k + 4].sum() / spec.sum())
+    return float(spec[k - 3 : k + 4].sum() / spec.sum())
 
 
-@pytest.mark.parametrize("channel, tones", [(0, {500: True, 3000: False}), (1, {500: False, 3000: True}),
-                                            (None, {500: True, 3000: True})])
+@pytest.mark.parametrize(
+    "channel, tones", [(0, {500: True, 3000: False}), (1, {500: False, 3000: True}), (None, {500: True, 3000: True})]
+)
 def test_multichannel_noise_gives_the_configured_channel(channel, tones, tmp_path, tiny_cfg):
     corpus = build_corpus(tmp_path / "corpus", n_train_noise=0, n_test_noise=0)
     for split in ("train", "test"):
@@ -112,10 +133,14 @@ def test_demand_style_one_file_per_channel_folders_use_one_channel_file(channel,
     assert summary.skipped == 0 and len(left) == (0 if channel is None else 6)
     if channel is not None:
         assert {Path(r["file"]).stem for r in left} == {"ch01", "ch02", "ch03", "ch04"} - used
-        assert all(r["reason"] == f"not used: another channel of a one-file-per-channel recording; only "
-                                  f"ch{channel + 1:02d} is used (audio.noise_channel={channel})" for r in left)
-        assert summary.lines()[1] == ("inputs: left out 6 other-channel files of one-file-per-channel noise "
-                                      "recordings (see skipped.csv)")
+        assert all(
+            r["reason"] == f"not used: another channel of a one-file-per-channel recording; only "
+            f"ch{channel + 1:02d} is used (audio.noise_channel={channel})"
+            for r in left
+        )
+        assert summary.lines()[1] == (
+            "inputs: left out 6 other-channel files of one-file-per-channel noise recordings (see skipped.csv)"
+        )
         assert all("__DKITCHEN-ch" in r["id"] or "__DLIVING-ch" in r["id"] for r in _rows(out / "manifest.csv"))
 
 
@@ -126,11 +151,14 @@ def test_a_channel_folder_without_the_configured_channel_is_listed(tmp_path, tin
     _demand(tmp_path / "noise", envs=("A",), n_ch=2)
     write_wav(tmp_path / "noise" / "plain.wav", noise_clip(0, 1.5))
     out = tmp_path / "f"
-    extract_features(tiny_cfg.replace(**{"audio.noise_channel": 5}), out=out, clean=clean, noise=tmp_path / "noise",
-                     progress=False)
+    extract_features(
+        tiny_cfg.replace(**{"audio.noise_channel": 5}), out=out, clean=clean, noise=tmp_path / "noise", progress=False
+    )
     reasons = {Path(r["file"]).name: r["reason"] for r in _rows(out / "skipped.csv")}
-    why = ("not used: one-file-per-channel recording without a ch06 file (audio.noise_channel=5); "
-           "set audio.noise_channel, or null to use every channel file")
+    why = (
+        "not used: one-file-per-channel recording without a ch06 file (audio.noise_channel=5); "
+        "set audio.noise_channel, or null to use every channel file"
+    )
     assert reasons == {"ch01.wav": why, "ch02.wav": why}
     assert {Path(r["noise_file"]).name for r in _rows(out / "manifest.csv")} == {"plain.wav"}
 
@@ -169,11 +197,16 @@ def test_own_corpus_summary_says_in_one_line_what_was_converted(tmp_path, tiny_c
     p = _own_corpus(tmp_path / "own")
     out = tmp_path / "f"
     summary = extract_features(tiny_cfg, out=out, clean=p["clean"], noise=p["noise"], progress=False)
-    assert summary.lines()[1] == ("inputs: resampled 3 files from 22050 Hz and 6 files from 44100 Hz to 16000 Hz; "
-                                  "folded 6 stereo files to mono (mean of the channels)")
+    assert summary.lines()[1] == (
+        "inputs: resampled 3 files from 22050 Hz and 6 files from 44100 Hz to 16000 Hz; "
+        "folded 6 stereo files to mono (mean of the channels)"
+    )
     params = json.loads((out / "params.json").read_text())
-    assert params["conversions"] == {"resampled": {"22050": 3, "44100": 6}, "folded_to_mono": {"2": 6},
-                                     "channel_taken": {}}
+    assert params["conversions"] == {
+        "resampled": {"22050": 3, "44100": 6},
+        "folded_to_mono": {"2": 6},
+        "channel_taken": {},
+    }
     assert {Path(r["file"]).name for r in _rows(out / "skipped.csv")} == {"broken.flac", "zero.wav"}
     ids = {r["id"].split("__")[0] for r in _rows(out / "manifest.csv")}
     assert "spk0-session-utt0" in ids and {r["speaker"] for r in _rows(out / "manifest.csv")} == {"spk0", "spk1"}
@@ -199,14 +232,22 @@ def test_each_readme_layout_runs_through_the_script_on_own_data(layout, tmp_path
     assert lines[0].startswith("wrote ") and want in lines[0], lines
     assert lines[-1] == "next: python 02_build_dataset.py --features features/mine --out datasets/mine"
     if layout == "data":
-        assert lines[1] == ("inputs: left out 3 other-channel files of one-file-per-channel noise recordings "
-                            "(see skipped.csv)")
+        assert lines[1] == (
+            "inputs: left out 3 other-channel files of one-file-per-channel noise recordings (see skipped.csv)"
+        )
     else:
         n = 12 if layout == "paired" else 6  # paired: the noisy files and their references
         assert lines[1].startswith("inputs: resampled ") and f"folded {n} stereo files to mono" in lines[1]
     kinds = {r["kind"] for r in _rows(tmp_path / "features" / "mine" / "manifest.csv")}
-    assert kinds == {"paired": {"paired"}, "clean+noise": {"mixture"}, "data": {"mixture"},
-                     "noisy+noise_only": {"noisy", "noise_only"}}[layout]
+    assert (
+        kinds
+        == {
+            "paired": {"paired"},
+            "clean+noise": {"mixture"},
+            "data": {"mixture"},
+            "noisy+noise_only": {"noisy", "noise_only"},
+        }[layout]
+    )
     assert {k: v for k, v in tree_checksums(tmp_path).items() if not k.startswith("features/")} == before
 
 
@@ -214,12 +255,14 @@ def test_01_and_02_never_modify_their_inputs_even_with_force(tmp_path):
     corpus = build_corpus(tmp_path / "corpus")
     before = tree_checksums(corpus)
     for extra in ([], ["--force"]):
-        one = run_script("01_extract_features.py", "--data", corpus, "--out", "features/f", *_SETS, *extra,
-                         cwd=tmp_path)
+        one = run_script(
+            "01_extract_features.py", "--data", corpus, "--out", "features/f", *_SETS, *extra, cwd=tmp_path
+        )
         assert one.returncode == 0, one.stderr
         feats = tree_checksums(tmp_path / "features" / "f")
-        two = run_script("02_build_dataset.py", "--features", "features/f", "--out", "datasets/f", *_SETS, *extra,
-                         cwd=tmp_path)
+        two = run_script(
+            "02_build_dataset.py", "--features", "features/f", "--out", "datasets/f", *_SETS, *extra, cwd=tmp_path
+        )
         assert two.returncode == 0, two.stderr
         assert tree_checksums(corpus) == before, f"01/02 {extra} modified the corpus"
         assert tree_checksums(tmp_path / "features" / "f") == feats, f"02 {extra} modified its features"
@@ -228,13 +271,19 @@ def test_01_and_02_never_modify_their_inputs_even_with_force(tmp_path):
 @pytest.mark.parametrize("stage", ["01", "02"])
 def test_another_configuration_is_refused_in_one_line_without_force(stage, tmp_path):
     corpus = build_corpus(tmp_path / "corpus")
-    assert run_script("01_extract_features.py", "--data", corpus, "--out", "features/f", *_SETS,
-                      cwd=tmp_path).returncode == 0
+    assert (
+        run_script("01_extract_features.py", "--data", corpus, "--out", "features/f", *_SETS, cwd=tmp_path).returncode
+        == 0
+    )
     if stage == "01":
         cmd, out = ["01_extract_features.py", "--data", corpus, "--out", "features/f"], tmp_path / "features" / "f"
     else:
-        assert run_script("02_build_dataset.py", "--features", "features/f", "--out", "datasets/f", *_SETS,
-                          cwd=tmp_path).returncode == 0
+        assert (
+            run_script(
+                "02_build_dataset.py", "--features", "features/f", "--out", "datasets/f", *_SETS, cwd=tmp_path
+            ).returncode
+            == 0
+        )
         cmd = ["02_build_dataset.py", "--features", "features/f", "--out", "datasets/f"]
         out = tmp_path / "datasets" / "f"
     finished = tree_checksums(out)
@@ -242,9 +291,9 @@ def test_another_configuration_is_refused_in_one_line_without_force(stage, tmp_p
     proc = run_script(*cmd, *_SETS, "--set", other, cwd=tmp_path)
     assert proc.returncode == 2
     line = error_line(proc)
-    assert line.startswith(f"error: {Path(*out.parts[-2:])} already holds a run of another configuration "
-                           "(fingerprint ") and line.endswith("); pass --force to replace it, or choose another "
-                                                              "output name")
+    assert line.startswith(
+        f"error: {Path(*out.parts[-2:])} already holds a run of another configuration (fingerprint "
+    ) and line.endswith("); pass --force to replace it, or choose another output name")
     assert tree_checksums(out) == finished and not stdout_lines(proc)
     forced = run_script(*cmd, *_SETS, "--set", other, "--force", cwd=tmp_path)
     assert forced.returncode == 0 and tree_checksums(out) != finished
@@ -255,23 +304,61 @@ def test_no_clean_layout_next_lines_keep_the_config_and_propose_a_model_that_tra
 
     p = _own_corpus(tmp_path / "own")
     config = REPO_ROOT / "configs" / "thesis.yaml"
-    one = run_script("01_extract_features.py", "--config", config, "--noisy", p["noisy"], "--noise-only", p["noise"],
-                     "--out", "features/mine", cwd=tmp_path)
+    one = run_script(
+        "01_extract_features.py",
+        "--config",
+        config,
+        "--noisy",
+        p["noisy"],
+        "--noise-only",
+        p["noise"],
+        "--out",
+        "features/mine",
+        cwd=tmp_path,
+    )
     assert one.returncode == 0, one.stderr
-    assert stdout_lines(one)[-1] == (f"next: python 02_build_dataset.py --config {config} --features features/mine "
-                                     "--out datasets/mine")
-    two = run_script("02_build_dataset.py", "--config", config, "--set", "model.name=type2", "--features",
-                     "features/mine", "--out", "datasets/mine", cwd=tmp_path)
+    assert stdout_lines(one)[-1] == (
+        f"next: python 02_build_dataset.py --config {config} --features features/mine --out datasets/mine"
+    )
+    two = run_script(
+        "02_build_dataset.py",
+        "--config",
+        config,
+        "--set",
+        "model.name=type2",
+        "--features",
+        "features/mine",
+        "--out",
+        "datasets/mine",
+        cwd=tmp_path,
+    )
     assert two.returncode == 0, two.stderr
     assert "context 1 frames" in stdout_lines(two)[0]
-    assert stdout_lines(two)[-1] == (f"next: python 03_train_autoencoder.py --config {config} --dataset datasets/mine "
-                                     "--model partitioned --run mine_partitioned")
-    three = run_script("03_train_autoencoder.py", "--config", config, "--set", "model.hparams.partitioned.units=16",
-                       "--set", "training.epochs=1", "--dataset", "datasets/mine", "--model", "partitioned",
-                       "--run", "mine_partitioned", cwd=tmp_path)
+    assert stdout_lines(two)[-1] == (
+        f"next: python 03_train_autoencoder.py --config {config} --dataset datasets/mine "
+        "--model partitioned --run mine_partitioned"
+    )
+    three = run_script(
+        "03_train_autoencoder.py",
+        "--config",
+        config,
+        "--set",
+        "model.hparams.partitioned.units=16",
+        "--set",
+        "training.epochs=1",
+        "--dataset",
+        "datasets/mine",
+        "--model",
+        "partitioned",
+        "--run",
+        "mine_partitioned",
+        cwd=tmp_path,
+    )
     assert three.returncode == 0, three.stderr
-    assert stdout_lines(three)[-1] == ("next: python 04_reconstruct.py --model models/mine_partitioned --input "
-                                       "NOISY_FILE_OR_DIR  (this dataset has no test split)")
+    assert stdout_lines(three)[-1] == (
+        "next: python 04_reconstruct.py --model models/mine_partitioned --input "
+        "NOISY_FILE_OR_DIR  (this dataset has no test split)"
+    )
 
 
 def test_04_without_input_on_features_without_a_test_split_says_what_to_pass(tmp_path):
@@ -279,7 +366,10 @@ def test_04_without_input_on_features_without_a_test_split_says_what_to_pass(tmp
     from speech_dae.inputs import manifest_items
 
     (tmp_path / "manifest.csv").write_text("id,split,snr_db\nnoisy-a,train,\nnoise_only-b,val,\n")
-    with pytest.raises(ArtifactError, match=r"manifest.csv lists no test utterance; features built without clean "
-                                            r"references \(01 --noisy --noise-only\) have no test split: pass "
-                                            r"--input NOISY_FILE_OR_DIR \(and --clean DIR to score\)$"):
+    with pytest.raises(
+        ArtifactError,
+        match=r"manifest.csv lists no test utterance; features built without clean "
+        r"references \(01 --noisy --noise-only\) have no test split: pass "
+        r"--input NOISY_FILE_OR_DIR \(and --clean DIR to score\)$",
+    ):
         manifest_items(tmp_path)

@@ -15,11 +15,24 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import (
+    PINNED_SETS,
+    SCRIPTS,
+    SR,
+    TINY_SETS,
+    build_corpus,
+    error_line,
+    identity_run_dir,
+    run_script,
+    si_sdr_db,
+    speech_clip,
+    stdout_lines,
+    tree_checksums,
+    write_wav,
+)
 
-from conftest import (PINNED_SETS, SCRIPTS, SR, TINY_SETS, build_corpus, error_line, identity_run_dir, run_script,
-                      si_sdr_db, speech_clip, stdout_lines, tree_checksums, write_wav)
 from speech_dae.config import load_config
-from speech_dae.dataset import Normaliser, build_dataset, gather_patches, load_dataset, patch_starts
+from speech_dae.dataset import build_dataset, gather_patches, load_dataset, patch_starts
 from speech_dae.errors import ArtifactError, AudioError
 from speech_dae.extract import extract_features
 
@@ -67,15 +80,20 @@ def test_03_refuses_missing_or_incomplete_dataset(tmp_path, built, tiny_cfg):
     from speech_dae.training import train
 
     with pytest.raises(ArtifactError) as err:
-        train(tiny_cfg, dataset=tmp_path / "datasets" / "nope", run="r", models_dir=tmp_path / "models",
-              logs_dir=tmp_path / "logs", progress=False)
+        train(
+            tiny_cfg,
+            dataset=tmp_path / "datasets" / "nope",
+            run="r",
+            models_dir=tmp_path / "models",
+            logs_dir=tmp_path / "logs",
+            progress=False,
+        )
     assert STAGE02 in str(err.value)
     ds = tmp_path / "ds"
     shutil.copytree(built.dataset, ds)
     (ds / "windows_val.npy").unlink()
     with pytest.raises(ArtifactError) as err:
-        train(tiny_cfg, dataset=ds, run="r", models_dir=tmp_path / "models", logs_dir=tmp_path / "logs",
-              progress=False)
+        train(tiny_cfg, dataset=ds, run="r", models_dir=tmp_path / "models", logs_dir=tmp_path / "logs", progress=False)
     assert STAGE02 in str(err.value) and "windows_val.npy" in str(err.value)
     assert not (tmp_path / "models" / "r").exists()
 
@@ -84,8 +102,13 @@ def test_04_refuses_missing_or_incomplete_model(tmp_path, tiny_cfg):
     from speech_dae.reconstruct import Denoiser, reconstruct
 
     with pytest.raises(ArtifactError) as err:
-        reconstruct(tiny_cfg, model_dir=tmp_path / "models" / "nope", out_root=tmp_path / "o",
-                    images_root=tmp_path / "i", progress=False)
+        reconstruct(
+            tiny_cfg,
+            model_dir=tmp_path / "models" / "nope",
+            out_root=tmp_path / "o",
+            images_root=tmp_path / "i",
+            progress=False,
+        )
     assert STAGE03 in str(err.value)
     run = tmp_path / "models" / "half"
     run.mkdir(parents=True)
@@ -156,8 +179,9 @@ def test_04_script_on_missing_model_exits_2_naming_stage_03(tmp_path):
 
 def test_03_script_on_stale_dataset_exits_2(stale):
     root, feats, ds = stale
-    proc = run_script(STAGE03, "--dataset", str(ds), "--run", "r", *[a for s in TINY_SETS for a in ("--set", s)],
-                      cwd=root)
+    proc = run_script(
+        STAGE03, "--dataset", str(ds), "--run", "r", *[a for s in TINY_SETS for a in ("--set", s)], cwd=root
+    )
     _assert_refused(proc, "stale", STAGE02)
 
 
@@ -183,8 +207,9 @@ def test_train_type1_in_process_then_up_to_date_and_usable(built, tmp_path):
     from speech_dae.training import train
 
     cfg = built.cfg.replace(**{"model.name": "type1"})
-    kw = dict(dataset=built.dataset, run="t1", models_dir=tmp_path / "models", logs_dir=tmp_path / "logs",
-              progress=False)
+    kw = dict(
+        dataset=built.dataset, run="t1", models_dir=tmp_path / "models", logs_dir=tmp_path / "logs", progress=False
+    )
     summary = train(cfg, **kw)
     run = tmp_path / "models" / "t1"
     assert summary.run_dir == run and not summary.up_to_date
@@ -202,10 +227,23 @@ def test_train_type1_in_process_then_up_to_date_and_usable(built, tmp_path):
 def test_training_budgets_limit_steps_validation_patches_and_time(built, tmp_path):
     from speech_dae.training import train
 
-    cfg = built.cfg.replace(**{"model.name": "type2", "training.epochs": 4, "training.steps_per_epoch": 1,
-                               "training.val_max_patches": 3, "training.max_minutes": 1e-9})
-    s = train(cfg, dataset=built.dataset, run="budget", models_dir=tmp_path / "models", logs_dir=tmp_path / "logs",
-              progress=False)
+    cfg = built.cfg.replace(
+        **{
+            "model.name": "type2",
+            "training.epochs": 4,
+            "training.steps_per_epoch": 1,
+            "training.val_max_patches": 3,
+            "training.max_minutes": 1e-9,
+        }
+    )
+    s = train(
+        cfg,
+        dataset=built.dataset,
+        run="budget",
+        models_dir=tmp_path / "models",
+        logs_dir=tmp_path / "logs",
+        progress=False,
+    )
     # the budget is crossed by the first batch: one (one-step) epoch, validated on 3 patches, then stop
     assert s.info["epochs_run"] == 1 and s.info["best_epoch"] == 1
     assert s.info["stop_reason"] == "time budget of 1e-09 min reached"
@@ -266,8 +304,8 @@ def test_overlap_average_long_chunks_match_a_direct_sum():
     w = np.hanning(chunk + 2)[1:-1]
     acc, norm = np.zeros((n, 2)), np.zeros(n)
     for p, s in zip(patches, starts):
-        acc[s:s + chunk] += w[:, None] * p
-        norm[s:s + chunk] += w
+        acc[s : s + chunk] += w[:, None] * p
+        norm[s : s + chunk] += w
     np.testing.assert_allclose(overlap_average(patches, starts, n, w), acc / norm[:, None], rtol=1e-5, atol=1e-6)
 
 
@@ -314,7 +352,7 @@ def test_denoiser_handles_inputs_shorter_than_one_patch(identity_run):
     from speech_dae.reconstruct import Denoiser
 
     den = Denoiser(identity_run[0])
-    y = speech_clip(0, 1.0)[8000:8000 + 900]  # 8 frames < context 11
+    y = speech_clip(0, 1.0)[8000 : 8000 + 900]  # 8 frames < context 11
     assert den.fx(y).shape[0] < den.context
     out = den(y)
     assert out.shape == y.shape and si_sdr_db(y, out) > 40
@@ -339,8 +377,15 @@ def test_reconstruct_writes_wav_of_the_input_length_image_and_metrics(identity_r
     write_wav(clean_dir / "a.wav", y, subtype="FLOAT")
     write_wav(noisy_dir / "sub" / "b.wav", speech_clip(1, 0.5)[:7777], subtype="FLOAT")  # no reference
     before = tree_checksums(tmp_path)
-    summary = reconstruct(cfg, model_dir=run, inputs=noisy_dir, clean=clean_dir, out_root=tmp_path / "outputs",
-                          images_root=tmp_path / "images", progress=False)
+    summary = reconstruct(
+        cfg,
+        model_dir=run,
+        inputs=noisy_dir,
+        clean=clean_dir,
+        out_root=tmp_path / "outputs",
+        images_root=tmp_path / "images",
+        progress=False,
+    )
     after = tree_checksums(tmp_path)
     assert {k: v for k, v in after.items() if k.startswith(("noisy", "clean"))} == before
     out_a, sr = sf.read(tmp_path / "outputs" / "ident" / "a_denoised.wav", dtype="float32")
@@ -361,8 +406,14 @@ def test_reconstruct_on_missing_input_raises_audio_error(identity_run, tmp_path)
 
     run, cfg = identity_run
     with pytest.raises(AudioError, match="neither"):
-        reconstruct(cfg, model_dir=run, inputs=tmp_path / "nothing.wav", out_root=tmp_path / "o",
-                    images_root=tmp_path / "i", progress=False)
+        reconstruct(
+            cfg,
+            model_dir=run,
+            inputs=tmp_path / "nothing.wav",
+            out_root=tmp_path / "o",
+            images_root=tmp_path / "i",
+            progress=False,
+        )
 
 
 # ============================================================ end to end
@@ -374,18 +425,65 @@ def e2e(tmp_path_factory):
     before = tree_checksums(corpus)
     sets = [a for s in TINY_SETS for a in ("--set", s)]
     procs = {}
-    procs["01"] = run_script(STAGE01, "--data", "corpus", "--feature", "logmag", "--snr", "0", "10",
-                             "--out", "features/tiny", *sets, cwd=root)
+    procs["01"] = run_script(
+        STAGE01,
+        "--data",
+        "corpus",
+        "--feature",
+        "logmag",
+        "--snr",
+        "0",
+        "10",
+        "--out",
+        "features/tiny",
+        *sets,
+        cwd=root,
+    )
     procs["02"] = run_script(STAGE02, "--features", "features/tiny", "--out", "datasets/tiny", *sets, cwd=root)
-    procs["03"] = run_script(STAGE03, "--dataset", "datasets/tiny", "--model", "type2", "--run", "tiny_type2",
-                             "--epochs", "1", *sets, cwd=root)
+    procs["03"] = run_script(
+        STAGE03,
+        "--dataset",
+        "datasets/tiny",
+        "--model",
+        "type2",
+        "--run",
+        "tiny_type2",
+        "--epochs",
+        "1",
+        *sets,
+        cwd=root,
+    )
     procs["04"] = run_script(SCRIPTS[3], "--model", "models/tiny_type2", *sets, cwd=root)
-    procs["05"] = run_script(SCRIPTS[4], "--models", "models/tiny_type2", "--baselines", "wiener",
-                             "--metrics", "si_sdr", "stoi", "pesq", "--out", "reports/tiny", *sets, cwd=root)
-    procs["01again"] = run_script(STAGE01, "--data", "corpus", "--feature", "logmag", "--snr", "0", "10",
-                                  "--out", "features/tiny", *sets, cwd=root)
-    procs["02again"] = run_script(STAGE02, "--features", "features/tiny", "--out", "datasets/tiny", *sets,
-                                  cwd=root)
+    procs["05"] = run_script(
+        SCRIPTS[4],
+        "--models",
+        "models/tiny_type2",
+        "--baselines",
+        "wiener",
+        "--metrics",
+        "si_sdr",
+        "stoi",
+        "pesq",
+        "--out",
+        "reports/tiny",
+        *sets,
+        cwd=root,
+    )
+    procs["01again"] = run_script(
+        STAGE01,
+        "--data",
+        "corpus",
+        "--feature",
+        "logmag",
+        "--snr",
+        "0",
+        "10",
+        "--out",
+        "features/tiny",
+        *sets,
+        cwd=root,
+    )
+    procs["02again"] = run_script(STAGE02, "--features", "features/tiny", "--out", "datasets/tiny", *sets, cwd=root)
     return root, procs, before
 
 

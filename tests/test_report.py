@@ -19,8 +19,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import error_line, identity_run_dir, run_script, speech_clip, write_wav
+
 from speech_dae.errors import ConfigError
 from speech_dae.inputs import Item
 from speech_dae.report import card, example_block, page, pick_examples, strong, table
@@ -118,8 +118,9 @@ def rec(built, ident, tmp_path_factory):
     from speech_dae.reconstruct import reconstruct
 
     root = tmp_path_factory.mktemp("report04")
-    summary = reconstruct(built.cfg, model_dir=ident, out_root=root / "outputs", images_root=root / "images",
-                          progress=False)
+    summary = reconstruct(
+        built.cfg, model_dir=ident, out_root=root / "outputs", images_root=root / "images", progress=False
+    )
     return summary
 
 
@@ -128,15 +129,21 @@ def ev(built, ident, tmp_path_factory):
     from speech_dae.evaluate import evaluate
 
     out = tmp_path_factory.mktemp("report05") / "reports" / "tiny"
-    return evaluate(built.cfg, out=out, models=[ident], baselines="wiener", features=built.features,
-                    metrics=METRICS, progress=False)
+    return evaluate(
+        built.cfg, out=out, models=[ident], baselines="wiener", features=built.features, metrics=METRICS, progress=False
+    )
 
 
 # ------------------------------------------------------------------ building blocks
 def test_table_card_and_page_escape_everything():
-    html_text = page('A <b>"&\'', [table(["x<y", "v"], [["<i>", strong("1 & 2")]]),
-                                    example_block("t<", [card('o"k <3', "a%20b.wav", "c%23d.png", "s<1")])],
-                     meta=["m&m"])
+    html_text = page(
+        "A <b>\"&'",
+        [
+            table(["x<y", "v"], [["<i>", strong("1 & 2")]]),
+            example_block("t<", [card('o"k <3', "a%20b.wav", "c%23d.png", "s<1")]),
+        ],
+        meta=["m&m"],
+    )
     assert "<b>" not in html_text and "<i>" not in html_text and "<3" not in html_text
     doc = Page(html_text)
     assert doc.tables[0]["rows"] == [["x<y", "v"], ["<i>", "1 & 2"]]
@@ -192,8 +199,14 @@ def test_reconstruct_report_is_self_contained_and_shows_metrics_csv(rec):
 def test_reconstruct_report_examples_zero_has_tables_and_no_players(built, ident, tmp_path):
     from speech_dae.reconstruct import reconstruct
 
-    s = reconstruct(built.cfg, model_dir=ident, out_root=tmp_path / "o", images_root=tmp_path / "i",
-                    progress=False, report_examples=0)
+    s = reconstruct(
+        built.cfg,
+        model_dir=ident,
+        out_root=tmp_path / "o",
+        images_root=tmp_path / "i",
+        progress=False,
+        report_examples=0,
+    )
     doc = _read(s.out_dir)
     assert doc.count("audio") == 0 and doc.count("img") == 0 and len(doc.table("Per file")) == 3
     assert not (s.out_dir / "report_files").exists()
@@ -209,8 +222,15 @@ def test_odd_file_names_are_escaped_and_linked(built, tmp_path):
     noise = np.random.default_rng(0).normal(0, 0.02, y.size).astype(np.float32)
     write_wav(tmp_path / "noisy" / "sub dir" / f"{odd}.wav", y + noise)
     write_wav(tmp_path / "clean" / "sub dir" / f"{odd}.wav", y)
-    s = reconstruct(built.cfg, model_dir=run, inputs=tmp_path / "noisy", clean=tmp_path / "clean",
-                    out_root=tmp_path / "outputs", images_root=tmp_path / "images", progress=False)
+    s = reconstruct(
+        built.cfg,
+        model_dir=run,
+        inputs=tmp_path / "noisy",
+        clean=tmp_path / "clean",
+        out_root=tmp_path / "outputs",
+        images_root=tmp_path / "images",
+        progress=False,
+    )
     raw = (s.out_dir / "report.html").read_text(encoding="utf-8")
     assert "<b>" not in raw and "<x>" not in raw
     doc = Page(raw)
@@ -238,8 +258,11 @@ def test_evaluate_report_tables_equal_the_results_csv(ev):
     for line in overall[1:]:
         mine = [r for r in rows if r["system"] == line[0]]
         assert line[2] == str(len(mine)) == "2"
-        for label, m, tol in (("SI-SDR (dB)", "si_sdr", 0.0051), ("STOI", "stoi", 0.00051),
-                              ("SNR (dB)", "snr", 0.0051)):
+        for label, m, tol in (
+            ("SI-SDR (dB)", "si_sdr", 0.0051),
+            ("STOI", "stoi", 0.00051),
+            ("SNR (dB)", "snr", 0.0051),
+        ):
             assert _num(line[header.index(label)]) == pytest.approx(np.mean([float(r[m]) for r in mine]), abs=tol)
     by_snr = doc.table("SI-SDR (dB) (higher is better)")
     assert by_snr[0] == ["system", "+0 dB", "+10 dB"]
@@ -268,8 +291,16 @@ def test_evaluate_rerun_with_other_examples_warns_and_zero_disables_players(buil
 
 
 def test_cli_refuses_a_negative_number_of_examples(built, tmp_path):
-    proc = run_script("05_evaluate.py", "--baselines", "wiener", "--features", str(built.features),
-                      "--report-examples", "-2", cwd=tmp_path)
+    proc = run_script(
+        "05_evaluate.py",
+        "--baselines",
+        "wiener",
+        "--features",
+        str(built.features),
+        "--report-examples",
+        "-2",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert error_line(proc) == "error: --report-examples must be 0 or more, not -2"
 
@@ -279,8 +310,9 @@ CHROMIUM = shutil.which("chromium")
 
 
 def _chromium(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")

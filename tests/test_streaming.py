@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import identity_run_dir, noise_clip, speech_clip
+
 from speech_dae.config import load_config
 from speech_dae.errors import AudioError
 from speech_dae.reconstruct import Denoiser
@@ -15,8 +15,15 @@ from speech_dae.reconstruct import Denoiser
 keras = pytest.importorskip("keras")
 
 
-def _run(root, feature: str = "logmag", *, target: str = "mapping", context: int | None = None,
-         random: bool = True, sets: tuple = ()):
+def _run(
+    root,
+    feature: str = "logmag",
+    *,
+    target: str = "mapping",
+    context: int | None = None,
+    random: bool = True,
+    sets: tuple = (),
+):
     """A run folder: a randomly initialised tiny registry model (or the identity), with ``run.json`` to match."""
     from speech_dae.models import build_model
 
@@ -49,7 +56,7 @@ def _stream(den: Denoiser, x: np.ndarray, sizes) -> np.ndarray:
     outs, i, k = [], 0, 0
     while i < x.size:
         size = int(sizes[k % len(sizes)])
-        outs.append(den.process_block(x[i:i + size]))
+        outs.append(den.process_block(x[i : i + size]))
         i, k = min(x.size, i + size), k + 1
         assert outs[-1].dtype == np.float32 and outs[-1].ndim == 1
         s = den.streamer
@@ -90,7 +97,7 @@ def test_each_patch_is_predicted_once(tmp_path):
         return predict(patches)
 
     den.predict_batch = counting
-    outs = [den.process_block(x[i:i + 100]) for i in range(0, x.size, 100)]
+    outs = [den.process_block(x[i : i + 100]) for i in range(0, x.size, 100)]
     n_regular = 1 + x.size // 128 - den.context + 1  # patches of whole-signal processing (patch_hop 1)
     assert n_regular - 25 <= sum(sizes) <= n_regular and max(sizes[1:]) <= 2  # 100-sample blocks: 1-2 new ones
     outs.append(den.flush())  # the end: one Denoiser call on the last margin + latency samples
@@ -122,7 +129,7 @@ def test_final_samples_do_not_depend_on_what_comes_next(feature, patch_hop, tmp_
         y2 = den(loud)
         np.testing.assert_allclose(y2[:end], y[:end], atol=1e-5, rtol=0)
         if feature != "waveform" and patch_hop == 1:  # and the bound is tight: the next samples depend on it
-            assert np.abs(y2[end:end + 256] - y[end:end + 256]).max() > 1e-6  # (Hann edges: tiny at first)
+            assert np.abs(y2[end : end + 256] - y[end : end + 256]).max() > 1e-6  # (Hann edges: tiny at first)
 
 
 @pytest.mark.parametrize("feature, patch_hop", [("fbank", 1), ("logmag", 1), ("logmag", 3), ("waveform", 1)])
@@ -135,8 +142,8 @@ def test_the_left_margin_is_all_the_past_a_segment_needs(feature, patch_hop, tmp
     rng = np.random.default_rng(1)
     for r0 in (s.align * 10, s.align * 11, s.align * 13):
         loud = np.concatenate([rng.uniform(-1, 1, r0).astype(np.float32), x[r0:]])  # another past
-        np.testing.assert_allclose(den(loud)[r0 + s.margin:], y[r0 + s.margin:], atol=1e-5, rtol=0)
-        np.testing.assert_allclose(den(x[r0:])[s.margin:], y[r0 + s.margin:], atol=1e-5, rtol=0)  # or none
+        np.testing.assert_allclose(den(loud)[r0 + s.margin :], y[r0 + s.margin :], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(den(x[r0:])[s.margin :], y[r0 + s.margin :], atol=1e-5, rtol=0)  # or none
 
 
 def test_one_sample_blocks_and_a_block_longer_than_the_signal(tmp_path):
@@ -146,19 +153,28 @@ def test_one_sample_blocks_and_a_block_longer_than_the_signal(tmp_path):
     np.testing.assert_allclose(_stream(den, x, [1]), offline, atol=1e-5, rtol=0)
     head = den.process_block(np.concatenate([x, np.zeros(0, np.float32)]))  # the whole signal in one block
     assert head.size == den.streamer.final_end(x.size) >= x.size - den.latency_samples
-    np.testing.assert_allclose(np.concatenate([head, den.process_block(np.zeros(0, np.float32)), den.flush()]),
-                               offline, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        np.concatenate([head, den.process_block(np.zeros(0, np.float32)), den.flush()]), offline, atol=1e-5, rtol=0
+    )
 
 
-@pytest.mark.parametrize("feature, context, sets, expected", [
-    ("logmag", 11, (), 10 * 128 + 512 - 1),  # (context - 1) * hop + n_fft - 1 = 1791 (111.9 ms)
-    ("logmel", 11, (), 1791),
-    ("fbank", 11, (), 10 * 128 + 128 + 256 - 1),  # right half of the 256-sample fbank window, left half of n_fft
-    ("logmag", 1, (), 511),  # frame-wise model: one STFT window
-    ("magnitude", 11, ("features.n_fft=1024", "features.win_length=1024", "features.hop_length=512"), 10 * 512 + 1023),
-    ("logmag", 11, ("features.win_length=400", "features.hop_length=160"), 10 * 160 + 200 + 200 - 1),
-    ("waveform", 512, (), 511),  # one chunk
-])
+@pytest.mark.parametrize(
+    "feature, context, sets, expected",
+    [
+        ("logmag", 11, (), 10 * 128 + 512 - 1),  # (context - 1) * hop + n_fft - 1 = 1791 (111.9 ms)
+        ("logmel", 11, (), 1791),
+        ("fbank", 11, (), 10 * 128 + 128 + 256 - 1),  # right half of the 256-sample fbank window, left half of n_fft
+        ("logmag", 1, (), 511),  # frame-wise model: one STFT window
+        (
+            "magnitude",
+            11,
+            ("features.n_fft=1024", "features.win_length=1024", "features.hop_length=512"),
+            10 * 512 + 1023,
+        ),
+        ("logmag", 11, ("features.win_length=400", "features.hop_length=160"), 10 * 160 + 200 + 200 - 1),
+        ("waveform", 512, (), 511),  # one chunk
+    ],
+)
 def test_latency_of_known_configs_is_exact(feature, context, sets, expected, tmp_path):
     den = Denoiser(_run(tmp_path, feature, context=context, random=False, sets=sets))
     assert den.latency_samples == expected
@@ -166,9 +182,9 @@ def test_latency_of_known_configs_is_exact(feature, context, sets, expected, tmp
     x = _signal(0.6)
     lags = []
     for i in range(x.size):  # one sample at a time: the largest lag seen is exactly the stated latency
-        den.process_block(x[i:i + 1])
+        den.process_block(x[i : i + 1])
         lags.append(den.streamer.samples_in - den.streamer.samples_out)
-    assert max(lags[x.size // 2:]) == expected
+    assert max(lags[x.size // 2 :]) == expected
     rest = x.size - den.streamer.samples_out
     assert den.flush().size == rest and den.streamer.samples_in == 0
 

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import identity_run_dir, noise_clip, speech_clip
+
 from speech_dae.config import load_config
 from speech_dae.errors import ConfigError
 
@@ -59,8 +59,10 @@ def test_layers_are_named_and_the_default_bottleneck_has_four_blocks():
     assert "tcn0_dropout" not in names and "tcn0_dropout" in [la.name for la in build_tcn((5, 4), dropout=0.2).layers]
 
 
-@pytest.mark.parametrize("kernel_size, dilations, frames", [(3, (1, 2, 4, 8), 31), (3, [1], 3), (2, [1, 2], 4),
-                                                            (5, [1, 2, 4, 8, 16], 125), (1, [1, 2], 1)])
+@pytest.mark.parametrize(
+    "kernel_size, dilations, frames",
+    [(3, (1, 2, 4, 8), 31), (3, [1], 3), (2, [1, 2], 4), (5, [1, 2, 4, 8, 16], 125), (1, [1, 2], 1)],
+)
 def test_receptive_field_known_values(kernel_size, dilations, frames):
     assert receptive_field(kernel_size, dilations) == frames
 
@@ -69,14 +71,14 @@ def test_receptive_field_known_values(kernel_size, dilations, frames):
 def test_causal_outputs_do_not_depend_on_later_frames(t):
     x = _x()
     later = x.copy()
-    later[:, t + 1:] += np.random.default_rng(2).normal(size=later[:, t + 1:].shape).astype(np.float32)
+    later[:, t + 1 :] += np.random.default_rng(2).normal(size=later[:, t + 1 :].shape).astype(np.float32)
     for target in ("mapping", "mask"):
         model = _model(target=target)
         a, b = _predict(model, x), _predict(model, later)
-        np.testing.assert_array_equal(b[:, :t + 1], a[:, :t + 1])
-        assert np.abs(b[:, t + 1:] - a[:, t + 1:]).max() > 1e-4
+        np.testing.assert_array_equal(b[:, : t + 1], a[:, : t + 1])
+        assert np.abs(b[:, t + 1 :] - a[:, t + 1 :]).max() > 1e-4
     centred = _model(causal=False)  # same padding looks ahead: earlier outputs change
-    assert np.abs(_predict(centred, later)[:, :t + 1] - _predict(centred, x)[:, :t + 1]).max() > 1e-4
+    assert np.abs(_predict(centred, later)[:, : t + 1] - _predict(centred, x)[:, : t + 1]).max() > 1e-4
 
 
 @pytest.mark.parametrize("kernel_size, dilations", [(3, [1, 2]), (2, [1, 2, 4])])
@@ -103,14 +105,21 @@ def test_save_then_load_gives_identical_predictions_without_custom_objects(tmp_p
     assert [la.name for la in loaded.layers] == [la.name for la in model.layers]
 
 
-@pytest.mark.parametrize("hp, pattern", [
-    ({"dilations": []}, r"tcn: dilations=\[\] must list at least one whole number >= 1, e.g. \[1, 2, 4, 8\]"),
-    ({"dilations": [1, 0]}, "dilations"), ({"dilations": 4}, "dilations"),
-    ({"channels": 0}, "channels=0 must be a whole number >= 1"), ({"kernel_size": 2.5}, "kernel_size"),
-    ({"units": [16, -1]}, "units"), ({"units": 16}, "units=16 must be a list"),
-    ({"dropout": 1.0}, r"dropout=1.0 must be a number in \[0, 1\)"), ({"causal": "yes"}, "causal"),
-    ({"target": "spectrum"}, "spectrum"),
-])
+@pytest.mark.parametrize(
+    "hp, pattern",
+    [
+        ({"dilations": []}, r"tcn: dilations=\[\] must list at least one whole number >= 1, e.g. \[1, 2, 4, 8\]"),
+        ({"dilations": [1, 0]}, "dilations"),
+        ({"dilations": 4}, "dilations"),
+        ({"channels": 0}, "channels=0 must be a whole number >= 1"),
+        ({"kernel_size": 2.5}, "kernel_size"),
+        ({"units": [16, -1]}, "units"),
+        ({"units": 16}, "units=16 must be a list"),
+        ({"dropout": 1.0}, r"dropout=1.0 must be a number in \[0, 1\)"),
+        ({"causal": "yes"}, "causal"),
+        ({"target": "spectrum"}, "spectrum"),
+    ],
+)
 def test_bad_hparams_raise_config_error(hp, pattern):
     with pytest.raises(ConfigError, match=pattern):
         build_model("tcn", SHAPE, **hp)
@@ -153,7 +162,7 @@ def test_stream_equals_offline(target, tmp_path):
     for k in range(10_000):
         if i >= x.size:
             break
-        outs.append(den.process_block(x[i:i + sizes[k % len(sizes)]]))
+        outs.append(den.process_block(x[i : i + sizes[k % len(sizes)]]))
         i += sizes[k % len(sizes)]
     outs.append(den.flush())
     y = np.concatenate(outs)

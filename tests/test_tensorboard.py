@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from conftest import TINY_SETS
 
 _SCALARS = ("Loss/train", "Loss/val", "Ratio/val_to_train", "SNR/val", "GradNorm/encoder", "GradNorm/decoder")
@@ -30,10 +29,18 @@ def test_two_epochs_write_every_scalar_audio_and_image_once_per_epoch(tmp_path, 
     from speech_dae.config import load_config
     from speech_dae.training import train
 
-    cfg = load_config(overrides=TINY_SETS + ["training.epochs=2", "training.patience=10",
-                                             "training.tensorboard_utterances=2", f"model.name={model}"])
-    summary = train(cfg, dataset=built.dataset, run="tb", models_dir=tmp_path / "models",
-                    logs_dir=tmp_path / "model_logs", progress=False)
+    cfg = load_config(
+        overrides=TINY_SETS
+        + ["training.epochs=2", "training.patience=10", "training.tensorboard_utterances=2", f"model.name={model}"]
+    )
+    summary = train(
+        cfg,
+        dataset=built.dataset,
+        run="tb",
+        models_dir=tmp_path / "models",
+        logs_dir=tmp_path / "model_logs",
+        progress=False,
+    )
     events = _events(tmp_path / "model_logs" / "tb")
     for tag in _SCALARS:
         assert [s for s, _ in events.get(tag, [])] == [0, 1], f"{tag}: {sorted(events)}"
@@ -41,8 +48,11 @@ def test_two_epochs_write_every_scalar_audio_and_image_once_per_epoch(tmp_path, 
     hist = summary.info["history"]
     np.testing.assert_allclose([float(v) for _, v in events["Loss/train"]], hist["loss"], rtol=1e-6)
     np.testing.assert_allclose([float(v) for _, v in events["Loss/val"]], hist["val_loss"], rtol=1e-6)
-    np.testing.assert_allclose([float(v) for _, v in events["Ratio/val_to_train"]],
-                               np.array(hist["val_loss"]) / np.array(hist["loss"]), rtol=1e-5)
+    np.testing.assert_allclose(
+        [float(v) for _, v in events["Ratio/val_to_train"]],
+        np.array(hist["val_loss"]) / np.array(hist["loss"]),
+        rtol=1e-5,
+    )
     assert all(float(v) > 0 for tag in ("GradNorm/encoder", "GradNorm/decoder") for _, v in events[tag])
     audio = sorted(t for t in events if t.startswith("Audio/"))
     images = sorted(t for t in events if t.startswith("Spectrogram/"))
@@ -59,8 +69,14 @@ def test_media_switch_off_writes_only_the_stock_curves(tmp_path, built):
     from speech_dae.training import train
 
     cfg = load_config(overrides=TINY_SETS + ["training.tensorboard_media=false"])
-    train(cfg, dataset=built.dataset, run="tb", models_dir=tmp_path / "models", logs_dir=tmp_path / "model_logs",
-          progress=False)
+    train(
+        cfg,
+        dataset=built.dataset,
+        run="tb",
+        models_dir=tmp_path / "models",
+        logs_dir=tmp_path / "model_logs",
+        progress=False,
+    )
     assert _events(tmp_path / "model_logs" / "tb") == {}
     assert (tmp_path / "model_logs" / "tb" / "train").is_dir()  # Keras's own TensorBoard callback
 
@@ -80,19 +96,38 @@ def test_semi_supervised_models_log_gradient_norms_without_clean_references(tmp_
     """Thesis models train on noisy + noise-only recordings: GradNorm/ and Loss/ are written, SNR/val
     is not (no clean reference to score against)."""
     from conftest import build_corpus
+
     from speech_dae.dataset import build_dataset
     from speech_dae.extract import extract_features
     from speech_dae.training import train
 
     corpus = build_corpus(tmp_path / "corpus", n_train_clean=4, n_train_noise=2)
-    cfg = tiny_cfg.replace(**{"features.type": "magnitude", "dataset.context": 1, "dataset.stride": 1,
-                              "training.epochs": 2, "model.name": model})
+    cfg = tiny_cfg.replace(
+        **{
+            "features.type": "magnitude",
+            "dataset.context": 1,
+            "dataset.stride": 1,
+            "training.epochs": 2,
+            "model.name": model,
+        }
+    )
     extract_features(cfg, out=tmp_path / "mixed", data=corpus, progress=False)
-    extract_features(cfg, out=tmp_path / "features", noisy=tmp_path / "mixed" / "mixtures",
-                     noise_only=corpus / "train" / "noise", progress=False)
+    extract_features(
+        cfg,
+        out=tmp_path / "features",
+        noisy=tmp_path / "mixed" / "mixtures",
+        noise_only=corpus / "train" / "noise",
+        progress=False,
+    )
     build_dataset(cfg, features=tmp_path / "features", out=tmp_path / "dataset", progress=False)
-    train(cfg, dataset=tmp_path / "dataset", run="semi", models_dir=tmp_path / "models",
-          logs_dir=tmp_path / "model_logs", progress=False)
+    train(
+        cfg,
+        dataset=tmp_path / "dataset",
+        run="semi",
+        models_dir=tmp_path / "models",
+        logs_dir=tmp_path / "model_logs",
+        progress=False,
+    )
     events = _events(tmp_path / "model_logs" / "semi")
     for tag in ("Loss/train", "Loss/val", "GradNorm/encoder", "GradNorm/decoder"):
         assert [s for s, _ in events[tag]] == [0, 1] and all(math.isfinite(float(v)) for _, v in events[tag])

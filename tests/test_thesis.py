@@ -9,12 +9,12 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from conftest import build_corpus, speech_clip  # noqa: E402
+
 from speech_dae.dataset import build_dataset  # noqa: E402
 from speech_dae.errors import ConfigError  # noqa: E402
 from speech_dae.extract import extract_features  # noqa: E402
 from speech_dae.models import build_model  # noqa: E402
-from speech_dae.models.thesis import (MRELU_EPSILON, identity_loss, mrelu,  # noqa: E402
-                                      semi_supervised_trainer)
+from speech_dae.models.thesis import MRELU_EPSILON, identity_loss, mrelu, semi_supervised_trainer  # noqa: E402
 
 EPS = MRELU_EPSILON
 
@@ -24,12 +24,17 @@ def _np(t):
 
 
 # ---------------------------------------------------------------------- mReLU
-@pytest.mark.parametrize("x, expected", [
-    (2.0, 2.0), (EPS, EPS), (0.5, 0.5),
-    (0.0, EPS / (1 + EPS)),  # -eps / (0 - 1 - eps)
-    (-1.0, EPS / (2 + EPS)),
-    (-9.0, EPS / (10 + EPS)),
-])
+@pytest.mark.parametrize(
+    "x, expected",
+    [
+        (2.0, 2.0),
+        (EPS, EPS),
+        (0.5, 0.5),
+        (0.0, EPS / (1 + EPS)),  # -eps / (0 - 1 - eps)
+        (-1.0, EPS / (2 + EPS)),
+        (-9.0, EPS / (10 + EPS)),
+    ],
+)
 def test_mrelu_values(x, expected):
     assert _np(mrelu(keras.ops.convert_to_tensor(np.float32(x)))) == pytest.approx(expected, rel=1e-5)
 
@@ -107,11 +112,15 @@ def test_zeroing_the_background_latents_changes_only_the_background_part(partiti
     np.testing.assert_allclose(inference, signal_part, atol=1e-5)
 
 
-@pytest.mark.parametrize("hp, pattern", [
-    ({"background": 0.0}, "background"), ({"background": 1.0}, "background"), ({"units": 2, "background": 0.1},
-                                                                               "background"),
-    ({"penalty": -1.0}, "penalty"),
-])
+@pytest.mark.parametrize(
+    "hp, pattern",
+    [
+        ({"background": 0.0}, "background"),
+        ({"background": 1.0}, "background"),
+        ({"units": 2, "background": 0.1}, "background"),
+        ({"penalty": -1.0}, "penalty"),
+    ],
+)
 def test_partitioned_rejects_bad_hyper_parameters(hp, pattern):
     with pytest.raises(ConfigError, match=pattern):
         build_model("partitioned", (1, 6), **{"units": 8, **hp})
@@ -130,8 +139,10 @@ def test_curro_reconstructs_noise_only_examples_with_the_noise_branch_alone():
         return _dense(m, "decode_out", _mrelu_np(_dense(m, "decode0", _mrelu_np(_dense(m, f"latent_{half}", h)))))
 
     s, n = branch("signal"), branch("noise")
-    rec = {lab: np.asarray(trainer([x, np.full((3, 1), lab, np.float32)], training=False)["recon"]).reshape(3, 5)
-           for lab in (0.0, 1.0)}
+    rec = {
+        lab: np.asarray(trainer([x, np.full((3, 1), lab, np.float32)], training=False)["recon"]).reshape(3, 5)
+        for lab in (0.0, 1.0)
+    }
     np.testing.assert_allclose(rec[0.0], s + n, atol=1e-5)  # noisy speech: the sum
     np.testing.assert_allclose(rec[1.0], n, atol=1e-5)  # noise only: the noise branch
     np.testing.assert_allclose(np.asarray(m(x)).reshape(3, 5), s, atol=1e-5)  # inference: the signal branch
@@ -156,8 +167,7 @@ def noisy_only(tmp_path_factory, tiny_cfg):
     cfg = tiny_cfg.replace(**{"features.type": "magnitude", "dataset.context": 1, "dataset.stride": 1})
     extract_features(cfg, out=root / "mixed", data=corpus, progress=False)
     noisy_dir = root / "mixed" / "mixtures"
-    extract_features(cfg, out=root / "features", noisy=noisy_dir, noise_only=corpus / "train" / "noise",
-                     progress=False)
+    extract_features(cfg, out=root / "features", noisy=noisy_dir, noise_only=corpus / "train" / "noise", progress=False)
     build_dataset(cfg, features=root / "features", out=root / "dataset", progress=False)
     return root, cfg
 
@@ -184,8 +194,14 @@ def test_semi_supervised_models_train_without_clean_speech_and_denoise(noisy_onl
     from speech_dae.training import train
 
     root, cfg = noisy_only
-    s = train(cfg.replace(**{"model.name": model}), dataset=root / "dataset", run=model, models_dir=tmp_path,
-              logs_dir=tmp_path / "logs", progress=False)
+    s = train(
+        cfg.replace(**{"model.name": model}),
+        dataset=root / "dataset",
+        run=model,
+        models_dir=tmp_path,
+        logs_dir=tmp_path / "logs",
+        progress=False,
+    )
     assert s.info["semi_supervised"] and np.isfinite(s.info["best_val_loss"])
     y = speech_clip(2, 0.5)
     out = Denoiser(s.run_dir)(y)
@@ -197,16 +213,28 @@ def test_supervised_model_on_a_dataset_without_clean_references_is_refused(noisy
 
     root, cfg = noisy_only
     with pytest.raises(ConfigError, match="no clean references.*partitioned, curro.*not type2"):
-        train(cfg.replace(**{"model.name": "type2"}), dataset=root / "dataset", run="r", models_dir=tmp_path,
-              logs_dir=tmp_path / "logs", progress=False)
+        train(
+            cfg.replace(**{"model.name": "type2"}),
+            dataset=root / "dataset",
+            run="r",
+            models_dir=tmp_path,
+            logs_dir=tmp_path / "logs",
+            progress=False,
+        )
 
 
 def test_semi_supervised_model_without_noise_only_patches_is_refused(built, tmp_path):
     from speech_dae.training import train
 
     with pytest.raises(ConfigError, match="--noise-only"):
-        train(built.cfg.replace(**{"model.name": "curro"}), dataset=built.dataset, run="r", models_dir=tmp_path,
-              logs_dir=tmp_path / "logs", progress=False)
+        train(
+            built.cfg.replace(**{"model.name": "curro"}),
+            dataset=built.dataset,
+            run="r",
+            models_dir=tmp_path,
+            logs_dir=tmp_path / "logs",
+            progress=False,
+        )
 
 
 def test_noisy_without_clean_or_noise_only_explains_both_options(tmp_path, tiny_cfg):
@@ -221,8 +249,9 @@ def test_labelled_batches_hold_the_fixed_noise_only_share():
     x = np.arange(200, dtype=np.float32).reshape(100, 2)
     windows = np.arange(100)
     labels = (windows >= 80).astype(np.float32)  # 20 noise-only windows
-    seq = LabelledPatchSequence(x, windows, labels, context=1, batch_size=8, noise_only_fraction=0.25, shuffle=True,
-                                seed=0, penalty_output=True)
+    seq = LabelledPatchSequence(
+        x, windows, labels, context=1, batch_size=8, noise_only_fraction=0.25, shuffle=True, seed=0, penalty_output=True
+    )
     assert len(seq) == 14  # ceil(80 speech windows / 6 per batch)
     (xb, yb), targets = seq[0]
     assert xb.shape == (8, 1, 2) and yb.shape == (8, 1) and yb[:, 0].tolist() == [0] * 6 + [1] * 2

@@ -45,7 +45,7 @@ def test_awgn_hits_the_requested_snr(sines, snr_db):
     rng = np.random.default_rng(1)
     clean = sines.sine_chords(128, 1024, rng)
     noise = sines.awgn(clean, snr_db, rng.standard_normal(clean.shape))
-    assert 10 * np.log10(np.sum(clean ** 2) / np.sum(noise ** 2)) == pytest.approx(snr_db, abs=0.1)
+    assert 10 * np.log10(np.sum(clean**2) / np.sum(noise**2)) == pytest.approx(snr_db, abs=0.1)
 
 
 def test_scoring_the_noisy_magnitudes_gives_the_noisy_input_mse(sines):
@@ -53,13 +53,27 @@ def test_scoring_the_noisy_magnitudes_gives_the_noisy_input_mse(sines):
     noisy = librosa.istft(spec, hop_length=512, n_fft=1024, length=len(clean))
     got = sines.time_mse(np.abs(spec).T[:, None, :] * sines.SCALE, spec, clean)
     assert got == pytest.approx(np.mean((noisy - clean) ** 2), rel=1e-5)
-    assert got == pytest.approx(np.mean(clean ** 2), rel=0.05)  # 0 dB: noise power = signal power
+    assert got == pytest.approx(np.mean(clean**2), rel=0.05)  # 0 dB: noise power = signal power
 
 
 def test_tiny_run_writes_every_output(tmp_path):
     out = tmp_path / "sines"
-    args = [sys.executable, str(SCRIPT), "--iterations", "20", "--eval-every", "10", "--units", "32",
-            "--snr", "-6", "6", "--no-progress", "--out", str(out)]
+    args = [
+        sys.executable,
+        str(SCRIPT),
+        "--iterations",
+        "20",
+        "--eval-every",
+        "10",
+        "--units",
+        "32",
+        "--snr",
+        "-6",
+        "6",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
     proc = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

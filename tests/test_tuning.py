@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_SETS, error_line, run_script
 
 optuna = pytest.importorskip("optuna")
@@ -25,8 +24,11 @@ TUNE_SETS = TINY_SETS + ["training.val_max_patches=256", "training.steps_per_epo
 @pytest.fixture
 def tiny_space(monkeypatch):
     """type2's search space shrunk to tiny widths (the real one trains models of up to 11 M parameters)."""
-    monkeypatch.setitem(SEARCH_SPACES, "type2", {"units": ("choice", [[16, 8], [32, 8], [16, 4, 2]]),
-                                                 "dropout": ("float", 0.0, 0.3, False)})
+    monkeypatch.setitem(
+        SEARCH_SPACES,
+        "type2",
+        {"units": ("choice", [[16, 8], [32, 8], [16, 4, 2]]), "dropout": ("float", 0.0, 0.3, False)},
+    )
     monkeypatch.setitem(TRAINING_SPACE, "batch_size", ("choice", [32, 64]))
 
 
@@ -55,8 +57,12 @@ def test_every_registry_model_has_a_search_space_of_its_hyper_parameters():
     study = optuna.create_study()
     trial = study.ask()
     values = suggest(trial, "type2")
-    assert set(values) == {"model.hparams.type2.units", "model.hparams.type2.dropout", "training.learning_rate",
-                           "training.batch_size"}
+    assert set(values) == {
+        "model.hparams.type2.units",
+        "model.hparams.type2.dropout",
+        "training.learning_rate",
+        "training.batch_size",
+    }
     assert values["model.hparams.type2.units"] in SEARCH_SPACES["type2"]["units"][1]
     assert isinstance(trial.params["units"], str)  # lists go to Optuna as labels such as "512-128"
     assert decode_params("type2", trial.params) == values
@@ -101,8 +107,9 @@ def test_study_writes_a_loadable_config_resumes_and_recovers_a_killed_trial(buil
     out = tmp_path / "tuned.yaml"
     cfg = load_config(overrides=TUNE_SETS)
     before = set(Path(tempfile.gettempdir()).glob("speech_dae_tune_*"))
-    s = tune(cfg, dataset=built.dataset, model="type2", trials=2, storage=storage, study_name="s", out=out,
-             progress=False)
+    s = tune(
+        cfg, dataset=built.dataset, model="type2", trials=2, storage=storage, study_name="s", out=out, progress=False
+    )
     assert s.counts["complete"] + s.counts["pruned"] == 2 and s.new_trials == 2
     assert not (tmp_path / "models").exists() and not (tmp_path / "model_logs").exists()
     assert set(Path(tempfile.gettempdir()).glob("speech_dae_tune_*")) == before  # trial folders removed
@@ -127,14 +134,26 @@ def test_study_writes_a_loadable_config_resumes_and_recovers_a_killed_trial(buil
 
     # resume: --trials 3 runs one more trial and leaves the first two as they were
     first = [(t.number, t.params, t.value, t.state) for t in study.trials]
-    s = tune(cfg, dataset=built.dataset, model="type2", trials=3, storage=storage, study_name="s", out=out,
-             progress=False)
+    s = tune(
+        cfg, dataset=built.dataset, model="type2", trials=3, storage=storage, study_name="s", out=out, progress=False
+    )
     study = optuna.load_study(study_name="s", storage=storage)
     assert len(study.trials) == 3 and s.new_trials == 1
     assert [(t.number, t.params, t.value, t.state) for t in study.trials[:2]] == first
     # the same --trials again runs nothing
-    assert tune(cfg, dataset=built.dataset, model="type2", trials=3, storage=storage, study_name="s", out=out,
-                progress=False).new_trials == 0
+    assert (
+        tune(
+            cfg,
+            dataset=built.dataset,
+            model="type2",
+            trials=3,
+            storage=storage,
+            study_name="s",
+            out=out,
+            progress=False,
+        ).new_trials
+        == 0
+    )
 
     # a process killed mid-trial leaves it RUNNING: the next run fails it and re-runs its parameters first
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -147,8 +166,9 @@ def test_study_writes_a_loadable_config_resumes_and_recovers_a_killed_trial(buil
     workdir = Path(tempfile.mkdtemp(prefix="speech_dae_tune_"))  # its trial folder, left behind by the kill
     (workdir / "models").mkdir()
     killed.set_user_attr("workdir", str(workdir))
-    s = tune(cfg, dataset=built.dataset, model="type2", trials=4, storage=storage, study_name="s", out=out,
-             progress=False)
+    s = tune(
+        cfg, dataset=built.dataset, model="type2", trials=4, storage=storage, study_name="s", out=out, progress=False
+    )
     study = optuna.load_study(study_name="s", storage=storage)
     assert study.trials[3].state.name == "FAIL" and study.trials[3].user_attrs["interrupted"]
     assert not workdir.exists()
@@ -158,30 +178,63 @@ def test_study_writes_a_loadable_config_resumes_and_recovers_a_killed_trial(buil
 
     # a resume with other trial settings is refused
     with pytest.raises(ConfigError, match="was run with a different trial settings"):
-        tune(cfg.replace(**{"training.epochs": 2}), dataset=built.dataset, model="type2", trials=5, storage=storage,
-             study_name="s", out=out, progress=False)
+        tune(
+            cfg.replace(**{"training.epochs": 2}),
+            dataset=built.dataset,
+            model="type2",
+            trials=5,
+            storage=storage,
+            study_name="s",
+            out=out,
+            progress=False,
+        )
 
 
-def test_cli_prints_best_trial_and_next_command_and_errors_are_one_line(built, tmp_path, monkeypatch, capsys,
-                                                                       tiny_space):
+def test_cli_prints_best_trial_and_next_command_and_errors_are_one_line(
+    built, tmp_path, monkeypatch, capsys, tiny_space
+):
     monkeypatch.chdir(tmp_path)
     script = _script("06_tune.py")
     sets = [a for s in TUNE_SETS for a in ("--set", s)]
-    argv = ["--dataset", str(built.dataset), "--model", "type2", "--trials", "1", "--storage", "sqlite:///t.db",
-            "--out", "tuned.yaml", "--no-progress", *sets]
+    argv = [
+        "--dataset",
+        str(built.dataset),
+        "--model",
+        "type2",
+        "--trials",
+        "1",
+        "--storage",
+        "sqlite:///t.db",
+        "--out",
+        "tuned.yaml",
+        "--no-progress",
+        *sets,
+    ]
     assert script.run(script.main, script.parser, argv) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("study ", "best ", "wrote ", "next"))]
     assert lines[0].startswith("study tiny_type2 in sqlite:///t.db: 1 finished trials (1 complete, 0 pruned")
     assert lines[1].startswith("best trial #0: val_loss ")
-    assert lines[-1] == (f"next: python 03_train_autoencoder.py --config tuned.yaml --dataset {built.dataset} "
-                         "--model type2 --run tiny_type2_tuned")
+    assert lines[-1] == (
+        f"next: python 03_train_autoencoder.py --config tuned.yaml --dataset {built.dataset} "
+        "--model type2 --run tiny_type2_tuned"
+    )
     assert lines[2] == "wrote tuned.yaml"
     assert load_config(tmp_path / "tuned.yaml").model.name == "type2"
 
     assert script.run(script.main, script.parser, [*argv[:3], "nope", *argv[4:]]) == 2
     assert "error: unknown model 'nope'; choose one of" in capsys.readouterr().err
-    proc = run_script("06_tune.py", "--dataset", "datasets/missing", "--model", "type2", "--trials", "1",
-                      "--storage", "sqlite:///t.db", cwd=tmp_path)
+    proc = run_script(
+        "06_tune.py",
+        "--dataset",
+        "datasets/missing",
+        "--model",
+        "type2",
+        "--trials",
+        "1",
+        "--storage",
+        "sqlite:///t.db",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert "datasets/missing" in error_line(proc) and "02_build_dataset.py" in error_line(proc)
 

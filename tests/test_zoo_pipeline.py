@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import build_corpus, speech_clip
+
 from speech_dae.dataset import build_dataset
 from speech_dae.errors import ConfigError
 from speech_dae.extract import extract_features
@@ -15,11 +15,20 @@ from speech_dae.models import MODEL_FEATURES, MODEL_TARGETS, model_names
 
 #: (model, feature, target): every model, every feature and both targets at least once.
 CASES = [
-    ("type1", "logmel", "mask"), ("type2", "power", "mask"), ("type2", "logmel", "mapping"),
-    ("dense_ln", "logmag", "mapping"), ("dense_ln", "power", "mapping"), ("dense_ln", "fbank", "mask"),
-    ("cnn2d", "logmag", "mask"), ("cnn2d", "fbank", "mapping"), ("unet", "fbank", "mask"),
-    ("unet", "logmag", "mapping"), ("conv1d_time", "waveform", "mapping"),
-    ("shallow", "magnitude", "mask"), ("partitioned", "magnitude", "mapping"), ("curro", "logmag", "mapping"),
+    ("type1", "logmel", "mask"),
+    ("type2", "power", "mask"),
+    ("type2", "logmel", "mapping"),
+    ("dense_ln", "logmag", "mapping"),
+    ("dense_ln", "power", "mapping"),
+    ("dense_ln", "fbank", "mask"),
+    ("cnn2d", "logmag", "mask"),
+    ("cnn2d", "fbank", "mapping"),
+    ("unet", "fbank", "mask"),
+    ("unet", "logmag", "mapping"),
+    ("conv1d_time", "waveform", "mapping"),
+    ("shallow", "magnitude", "mask"),
+    ("partitioned", "magnitude", "mapping"),
+    ("curro", "logmag", "mapping"),
     ("tcn", "logmel", "mask"),
 ]
 
@@ -45,8 +54,9 @@ def datasets(corpus, tiny_cfg):
         if feature not in cache:
             cfg = tiny_cfg.replace(**{"features.type": feature, "features.chunk_size": 512})
             root = corpus.parent
-            extract_features(cfg, out=root / "features" / feature, data=corpus, noise_only=corpus / "train" / "noise",
-                             progress=False)
+            extract_features(
+                cfg, out=root / "features" / feature, data=corpus, noise_only=corpus / "train" / "noise", progress=False
+            )
             build_dataset(cfg, features=root / "features" / feature, out=root / "datasets" / feature, progress=False)
             cache[feature] = (cfg, root / "datasets" / feature)
         return cache[feature]
@@ -77,16 +87,25 @@ def test_train_then_reconstruct_gives_audio_of_the_input_length(model, feature, 
         assert frames.shape == (y.size, 1) and den.patch_hop == 256
 
 
-@pytest.mark.parametrize("model, feature, target, pattern", [
-    ("conv1d_time", "fbank", "mapping", "conv1d_time works on waveform features, but .* holds fbank"),
-    ("type2", "waveform", "mapping", "type2 works on .*fbank.* features, but .* holds waveform"),
-    ("conv1d_time", "waveform", "mask", "conv1d_time supports --target mapping, not mask"),
-])
+@pytest.mark.parametrize(
+    "model, feature, target, pattern",
+    [
+        ("conv1d_time", "fbank", "mapping", "conv1d_time works on waveform features, but .* holds fbank"),
+        ("type2", "waveform", "mapping", "type2 works on .*fbank.* features, but .* holds waveform"),
+        ("conv1d_time", "waveform", "mask", "conv1d_time supports --target mapping, not mask"),
+    ],
+)
 def test_model_feature_and_target_mismatches_are_refused(model, feature, target, pattern, datasets, tmp_path):
     from speech_dae.training import train
 
     cfg, ds = datasets(feature)
     with pytest.raises(ConfigError, match=pattern):
-        train(cfg.replace(**{"model.name": model, "training.target": target}), dataset=ds, run="r",
-              models_dir=tmp_path, logs_dir=tmp_path / "logs", progress=False)
+        train(
+            cfg.replace(**{"model.name": model, "training.target": target}),
+            dataset=ds,
+            run="r",
+            models_dir=tmp_path,
+            logs_dir=tmp_path / "logs",
+            progress=False,
+        )
     assert not (tmp_path / "r").exists()

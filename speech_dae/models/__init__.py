@@ -44,7 +44,7 @@ name             features / targets          lineage
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import ConfigError
 from .autoencoders import build_type1, build_type2
@@ -55,8 +55,16 @@ from .tcn import build_tcn
 from .thesis import SEMI_SUPERVISED, build_curro, build_partitioned, build_shallow
 from .waveform import WAVEFORM_TARGETS, build_conv1d_time
 
-__all__ = ["MODELS", "MODEL_FEATURES", "MODEL_TARGETS", "SEMI_SUPERVISED", "SPECTRAL_FEATURES", "build_model",
-           "hparam_names", "model_names"]
+__all__ = [
+    "MODELS",
+    "MODEL_FEATURES",
+    "MODEL_TARGETS",
+    "SEMI_SUPERVISED",
+    "SPECTRAL_FEATURES",
+    "build_model",
+    "hparam_names",
+    "model_names",
+]
 
 MODELS: dict[str, Callable] = {
     "type1": build_type1,
@@ -120,8 +128,10 @@ def build_model(name: str, input_shape: tuple[int, int], *, target: str = "mappi
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(model_names())}")
     if target not in MODEL_TARGETS[name]:
-        raise ConfigError(f"model {name!r} does not support target={target!r}; valid: "
-                          f"{', '.join(MODEL_TARGETS[name])} (set training.target)")
+        raise ConfigError(
+            f"model {name!r} does not support target={target!r}; valid: "
+            f"{', '.join(MODEL_TARGETS[name])} (set training.target)"
+        )
     valid = hparam_names(name)
     unknown = sorted(set(hparams) - set(valid))
     if unknown:

@@ -11,20 +11,28 @@ targets are standardised features, so the output layer is linear and the loss MS
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import layers
 
 from ..errors import ConfigError
-from .blocks import check_target, max_norm as _max_norm, output_head, patch_input
+from .blocks import check_target, output_head, patch_input
+from .blocks import max_norm as _max_norm
 
 __all__ = ["build_type1", "build_type2"]
 
 
-def build_type1(input_shape: tuple[int, int], *, target: str = "mapping", filters: Sequence[int] = (128, 32),
-                kernel_size: int = 3, max_norm: float | None = 3.0, dropout: float = 0.0,
-                residual: bool = True) -> keras.Model:
+def build_type1(
+    input_shape: tuple[int, int],
+    *,
+    target: str = "mapping",
+    filters: Sequence[int] = (128, 32),
+    kernel_size: int = 3,
+    max_norm: float | None = 3.0,
+    dropout: float = 0.0,
+    residual: bool = True,
+) -> keras.Model:
     """Conv1D encoder and Conv1DTranspose decoder over a ``(context, n_bins)`` patch.
 
     Encoder: ``Conv1D(f, kernel_size, relu)`` for ``f`` in ``filters`` (128 -> 32 by
@@ -72,19 +80,38 @@ def build_type1(input_shape: tuple[int, int], *, target: str = "mapping", filter
     inputs = patch_input(input_shape)
     x = inputs
     for i, f in enumerate(filters):
-        x = layers.Conv1D(int(f), kernel_size, padding="same", activation="relu",
-                          kernel_constraint=_max_norm(max_norm), name=f"enc_conv{i}")(x)
+        x = layers.Conv1D(
+            int(f),
+            kernel_size,
+            padding="same",
+            activation="relu",
+            kernel_constraint=_max_norm(max_norm),
+            name=f"enc_conv{i}",
+        )(x)
     if dropout:
         x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
     for i, f in enumerate(reversed(filters)):
-        x = layers.Conv1DTranspose(int(f), kernel_size, padding="same", activation="relu",
-                                   kernel_constraint=_max_norm(max_norm), name=f"dec_convT{i}")(x)
+        x = layers.Conv1DTranspose(
+            int(f),
+            kernel_size,
+            padding="same",
+            activation="relu",
+            kernel_constraint=_max_norm(max_norm),
+            name=f"dec_convT{i}",
+        )(x)
     x = layers.Conv1D(n_bins, 1, padding="same", name="decoded")(x)
     return keras.Model(inputs, output_head(inputs, x, target=target, residual=residual), name="type1")
 
 
-def build_type2(input_shape: tuple[int, int], *, target: str = "mapping", units: Sequence[int] = (512, 128),
-                dropout: float = 0.1, max_norm: float | None = 3.0, residual: bool = True) -> keras.Model:
+def build_type2(
+    input_shape: tuple[int, int],
+    *,
+    target: str = "mapping",
+    units: Sequence[int] = (512, 128),
+    dropout: float = 0.1,
+    max_norm: float | None = 3.0,
+    residual: bool = True,
+) -> keras.Model:
     """Dense autoencoder over the flattened ``(context, n_bins)`` patch.
 
     Encoder: ``Dense(u, relu)`` for ``u`` in ``units`` (the last is the
@@ -134,4 +161,3 @@ def build_type2(input_shape: tuple[int, int], *, target: str = "mapping", units:
     x = layers.Dense(context * n_bins, name="dense_out")(x)
     x = layers.Reshape((context, n_bins), name="decoded")(x)
     return keras.Model(inputs, output_head(inputs, x, target=target, residual=residual), name="type2")
-

@@ -8,7 +8,7 @@ saves to ``model.keras`` and loads with ``keras.saving.load_model`` without
 from __future__ import annotations
 
 import numbers
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import layers
@@ -43,8 +43,9 @@ def check_target(model: str, target: str, valid: Sequence[str] = SPECTRAL_TARGET
         If ``target`` is not one of ``valid`` (the message lists them).
     """
     if target not in valid:
-        raise ConfigError(f"model {model!r} does not support target={target!r}; valid: {', '.join(valid)} "
-                          "(set training.target)")
+        raise ConfigError(
+            f"model {model!r} does not support target={target!r}; valid: {', '.join(valid)} (set training.target)"
+        )
     return target
 
 

@@ -10,7 +10,7 @@ model (257 -> 257 bins for ``logmag`` at ``n_fft`` 512).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import layers
@@ -20,9 +20,14 @@ from .blocks import check_target, output_head, patch_input, positive_ints
 __all__ = ["build_dense_ln"]
 
 
-def build_dense_ln(input_shape: tuple[int, int], *, target: str = "mapping",
-                   units: Sequence[int] = (2048, 500, 180, 500, 2048), dropout: float = 0.0,
-                   residual: bool = True) -> keras.Model:
+def build_dense_ln(
+    input_shape: tuple[int, int],
+    *,
+    target: str = "mapping",
+    units: Sequence[int] = (2048, 500, 180, 500, 2048),
+    dropout: float = 0.0,
+    residual: bool = True,
+) -> keras.Model:
     """LayerNorm'd dense autoencoder over the flattened ``(context, n_bins)`` patch (libdse).
 
     ``Flatten -> LayerNormalization`` on the input; for every ``u`` in ``units``

@@ -21,14 +21,29 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .blocks import (check_target, crop_padding, from_image, output_head, pad_to_multiple, patch_input,
-                     positive_int, to_image)
+from .blocks import (
+    check_target,
+    crop_padding,
+    from_image,
+    output_head,
+    pad_to_multiple,
+    patch_input,
+    positive_int,
+    to_image,
+)
 
 __all__ = ["build_cnn2d", "build_unet"]
 
 
-def build_cnn2d(input_shape: tuple[int, int], *, target: str = "mapping", filters: int = 16, depth: int = 3,
-                kernel_size: int = 3, residual: bool = True) -> keras.Model:
+def build_cnn2d(
+    input_shape: tuple[int, int],
+    *,
+    target: str = "mapping",
+    filters: int = 16,
+    depth: int = 3,
+    kernel_size: int = 3,
+    residual: bool = True,
+) -> keras.Model:
     """Strided Conv2D encoder and Conv2DTranspose decoder over a ``(context, n_bins)`` patch.
 
     The patch becomes a one-channel image, zero-padded to multiples of
@@ -76,13 +91,15 @@ def build_cnn2d(input_shape: tuple[int, int], *, target: str = "mapping", filter
     depth = positive_int("cnn2d", "depth", depth, 3)
     kernel_size = positive_int("cnn2d", "kernel_size", kernel_size, 3)
     inputs = patch_input(input_shape)
-    x, pads = pad_to_multiple(to_image(inputs, input_shape), input_shape, 2 ** depth)
+    x, pads = pad_to_multiple(to_image(inputs, input_shape), input_shape, 2**depth)
     for i in range(depth):
-        x = layers.Conv2D(filters * 2 ** i, kernel_size, strides=2, padding="same", activation="relu",
-                          name=f"enc_conv{i}")(x)
+        x = layers.Conv2D(
+            filters * 2**i, kernel_size, strides=2, padding="same", activation="relu", name=f"enc_conv{i}"
+        )(x)
     for j, i in enumerate(reversed(range(depth - 1))):
-        x = layers.Conv2DTranspose(filters * 2 ** i, kernel_size, strides=2, padding="same", activation="relu",
-                                   name=f"dec_convT{j}")(x)
+        x = layers.Conv2DTranspose(
+            filters * 2**i, kernel_size, strides=2, padding="same", activation="relu", name=f"dec_convT{j}"
+        )(x)
     x = layers.Conv2DTranspose(1, kernel_size, strides=2, padding="same", name="dec_out")(x)
     x = from_image(crop_padding(x, pads), input_shape)
     return keras.Model(inputs, output_head(inputs, x, target=target, residual=residual), name="cnn2d")
@@ -100,9 +117,17 @@ def _conv_block(x, filters: int, kernel_size: int, *, batch_norm: bool, dropout:
     return x
 
 
-def build_unet(input_shape: tuple[int, int], *, target: str = "mapping", base_filters: int = 32, depth: int = 4,
-               kernel_size: int = 3, dropout: float = 0.0, batch_norm: bool = True,
-               residual: bool = True) -> keras.Model:
+def build_unet(
+    input_shape: tuple[int, int],
+    *,
+    target: str = "mapping",
+    base_filters: int = 32,
+    depth: int = 4,
+    kernel_size: int = 3,
+    dropout: float = 0.0,
+    batch_norm: bool = True,
+    residual: bool = True,
+) -> keras.Model:
     """U-Net with skip connections over a ``(context, n_bins)`` patch.
 
     The patch becomes a one-channel image, zero-padded to multiples of
@@ -158,17 +183,17 @@ def build_unet(input_shape: tuple[int, int], *, target: str = "mapping", base_fi
     kernel_size = positive_int("unet", "kernel_size", kernel_size, 3)
     block = dict(kernel_size=kernel_size, batch_norm=bool(batch_norm), dropout=dropout)
     inputs = patch_input(input_shape)
-    x, pads = pad_to_multiple(to_image(inputs, input_shape), input_shape, 2 ** depth)
+    x, pads = pad_to_multiple(to_image(inputs, input_shape), input_shape, 2**depth)
     skips = []
     for d in range(depth):
-        x = _conv_block(x, base_filters * 2 ** d, name=f"enc{d}", **block)
+        x = _conv_block(x, base_filters * 2**d, name=f"enc{d}", **block)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"enc{d}_pool")(x)
-    x = _conv_block(x, base_filters * 2 ** depth, name="bottleneck", **block)
+    x = _conv_block(x, base_filters * 2**depth, name="bottleneck", **block)
     for d in reversed(range(depth)):
-        x = layers.Conv2DTranspose(base_filters * 2 ** d, 2, strides=2, name=f"dec{d}_up")(x)
+        x = layers.Conv2DTranspose(base_filters * 2**d, 2, strides=2, name=f"dec{d}_up")(x)
         x = layers.Concatenate(name=f"dec{d}_skip")([x, skips[d]])
-        x = _conv_block(x, base_filters * 2 ** d, name=f"dec{d}", **block)
+        x = _conv_block(x, base_filters * 2**d, name=f"dec{d}", **block)
     x = layers.Conv2D(1, 1, name="out_conv")(x)
     x = from_image(crop_padding(x, pads), input_shape)
     return keras.Model(inputs, output_head(inputs, x, target=target, residual=residual), name="unet")

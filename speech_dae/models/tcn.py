@@ -15,7 +15,7 @@ growing dilation).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import layers
@@ -57,9 +57,18 @@ def receptive_field(kernel_size: int, dilations: Sequence[int]) -> int:
     return 1 + (k - 1) * sum(ds)
 
 
-def build_tcn(input_shape: tuple[int, int], *, target: str = "mapping", units: Sequence[int] = (512,),
-              channels: int = 256, kernel_size: int = 3, dilations: Sequence[int] = (1, 2, 4, 8),
-              dropout: float = 0.0, causal: bool = True, residual: bool = True) -> keras.Model:
+def build_tcn(
+    input_shape: tuple[int, int],
+    *,
+    target: str = "mapping",
+    units: Sequence[int] = (512,),
+    channels: int = 256,
+    kernel_size: int = 3,
+    dilations: Sequence[int] = (1, 2, 4, 8),
+    dropout: float = 0.0,
+    causal: bool = True,
+    residual: bool = True,
+) -> keras.Model:
     """Per-frame dense encoder/decoder with a causal dilated Conv1D (TCN) bottleneck.
 
     Encoder, per frame (``Dense`` on the last axis): for every ``u`` in

@@ -31,7 +31,7 @@ registered, so ``keras.saving.load_model`` needs no ``custom_objects`` once
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import layers, ops
@@ -39,8 +39,16 @@ from keras import layers, ops
 from ..errors import ConfigError
 from .blocks import check_target, output_head, patch_input, positive_int, positive_ints
 
-__all__ = ["MRELU_EPSILON", "mrelu", "build_shallow", "build_partitioned", "build_curro", "SEMI_SUPERVISED",
-           "semi_supervised_trainer", "partitioned_penalty"]
+__all__ = [
+    "MRELU_EPSILON",
+    "mrelu",
+    "build_shallow",
+    "build_partitioned",
+    "build_curro",
+    "SEMI_SUPERVISED",
+    "semi_supervised_trainer",
+    "partitioned_penalty",
+]
 
 #: epsilon of the mReLU (Lusterman 2016).
 MRELU_EPSILON = 1e-5
@@ -76,8 +84,14 @@ def _encoder_input(inputs, batch_norm: bool):
     return layers.BatchNormalization(name="input_norm")(x) if batch_norm else x
 
 
-def build_shallow(input_shape: tuple[int, int], *, target: str = "mapping", units: int = 2000,
-                  batch_norm: bool = True, residual: bool = False) -> keras.Model:
+def build_shallow(
+    input_shape: tuple[int, int],
+    *,
+    target: str = "mapping",
+    units: int = 2000,
+    batch_norm: bool = True,
+    residual: bool = False,
+) -> keras.Model:
     """Supervised one-hidden-layer network (Liu, Smaragdis & Kim 2014, as in Lusterman 2016).
 
     ``Flatten -> BatchNormalization (optional) -> Dense(units, mReLU) ->
@@ -117,8 +131,15 @@ def build_shallow(input_shape: tuple[int, int], *, target: str = "mapping", unit
     return keras.Model(inputs, output_head(inputs, x, target=target, residual=residual), name="shallow")
 
 
-def build_partitioned(input_shape: tuple[int, int], *, target: str = "mapping", units: int = 2000,
-                      background: float = 0.25, penalty: float = 0.75, batch_norm: bool = True) -> keras.Model:
+def build_partitioned(
+    input_shape: tuple[int, int],
+    *,
+    target: str = "mapping",
+    units: int = 2000,
+    background: float = 0.25,
+    penalty: float = 0.75,
+    batch_norm: bool = True,
+) -> keras.Model:
     """Partitioned autoencoder (Stowell & Turner 2015; Lusterman 2016): inference model.
 
     ``Flatten -> BatchNormalization (optional)``, then two Dense mReLU layers
@@ -160,8 +181,10 @@ def build_partitioned(input_shape: tuple[int, int], *, target: str = "mapping", 
     units = positive_int("partitioned", "units", units, 2000)
     n_background = int(round(units * float(background)))
     if not 0 < float(background) < 1 or not 0 < n_background < units:
-        raise ConfigError(f"partitioned: background={background!r} must be a share in (0, 1) leaving at least one "
-                          f"signal and one background unit of units={units}, e.g. 0.25")
+        raise ConfigError(
+            f"partitioned: background={background!r} must be a share in (0, 1) leaving at least one "
+            f"signal and one background unit of units={units}, e.g. 0.25"
+        )
     if float(penalty) < 0:
         raise ConfigError(f"partitioned: penalty={penalty!r} must be >= 0, e.g. 0.75")
     context, n_bins = input_shape
@@ -177,8 +200,15 @@ def build_partitioned(input_shape: tuple[int, int], *, target: str = "mapping", 
     return keras.Model(inputs, out, name="partitioned")
 
 
-def build_curro(input_shape: tuple[int, int], *, target: str = "mapping", units: Sequence[int] = (2048, 2048),
-                decoder_units: Sequence[int] = (1024,), alpha: float = 0.0, batch_norm: bool = True) -> keras.Model:
+def build_curro(
+    input_shape: tuple[int, int],
+    *,
+    target: str = "mapping",
+    units: Sequence[int] = (2048, 2048),
+    decoder_units: Sequence[int] = (1024,),
+    alpha: float = 0.0,
+    batch_norm: bool = True,
+) -> keras.Model:
     """Curro autoencoder (Lusterman 2016): inference model.
 
     Shared encoder ``Dense(u, mReLU)`` for every ``u`` in ``units[:-1]``; the

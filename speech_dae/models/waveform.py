@@ -9,7 +9,7 @@ overlap-adds Hann-weighted chunks every ``chunk_size / 2`` samples (see
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import layers
@@ -23,8 +23,14 @@ __all__ = ["WAVEFORM_TARGETS", "build_conv1d_time"]
 WAVEFORM_TARGETS: tuple[str, ...] = ("mapping",)
 
 
-def build_conv1d_time(input_shape: tuple[int, int], *, target: str = "mapping", filters: Sequence[int] = (32, 16),
-                      kernel_size: int = 9, residual: bool = False) -> keras.Model:
+def build_conv1d_time(
+    input_shape: tuple[int, int],
+    *,
+    target: str = "mapping",
+    filters: Sequence[int] = (32, 16),
+    kernel_size: int = 9,
+    residual: bool = False,
+) -> keras.Model:
     """Conv1D / MaxPooling1D encoder and UpSampling1D / Conv1D decoder over raw waveform chunks.
 
     Encoder, per entry ``f`` of ``filters``: ``Conv1D(f, kernel_size, relu)`` then
@@ -66,18 +72,22 @@ def build_conv1d_time(input_shape: tuple[int, int], *, target: str = "mapping", 
         ``2 ** len(filters)`` does not divide.
     """
     if target == "mask":
-        raise ConfigError("model 'conv1d_time' predicts waveform samples, so it supports only target='mapping' "
-                          "(a mask is a gain on a magnitude spectrum); set training.target=mapping, or use a "
-                          "spectral model (type1, type2, dense_ln, cnn2d, unet) for target=mask")
+        raise ConfigError(
+            "model 'conv1d_time' predicts waveform samples, so it supports only target='mapping' "
+            "(a mask is a gain on a magnitude spectrum); set training.target=mapping, or use a "
+            "spectral model (type1, type2, dense_ln, cnn2d, unet) for target=mask"
+        )
     check_target("conv1d_time", target, WAVEFORM_TARGETS)
     widths = positive_ints("conv1d_time", "filters", filters, "[32, 16]")
     chunk_size, channels = (int(d) for d in input_shape)
     step = 2 ** len(widths)
     if chunk_size % step:
         fit = max(step, chunk_size // step * step)
-        raise ConfigError(f"conv1d_time: chunk_size={chunk_size} samples is not divisible by 2**{len(widths)} = {step} "
-                          f"(one MaxPooling1D(2) per entry of filters={widths}); set features.chunk_size to a "
-                          f"multiple of {step}, e.g. {fit}, or use fewer filters")
+        raise ConfigError(
+            f"conv1d_time: chunk_size={chunk_size} samples is not divisible by 2**{len(widths)} = {step} "
+            f"(one MaxPooling1D(2) per entry of filters={widths}); set features.chunk_size to a "
+            f"multiple of {step}, e.g. {fit}, or use fewer filters"
+        )
     inputs = keras.Input(shape=(chunk_size, channels), name="noisy")
     x = inputs
     for i, f in enumerate(widths):
