@@ -41,7 +41,7 @@ def main(args):
     extra = [f"features.type={args.feature}"] if args.feature else []
     extra += [f"mixing.snr_db={list(args.snr)}"] if args.snr else []
     cfg = config_from_args(args, extra)
-    from speech_dae.extract import extract_features
+    from speech_dae.stages.extract import extract_features
 
     out = args.out or f"features/{cfg.features.type}"
     summary = extract_features(

@@ -21,7 +21,7 @@ def main(args):
     extra = [f"dataset.context={args.context}"] if args.context else []
     extra += [f"dataset.stride={args.stride}"] if args.stride else []
     cfg = config_from_args(args, extra)
-    from speech_dae.dataset import build_dataset
+    from speech_dae.stages.dataset import build_dataset
 
     out = args.out or f"datasets/{Path(args.features).name}"
     summary = build_dataset(cfg, features=args.features, out=out, force=args.force, progress=not args.no_progress)

@@ -41,7 +41,7 @@ def main(args):
     extra += [f"training.target={args.target}"] if args.target else []
     extra += [f"training.distribute={args.distribute}"] if args.distribute else []
     cfg = config_from_args(args, extra)
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     suffix = "_mask" if cfg.training.target == "mask" else ""
     run_name = args.run or f"{Path(args.dataset).name}_{cfg.model.name}{suffix}"

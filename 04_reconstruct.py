@@ -29,7 +29,7 @@ parser.add_argument(
 
 def main(args):
     cfg = config_from_args(args)
-    from speech_dae.reconstruct import reconstruct
+    from speech_dae.stages.reconstruct import reconstruct
 
     summary = reconstruct(
         cfg,

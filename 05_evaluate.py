@@ -44,7 +44,7 @@ parser.add_argument(
 
 def main(args):
     cfg = config_from_args(args)
-    from speech_dae.evaluate import evaluate
+    from speech_dae.stages.evaluate import evaluate
 
     out = args.out or f"reports/{Path(args.models[0] if args.models else args.features or args.input or '.').name}"
     summary = evaluate(

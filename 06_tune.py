@@ -34,7 +34,7 @@ parser.add_argument("--timeout", metavar="MIN", type=float, help="start no new t
 
 def main(args):
     cfg = config_from_args(args)
-    from speech_dae.tuning import tune
+    from speech_dae.stages.tune import tune
 
     summary = tune(
         cfg,

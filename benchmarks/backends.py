@@ -48,7 +48,7 @@ def worker(args) -> dict:
     from benchmarks.rtf_runs import time_run
     from speech_dae.audio import load_audio
     from speech_dae.config import load_config
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     backend = keras.backend.backend()
     work = Path(args.work) / backend
@@ -68,7 +68,7 @@ def worker(args) -> dict:
         progress=False,
     )
     more = train(cfg.replace(**{"training.epochs": 1 + args.epochs}), run="run", **kw)
-    per_epoch = float(np.median(more.info["epoch_seconds"][1:]))
+    per_epoch = float(np.median(more.info.epoch_seconds[1:]))
     features = Path(args.work) / "features"
     with open(features / "manifest.csv", newline="") as f:
         ids = [r["id"] for r in csv.DictReader(f) if r["split"] == "test"][: args.files]
@@ -81,7 +81,7 @@ def worker(args) -> dict:
     else:
         seconds = time_run(more.run_dir, audio, patch_hop=cfg.reconstruct.patch_hop, repeats=args.repeats)
     module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
-    steps = -(-more.info["train_patches"] // cfg.training.batch_size)
+    steps = -(-more.info.train_patches // cfg.training.batch_size)
     return {
         "backend": backend,
         "version": __import__(module).__version__,
@@ -89,12 +89,12 @@ def worker(args) -> dict:
         "seconds_per_epoch": per_epoch,
         "steps": steps,
         "ms_per_step": 1000 * per_epoch / steps,
-        "first_epoch_s": more.info["epoch_seconds"][0],
-        "val_loss": more.info["history"]["val_loss"][-1],
+        "first_epoch_s": more.info.epoch_seconds[0],
+        "val_loss": more.info.history["val_loss"][-1],
         "epochs": 1 + args.epochs,
-        "params": more.info["n_params"],
-        "train_patches": more.info["train_patches"],
-        "val_patches": more.info["val_patches"],
+        "params": more.info.n_params,
+        "train_patches": more.info.train_patches,
+        "val_patches": more.info.val_patches,
         "x_real_time": sum(y.size for y in audio) / cfg.audio.sample_rate / seconds,
         "audio_s": sum(y.size for y in audio) / cfg.audio.sample_rate,
     }
@@ -103,8 +103,8 @@ def worker(args) -> dict:
 def build(args) -> None:
     """Features and dataset of ``--data`` under ``--work`` (reused when up to date)."""
     from speech_dae.config import load_config
-    from speech_dae.dataset import build_dataset
-    from speech_dae.extract import extract_features
+    from speech_dae.stages.dataset import build_dataset
+    from speech_dae.stages.extract import extract_features
 
     cfg = load_config(overrides=[f"features.type={args.feature}", *args.overrides])
     work = Path(args.work)

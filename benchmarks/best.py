@@ -37,7 +37,7 @@ from benchmarks._report import machine_line, publish  # noqa: E402
 from benchmarks.rtf_runs import time_run  # noqa: E402
 from speech_dae.audio import load_audio  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
-from speech_dae.evaluate import LABELS, evaluate  # noqa: E402
+from speech_dae.stages.evaluate import LABELS, evaluate  # noqa: E402
 
 CONFIG = ROOT / "configs" / "best.yaml"
 METRICS = ("pesq", "stoi", "estoi", "si_sdr")

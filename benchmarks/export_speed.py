@@ -4,7 +4,7 @@
 For each run (a copy in a temporary folder, so the run folders are not touched
 unless ``--in-place``):
 
-1. ``speech_dae.export.export_run`` to ONNX and TFLite: max |exported - Keras|
+1. ``speech_dae.inference.export.export_run`` to ONNX and TFLite: max |exported - Keras|
    on 1024 real patches of the run's dataset, the file sizes, and one batched
    forward pass of those patches (best of 3 after a warm-up) in each engine;
 2. cold start of ``python -m speech_dae denoise`` in a fresh process on a 1 s
@@ -41,7 +41,7 @@ import soundfile as sf  # noqa: E402
 from benchmarks._report import machine_line, publish  # noqa: E402
 from benchmarks.denoise_long import write_long  # noqa: E402
 from speech_dae.artifacts import read_json  # noqa: E402
-from speech_dae.export import export_run  # noqa: E402
+from speech_dae.inference.export import export_run  # noqa: E402
 
 DEFAULT_RUNS = ["/work/bench2/models/fbank_type2", "/work/bench2/models/logmel_dense_ln"]
 FORMATS = ("onnx", "tflite")

@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import machine_line, publish  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
-from speech_dae.dataset import build_dataset  # noqa: E402
-from speech_dae.evaluate import LABELS, evaluate, format_stat  # noqa: E402
-from speech_dae.extract import extract_features  # noqa: E402
-from speech_dae.training import train  # noqa: E402
+from speech_dae.stages.dataset import build_dataset  # noqa: E402
+from speech_dae.stages.evaluate import LABELS, evaluate, format_stat  # noqa: E402
+from speech_dae.stages.extract import extract_features  # noqa: E402
+from speech_dae.stages.train import train  # noqa: E402
 
 TABLE_METRICS = ("pesq", "stoi", "estoi", "si_sdr")
 GOALS = {"si_sdr": 10.0, "pesq": 1.6, "stoi": 0.92}  # issue 3's targets on the corpus test split
@@ -60,14 +60,9 @@ def goal_lines(summary: dict) -> list[str]:
             for snr, stats in e["by_snr"].items():
                 if not stats[m][0] > b["by_snr"][snr][m][0]:
                     losses.append(f"{LABELS[m]} at {float(snr):+g} dB vs {s}")
-    out.append(
-        "- beats every baseline on PESQ, STOI and SI-SDR at every SNR: "
-        + (
-            "yes"
-            if not losses
-            else f"no ({len(losses)} of {3 * len(e['by_snr']) * sum(b['kind'] == 'baseline' for b in summary.values())} comparisons lost: {'; '.join(losses)})"
-        )
-    )
+    n_cmp = 3 * len(e["by_snr"]) * sum(b["kind"] == "baseline" for b in summary.values())
+    verdict = "yes" if not losses else f"no ({len(losses)} of {n_cmp} comparisons lost: {'; '.join(losses)})"
+    out.append("- beats every baseline on PESQ, STOI and SI-SDR at every SNR: " + verdict)
     rt = e["x_real_time"]
     out.append(f"- inference {rt:.0f}x real time (goal ≥ 100x): {'met' if rt >= 100 else 'not met'}")
     return out
@@ -124,7 +119,7 @@ def train_run(cfg, dataset: Path, run: str, work: Path):
     s = train(cfg, dataset=dataset, run=run, models_dir=work / "models", logs_dir=work / "model_logs", progress=False)
     print(
         f"{run}: {'up to date' if s.up_to_date else f'trained in {time.perf_counter() - t0:.0f} s'}, "
-        f"{s.info['epochs_run']} epochs, best {s.info['best_epoch']} ({s.info['stop_reason']})",
+        f"{s.info.epochs_run} epochs, best {s.info.best_epoch} ({s.info.stop_reason})",
         flush=True,
     )
     return s

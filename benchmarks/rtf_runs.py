@@ -27,7 +27,7 @@ from benchmarks._report import machine_line, publish  # noqa: E402
 from benchmarks.speed import best_time  # noqa: E402
 from speech_dae.audio import load_audio  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
-from speech_dae.reconstruct import Denoiser  # noqa: E402
+from speech_dae.inference import Denoiser  # noqa: E402
 
 
 def time_run(run: Path, audio: list, *, patch_hop: int, repeats: int) -> float:

@@ -122,7 +122,7 @@ def matmul_flops(n: int = 2048, repeats: int = 5) -> tuple[float, float]:
 
 
 def train_throughput(name, hparams, shape, cfg, max_batches: int, budget_s: float = 5.0) -> dict:
-    """Patches/s of ``train_on_batch`` (Adam, compiled as speech_dae.training does) after two untimed steps.
+    """Patches/s of ``train_on_batch`` (Adam, compiled as speech_dae.training.trainer does) after two untimed steps.
 
     Steps are timed until ``budget_s`` seconds or ``max_batches`` batches have passed (at least 2), so large
     models stay affordable on 2 cores.
@@ -218,7 +218,7 @@ def run(args) -> str:
         )
     if args.repeats < 1 or args.train_batches < 1 or args.seconds <= 0:
         raise ConfigError("--repeats and --train-batches must be >= 1 and --seconds > 0")
-    from speech_dae.reconstruct import Denoiser  # imports Keras
+    from speech_dae.inference import Denoiser  # imports Keras
 
     r = cfg.reconstruct
     denoisers = [
@@ -273,7 +273,7 @@ def run(args) -> str:
         t = best_time(lambda: den(yd), args.repeats, warmup=False)
         rows.append(
             (
-                f"{den.name} ({den.info['model']}, {den.info['feature']}, {int(den.info.get('n_params', 0)):,} params)",
+                f"{den.name} ({den.info.model}, {den.info.feature}, {den.info.n_params:,} params)",
                 yd.size / den.sample_rate / t,
             )
         )

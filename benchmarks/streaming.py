@@ -30,8 +30,8 @@ import numpy as np  # noqa: E402
 
 from benchmarks._report import machine_line, publish  # noqa: E402
 from benchmarks.speed import load_speech  # noqa: E402
+from speech_dae.inference import Denoiser  # noqa: E402
 from speech_dae.mixing import mix_at_snr  # noqa: E402
-from speech_dae.reconstruct import Denoiser  # noqa: E402
 
 
 def noisy_signal(corpus: Path, seconds: float, snr_db: float, sr: int) -> tuple[np.ndarray, int, int]:
@@ -79,7 +79,7 @@ def main() -> int:
                 raise SystemExit(f"{model}: streamed {y.size} samples for {x.size} in")
             per_ms = 1000 * times
             rows.append(
-                f"| {Path(model).name} ({den.info['feature']}, {den.info['model']}, context {den.context}) | "
+                f"| {Path(model).name} ({den.info.feature}, {den.info.model}, context {den.context}) | "
                 f"{block} ({1000 * block / sr:g} ms) | "
                 f"{den.latency_samples} ({1000 * den.latency_seconds:.1f} ms) | "
                 f"{x.size / sr / times.sum():.1f} | {per_ms.mean():.2f} | {np.percentile(per_ms, 99):.2f} | "
@@ -99,7 +99,8 @@ def main() -> int:
             "",
             f"Signal: {args.seconds:g} s at {sr} Hz, the first {n_clean} clean test utterances of `{args.corpus}` "
             f"mixed at {args.snr:g} dB with its first {n_noise} test noises, streamed in fixed blocks (one untimed "
-            "1 s warm-up stream first). Latency: output sample t is returned once input sample t + latency has been fed. "
+            "1 s warm-up stream first). Latency: output sample t is returned once input sample t + latency has "
+            "been fed. "
             "× real time: audio seconds / compute seconds of all `process_block` calls; block ms: the wall time of "
             "each call (it returns the hops that became final: one or two for 10-20 ms blocks at an 8 ms hop); "
             "over: the share of calls slower than their block's duration. "

@@ -33,9 +33,9 @@ from benchmarks._report import publish  # noqa: E402
 from benchmarks.quality import markdown, train_run  # noqa: E402
 from speech_dae.artifacts import read_json  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
-from speech_dae.dataset import build_dataset  # noqa: E402
-from speech_dae.evaluate import evaluate  # noqa: E402
-from speech_dae.extract import extract_features  # noqa: E402
+from speech_dae.stages.dataset import build_dataset  # noqa: E402
+from speech_dae.stages.evaluate import evaluate  # noqa: E402
+from speech_dae.stages.extract import extract_features  # noqa: E402
 
 
 def link_mixtures(features: Path, out: Path, splits=("train", "val")) -> int:

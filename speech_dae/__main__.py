@@ -96,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _denoise(args):
-    from .denoise import denoise_paths
     from .errors import ConfigError
+    from .inference.files import denoise_paths
 
     if args.block_seconds <= 0 or args.patch_hop < 1:
         raise ConfigError("--block-seconds must be > 0 and --patch-hop >= 1")
@@ -117,7 +117,8 @@ def _denoise(args):
 
 def _export(args):
     from .errors import ArtifactError
-    from .export import FORMATS, PARITY_TOL, export_run
+    from .inference.export import PARITY_TOL, export_run
+    from .inference.runtimes import FORMATS
 
     summary = export_run(args.model, args.fmt, audio=args.audio, n_patches=args.patches)
     yield from summary.lines()

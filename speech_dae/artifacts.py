@@ -36,7 +36,24 @@ __all__ = [
     "clear_temporaries",
     "require_files",
     "package_versions",
+    "STAGE01",
+    "STAGE02",
+    "STAGE03",
+    "STAGE04",
+    "STAGE05",
+    "STAGE06",
+    "SPLITS",
 ]
+
+#: The numbered scripts, as error messages name them ("re-run 02_build_dataset.py").
+STAGE01 = "01_extract_features.py"
+STAGE02 = "02_build_dataset.py"
+STAGE03 = "03_train_autoencoder.py"
+STAGE04 = "04_reconstruct.py"
+STAGE05 = "05_evaluate.py"
+STAGE06 = "06_tune.py"
+#: The splits of every stage-01 and stage-02 folder, in this order.
+SPLITS = ("train", "val", "test")
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ __all__ = [
     "check_header",
     "check_samples",
     "list_audio",
+    "read_mono",
     "load_audio",
     "resample",
     "validate_audio",
@@ -361,3 +362,9 @@ def file_stat_key(path: str | Path) -> str:
     """``relative-name:size:mtime_ns`` of a file, for fingerprints of input folders."""
     st = os.stat(path)
     return f"{Path(path).name}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def read_mono(path: str | Path, frames: int = -1) -> np.ndarray:
+    """The first ``frames`` samples (all with -1) of a WAV file, float32, channels averaged."""
+    y, _ = sf.read(str(path), dtype="float32", frames=frames, always_2d=True)
+    return y.mean(axis=1)

@@ -33,11 +33,22 @@ __all__ = [
     "ReconstructConfig",
     "load_config",
     "parse_override",
+    "FEATURE_TYPES",
+    "SPECTRAL_FEATURES",
+    "STFT_FEATURES",
+    "EXECUTION_KEYS",
 ]
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
-FEATURE_TYPES = ("fbank", "logmag", "logmel", "power", "magnitude", "waveform")
+#: Feature types whose frames are spectra (the per-frame models work on these).
+SPECTRAL_FEATURES = ("fbank", "logmag", "logmel", "power", "magnitude")
+#: Every ``features.type``.
+FEATURE_TYPES = (*SPECTRAL_FEATURES, "waveform")
+#: Features whose mask is a gain on the STFT bins (what the spectral losses apply).
+STFT_FEATURES = ("logmag", "power", "magnitude")
+#: ``training`` keys that say how to run, not what to train: left out of the run fingerprint.
+EXECUTION_KEYS = ("distribute", "cpu_devices")
 #: Training targets: predict the clean features, or a bounded gain applied to the noisy features.
 TARGETS = ("mapping", "mask")
 #: ``training.distribute``: one device, ``tf.distribute.MirroredStrategy`` (local devices),

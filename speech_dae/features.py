@@ -77,7 +77,7 @@ class FeatureExtractor:
     # ---------------------------------------------------------------- shapes
     @property
     def n_bins(self) -> int:
-        """Width of one feature frame: n_mels (fbank, logmel), n_fft // 2 + 1 (logmag, power, magnitude), 1 (waveform)."""
+        """Width of one frame: n_mels (fbank, logmel), n_fft // 2 + 1 (logmag, power, magnitude), 1 (waveform)."""
         if self.kind in _MEL_TYPES:
             return self.cfg.n_mels
         if self.kind == "waveform":

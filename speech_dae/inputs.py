@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from .artifacts import read_csv
+from .artifacts import STAGE01, read_csv
 from .audio import list_audio
 from .errors import ArtifactError, AudioError
 
@@ -49,7 +49,7 @@ def manifest_items(features_dir: str | Path, split: str = "test") -> list[Item]:
         If ``features_dir/manifest.csv`` is missing or lists no utterance of ``split``.
     """
     fdir = Path(features_dir)
-    rows = [r for r in read_csv(fdir / "manifest.csv", stage_hint="01_extract_features.py") if r["split"] == split]
+    rows = [r for r in read_csv(fdir / "manifest.csv", stage_hint=STAGE01) if r["split"] == split]
     if not rows:
         hint = (
             (

@@ -9,10 +9,11 @@ import numpy as np
 
 from .artifacts import atomic_path
 
-__all__ = ["plot_spectrograms", "plot_training_curves"]
+__all__ = ["pyplot", "plot_spectrograms", "plot_training_curves"]
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (no display needed), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +57,7 @@ def plot_spectrograms(
     import librosa
     import librosa.display
 
-    plt = _pyplot()
+    plt = pyplot()
     limit = int(max_s * sample_rate) if max_s else None
     specs = []
     for title, y in signals:
@@ -93,7 +94,7 @@ def plot_spectrograms(
 
 def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Path, *, title: str = "") -> Path:
     """Training and validation loss per epoch, best epoch marked; written atomically as PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     epochs = np.arange(1, len(history["loss"]) + 1)
     ax.plot(epochs, history["loss"], label="train loss")

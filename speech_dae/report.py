@@ -256,9 +256,9 @@ def spectrogram_images(
     import librosa
     import librosa.display
 
-    from .plots import _pyplot
+    from .plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     limit = int(max_s * sample_rate) if max_s else None
     specs = [
         20

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -228,8 +227,9 @@ def identity_run_dir(run_dir: Path, cfg, *, context: int = 11) -> Path:
     """A stage-03-like run folder whose model is the identity (so denoising should return the input)."""
     import keras
 
-    from speech_dae.dataset import Normaliser
     from speech_dae.features import FeatureExtractor
+    from speech_dae.framing import Normaliser
+    from speech_dae.runinfo import RunInfo
 
     fx = FeatureExtractor(cfg.features, SR)
     run_dir.mkdir(parents=True)
@@ -239,19 +239,15 @@ def identity_run_dir(run_dir: Path, cfg, *, context: int = 11) -> Path:
     rng = np.random.default_rng(0)
     m, s = rng.normal(-3, 1, fx.n_bins).astype(np.float32), rng.uniform(0.5, 2, fx.n_bins).astype(np.float32)
     Normaliser(m, s, m, s).save(run_dir / "norm.npz")
-    (run_dir / "run.json").write_text(
-        json.dumps(
-            {
-                "model": "identity",
-                "feature": cfg.features.type,
-                "sample_rate": SR,
-                "features": cfg.to_dict()["features"],
-                "context": context,
-                "n_bins": fx.n_bins,
-                "input_shape": [context, fx.n_bins],
-            }
-        )
-    )
+    RunInfo(
+        model="identity",
+        feature=cfg.features.type,
+        sample_rate=SR,
+        features=cfg.to_dict()["features"],
+        context=context,
+        n_bins=fx.n_bins,
+        input_shape=[context, fx.n_bins],
+    ).save(run_dir)
     return run_dir
 
 
@@ -280,8 +276,8 @@ class Built:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, tiny_cfg) -> Built:
     """Features and dataset of the default tiny corpus, built in-process once (do not modify)."""
-    from speech_dae.dataset import build_dataset
-    from speech_dae.extract import extract_features
+    from speech_dae.stages.dataset import build_dataset
+    from speech_dae.stages.extract import extract_features
 
     root = tmp_path_factory.mktemp("built")
     corpus = build_corpus(root / "corpus")

@@ -155,7 +155,7 @@ def _read_csv(path):
 
 
 def test_stage01_skips_bad_files_lists_reasons_and_succeeds(tmp_path, tiny_cfg):
-    from speech_dae.extract import extract_features
+    from speech_dae.stages.extract import extract_features
 
     corpus = _bad_corpus(tmp_path / "corpus")
     before = tree_checksums(corpus)
@@ -180,7 +180,7 @@ def test_stage01_skips_bad_files_lists_reasons_and_succeeds(tmp_path, tiny_cfg):
 
 
 def test_stage01_stereo_mixture_is_built_from_the_mono_fold(tmp_path, tiny_cfg):
-    from speech_dae.extract import extract_features
+    from speech_dae.stages.extract import extract_features
 
     corpus = build_corpus(tmp_path / "corpus", n_train_clean=0, n_train_noise=2, n_test_clean=1, n_test_noise=1)
     left, right = speech_clip(0, 1.0), speech_clip(1, 1.0)
@@ -196,7 +196,7 @@ def test_stage01_stereo_mixture_is_built_from_the_mono_fold(tmp_path, tiny_cfg):
 
 
 def test_stage01_with_nothing_usable_fails_with_audio_error(tmp_path, tiny_cfg):
-    from speech_dae.extract import extract_features
+    from speech_dae.stages.extract import extract_features
 
     corpus = build_corpus(tmp_path / "corpus", n_train_clean=0)
     (corpus / "train" / "clean").mkdir(parents=True, exist_ok=True)
@@ -210,7 +210,7 @@ def test_stage01_with_nothing_usable_fails_with_audio_error(tmp_path, tiny_cfg):
 
 
 def test_stage01_with_no_usable_noise_fails_with_audio_error(tmp_path, tiny_cfg):
-    from speech_dae.extract import extract_features
+    from speech_dae.stages.extract import extract_features
 
     corpus = build_corpus(tmp_path / "corpus", n_test_noise=0)
     (corpus / "test" / "noise").mkdir(parents=True, exist_ok=True)
@@ -220,7 +220,7 @@ def test_stage01_with_no_usable_noise_fails_with_audio_error(tmp_path, tiny_cfg)
 
 
 def test_stage01_noise_with_digital_silence_does_not_blacklist_clean_files(tmp_path, tiny_cfg):
-    from speech_dae.extract import extract_features
+    from speech_dae.stages.extract import extract_features
 
     corpus = build_corpus(tmp_path / "corpus", n_test_clean=2, n_test_noise=1)
     gappy = np.concatenate([np.zeros(3 * SR, np.float32), noise_clip(0, 0.2)])  # a padded recording

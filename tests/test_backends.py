@@ -60,8 +60,8 @@ def test_train_then_reconstruct_on_backend(backend, backend_env, built, tmp_path
 @pytest.fixture(scope="module")
 def noisy_only_dataset(tmp_path_factory, tiny_cfg):
     """Noisy + noise-only recordings, no clean references (for partitioned / curro)."""
-    from speech_dae.dataset import build_dataset
-    from speech_dae.extract import extract_features
+    from speech_dae.stages.dataset import build_dataset
+    from speech_dae.stages.extract import extract_features
 
     root = tmp_path_factory.mktemp("semi")
     corpus = build_corpus(root / "corpus")

@@ -40,7 +40,7 @@ from hypothesis.extra import numpy as hnp
 
 from speech_dae.audio import load_audio
 from speech_dae.errors import AudioError, SpeechDAEError
-from speech_dae.extract import extract_features
+from speech_dae.stages.extract import extract_features
 
 
 def _rows(path: Path) -> list[dict]:
@@ -241,7 +241,7 @@ def bad_folder(tmp_path, tiny_cfg):
 
 
 def test_stage04_skips_each_broken_input_with_its_reason(bad_folder, tmp_path, tiny_cfg, caplog):
-    from speech_dae.reconstruct import reconstruct
+    from speech_dae.stages.reconstruct import reconstruct
 
     run, noisy, clean = bad_folder
     before = tree_checksums(noisy)
@@ -266,7 +266,7 @@ def test_stage04_skips_each_broken_input_with_its_reason(bad_folder, tmp_path, t
 def test_stage04_with_a_broken_or_silent_reference_denoises_it_unscored_and_scores_the_others(
     bad_folder, tmp_path, tiny_cfg, caplog
 ):
-    from speech_dae.reconstruct import reconstruct
+    from speech_dae.stages.reconstruct import reconstruct
 
     run, noisy, clean = bad_folder
     for name in ("x", "s"):
@@ -303,7 +303,7 @@ def test_stage04_with_a_broken_or_silent_reference_denoises_it_unscored_and_scor
 
 
 def test_stage05_lists_broken_references_and_scores_the_rest(bad_folder, tmp_path, tiny_cfg):
-    from speech_dae.evaluate import evaluate
+    from speech_dae.stages.evaluate import evaluate
 
     run, noisy, clean = bad_folder
     refs = {}
@@ -331,7 +331,7 @@ def test_stage05_lists_broken_references_and_scores_the_rest(bad_folder, tmp_pat
 
 
 def test_stage05_skips_a_silent_reference_instead_of_scoring_nan(tmp_path, tiny_cfg):
-    from speech_dae.evaluate import evaluate
+    from speech_dae.stages.evaluate import evaluate
 
     run, noisy, clean = _good_pairs(tmp_path, tiny_cfg)
     write_wav(noisy / "quiet.wav", speech_clip(2, 1.0) + noise_clip(2, 1.0))
@@ -370,7 +370,7 @@ def test_folder_items_keep_files_that_differ_only_by_extension(tmp_path, caplog)
 
 
 def test_denoise_skips_unreadable_empty_nan_and_short_files(bad_folder, tmp_path):
-    from speech_dae.denoise import denoise_paths
+    from speech_dae.inference.files import denoise_paths
 
     run, noisy, _ = bad_folder
     before = tree_checksums(noisy)
@@ -387,7 +387,7 @@ def test_denoise_skips_unreadable_empty_nan_and_short_files(bad_folder, tmp_path
 
 
 def test_denoise_skips_a_truncated_flac(bad_folder, tmp_path):
-    from speech_dae.denoise import denoise_paths
+    from speech_dae.inference.files import denoise_paths
 
     run, noisy, _ = bad_folder
     summary = denoise_paths(run, [noisy / "truncated.flac", noisy / "good0.wav"], tmp_path / "den", progress=False)

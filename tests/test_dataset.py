@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from speech_dae.dataset import Normaliser, build_dataset, gather_patches, load_dataset, patch_starts
 from speech_dae.errors import ArtifactError
+from speech_dae.folders import load_dataset
+from speech_dae.framing import Normaliser, gather_patches, patch_starts
+from speech_dae.stages.dataset import build_dataset
 
 SPLITS = ("train", "val", "test")
 

@@ -12,9 +12,10 @@ from conftest import REPO_ROOT, identity_run_dir, noise_clip, speech_clip, tree_
 
 from speech_dae.audio import load_audio, resample
 from speech_dae.config import load_config
-from speech_dae.denoise import block_plan, denoise_file, denoise_paths
 from speech_dae.errors import AudioError, ConfigError
-from speech_dae.reconstruct import Denoiser
+from speech_dae.framing import block_plan
+from speech_dae.inference import Denoiser
+from speech_dae.inference.files import denoise_file, denoise_paths
 
 keras = pytest.importorskip("keras")
 

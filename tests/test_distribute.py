@@ -16,7 +16,8 @@ from conftest import REPO_ROOT, TINY_SETS, error_line, run_script
 
 from speech_dae.config import load_config
 from speech_dae.errors import ConfigError
-from speech_dae.training import LabelledPatchSequence, PatchSequence, parse_tf_config
+from speech_dae.training.batches import LabelledPatchSequence, PatchSequence
+from speech_dae.training.distribute import parse_tf_config
 
 tf = pytest.importorskip("tensorflow")
 
@@ -195,7 +196,7 @@ def test_distribute_and_cpu_devices_are_validated():
 
 
 def test_cpu_devices_after_tensorflow_started_is_a_clear_error():
-    from speech_dae.training import logical_cpu_devices
+    from speech_dae.training.distribute import logical_cpu_devices
 
     have = len(tf.config.list_logical_devices("CPU"))  # starts TensorFlow in this process
     with pytest.raises(ConfigError, match=f"already started in this process with {have} CPU device"):
@@ -259,7 +260,7 @@ def mirrored_run(built, tmp_path_factory):
 
 
 def test_mirrored_on_two_logical_cpus_trains_two_replicas(mirrored_run, built):
-    from speech_dae.reconstruct import Denoiser
+    from speech_dae.inference import Denoiser
 
     info = json.loads((mirrored_run / "run.json").read_text())
     assert info["replicas"] == 2 and info["training"]["distribute"] == "mirrored"
@@ -303,7 +304,7 @@ def test_two_workers_on_localhost_match_mirrored_and_only_the_chief_writes(mirro
             subprocess.Popen(cmd, cwd=cwd, env=env_i, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         )
     outs = [p.communicate(timeout=240) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     chief = tmp_path / "w0" / "models" / "mw"
     info = json.loads((chief / "run.json").read_text())

@@ -14,8 +14,8 @@ from speech_dae.artifacts import read_csv, read_json
 from speech_dae.config import load_config
 from speech_dae.errors import ConfigError
 from speech_dae.features import FeatureExtractor
-from speech_dae.segments import AudioPool, load_pools, mixture_sequences, uses_audio
-from speech_dae.training import train
+from speech_dae.stages.train import train
+from speech_dae.training.examples import AudioPool, load_pools, mixture_sequences, uses_audio
 
 
 def _sequences(built, *sets):
@@ -49,7 +49,7 @@ def test_config_rejects_bad_mixing_values():
 
 
 def test_dynamic_pools_read_only_the_training_split(built, monkeypatch):
-    import speech_dae.segments as segments
+    import speech_dae.training.examples as segments
 
     read = []
     real = segments.read_mono
@@ -157,7 +157,7 @@ def test_spectral_loss_needs_a_mask_on_stft_features(built):
     ],
 )
 def test_training_on_audio_writes_a_loadable_run_with_its_validation_size(tmp_path, built, sets):
-    from speech_dae.reconstruct import Denoiser
+    from speech_dae.inference import Denoiser
 
     cfg = load_config(
         overrides=[
@@ -198,7 +198,7 @@ def test_memmap_training_reports_its_validation_size_too(tmp_path, built):
     )
     dataset = read_json(built.dataset / "dataset.json")
     # every validation frame lies under a patch (stride 3 < context 11), so the whole split is counted
-    assert s.info["val_frames"] == dataset["splits"]["val"]["frames"]
+    assert s.info.val_frames == dataset["splits"]["val"]["frames"]
 
 
 def test_semi_supervised_models_refuse_dynamic_mixing(built, tmp_path):

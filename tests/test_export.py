@@ -15,14 +15,14 @@ import soundfile as sf
 from conftest import REPO_ROOT, noise_clip, speech_clip
 
 from speech_dae.__main__ import main
-from speech_dae.denoise import denoise_paths
 from speech_dae.errors import ArtifactError, ConfigError
+from speech_dae.inference.files import denoise_paths
 
 keras = pytest.importorskip("keras")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
 
-from speech_dae import export  # noqa: E402
+from speech_dae.inference import export  # noqa: E402
 from speech_dae.models import MODEL_FEATURES, MODEL_TARGETS, MODELS, build_model  # noqa: E402
 
 TOL = 1e-4
@@ -31,7 +31,7 @@ TOL = 1e-4
 @pytest.fixture(scope="module")
 def trained(built, tmp_path_factory):
     """A tiny type2 run trained for one epoch on the session's tiny logmag dataset (do not modify; copy it)."""
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     root = tmp_path_factory.mktemp("export")
     s = train(
@@ -62,7 +62,7 @@ def _diff(out: str) -> float:
 
 
 def _real_patches(run_dir, n: int = 200) -> np.ndarray:
-    """Patches of the run's dataset, gathered here independently of speech_dae.export."""
+    """Patches of the run's dataset, gathered here independently of speech_dae.inference.export."""
     info = json.loads((run_dir / "run.json").read_text())
     x = np.load(os.path.join(info["dataset"], "x_test.npy"))
     starts = np.load(os.path.join(info["dataset"], "windows_test.npy"))[:n]

@@ -29,7 +29,7 @@ from conftest import (
 )
 
 from speech_dae.errors import ConfigError
-from speech_dae.extract import extract_features
+from speech_dae.stages.extract import extract_features
 
 
 def _contents(folder: Path) -> dict[str, str]:
@@ -169,7 +169,7 @@ def test_a_worker_process_imports_no_tensorflow():
     """What a spawned worker of ``01_extract_features.py`` imports: the script as ``__mp_main__``, then the job."""
     code = (
         "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__mp_main__'); "
-        "import speech_dae.extract; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "import speech_dae.stages.extract; print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('tensorflow', 'keras')))"
     )
     proc = subprocess.run(

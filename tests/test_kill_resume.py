@@ -149,7 +149,7 @@ def cfg(tiny_cfg):
 
 
 def test_01_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, cfg):
-    from speech_dae.extract import extract_features
+    from speech_dae.stages.extract import extract_features
 
     corpus = build_corpus(tmp_path / "corpus", n_train_clean=4, n_train_noise=2, n_test_clean=2, n_test_noise=1)
     inputs = tree_checksums(corpus)
@@ -175,7 +175,7 @@ def test_01_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, cfg)
 
 
 def test_02_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, built, cfg):
-    from speech_dae.dataset import build_dataset
+    from speech_dae.stages.dataset import build_dataset
 
     out = tmp_path / "killed" / "dataset"
     kill_mid_run(
@@ -208,7 +208,7 @@ def noisy_folders(tmp_path, cfg):
 
 
 def test_04_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, noisy_folders, cfg):
-    from speech_dae.reconstruct import reconstruct
+    from speech_dae.stages.reconstruct import reconstruct
 
     run, noisy, clean = noisy_folders
     killed, ref = tmp_path / "killed", tmp_path / "reference"
@@ -260,7 +260,7 @@ def test_staged_output_resumes_a_partial_folder_without_a_killed_runs_temporarie
 
 
 def test_05_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, noisy_folders, cfg):
-    from speech_dae.evaluate import evaluate
+    from speech_dae.stages.evaluate import evaluate
 
     run, noisy, clean = noisy_folders
     out = tmp_path / "killed" / "report"
@@ -312,7 +312,7 @@ def test_03_killed_after_an_epoch_resumes_and_equals_an_uninterrupted_run(tmp_pa
     import numpy as np
 
     from speech_dae.config import load_config
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     sets = TINY_SETS + ["training.epochs=4", "training.patience=10", "training.tensorboard_media=false"]
     cfg = load_config(overrides=sets)
@@ -353,14 +353,14 @@ def test_03_killed_after_an_epoch_resumes_and_equals_an_uninterrupted_run(tmp_pa
         logs_dir=tmp_path / "ref" / "model_logs",
         progress=False,
     )
-    assert got.info["resumed_at_epochs"] == [state["epoch"]] and ref.info["resumed_at_epochs"] == []
+    assert got.info.resumed_at_epochs == [state["epoch"]] and ref.info.resumed_at_epochs == []
     assert f"resumed from epoch {state['epoch']}" in got.lines()[0]
     assert not partial.exists() and not (got.run_dir / "backup").exists(), "the backup is deleted on commit"
-    assert got.info["epochs_run"] == ref.info["epochs_run"] == 4
-    assert len(got.info["epoch_seconds"]) == 4
+    assert got.info.epochs_run == ref.info.epochs_run == 4
+    assert len(got.info.epoch_seconds) == 4
     for key in ("loss", "val_loss"):
-        assert len(got.info["history"][key]) == 4
-        np.testing.assert_allclose(got.info["history"][key], ref.info["history"][key], rtol=1e-5)
+        assert len(got.info.history[key]) == 4
+        np.testing.assert_allclose(got.info.history[key], ref.info.history[key], rtol=1e-5)
     # the epochs before the kill were not redone: the CSV log has each epoch once
     rows = list(csv.DictReader(io.StringIO(csv_log.read_text())))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
@@ -379,7 +379,7 @@ def test_03_stopped_after_training_but_before_the_commit_does_not_train_again(tm
 
     import speech_dae.plots
     from speech_dae.config import load_config
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     cfg = load_config(overrides=TINY_SETS + ["training.epochs=3", "training.tensorboard_media=false"])
     kw = dict(dataset=built.dataset, run="r", progress=False)
@@ -395,8 +395,8 @@ def test_03_stopped_after_training_but_before_the_commit_does_not_train_again(tm
     assert state["epoch"] == 3 and state["finished"]
     got = train(cfg, models_dir=tmp_path / "a", logs_dir=tmp_path / "a_logs", **kw)
     ref = train(cfg, models_dir=tmp_path / "b", logs_dir=tmp_path / "b_logs", **kw)
-    assert got.info["resumed_at_epochs"] == [3] and got.info["history"] == ref.info["history"]
-    assert got.info["best_epoch"] == ref.info["best_epoch"] and got.info["stop_reason"] == ref.info["stop_reason"]
+    assert got.info.resumed_at_epochs == [3] and got.info.history == ref.info.history
+    assert got.info.best_epoch == ref.info.best_epoch and got.info.stop_reason == ref.info.stop_reason
     for a, b in zip(
         keras.saving.load_model(got.run_dir / "model.keras").get_weights(),
         keras.saving.load_model(ref.run_dir / "model.keras").get_weights(),

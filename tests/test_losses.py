@@ -26,11 +26,10 @@ def _segment_stfts(rng, n=2, frames=16, n_fft=N_FFT, hop=HOP, noise=0.3):
     length = (frames + 8) * hop
     clean = rng.standard_normal((n, length)).astype(np.float32) * 0.1
     noisy = clean + noise * rng.standard_normal((n, length)).astype(np.float32) * 0.1
-    spec = (
-        lambda y: np.stack(  # noqa: E731
-            [librosa.stft(v, n_fft=n_fft, hop_length=hop, center=True).T[2 : 2 + frames] for v in y]
-        )
-    )
+
+    def spec(y):
+        return np.stack([librosa.stft(v, n_fft=n_fft, hop_length=hop, center=True).T[2 : 2 + frames] for v in y])
+
     return spec(clean), spec(noisy), clean
 
 

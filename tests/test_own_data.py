@@ -31,7 +31,7 @@ from conftest import (
 )
 
 from speech_dae.audio import load_audio
-from speech_dae.extract import extract_features
+from speech_dae.stages.extract import extract_features
 
 _SETS = [a for s in TINY_SETS for a in ("--set", s)]
 
@@ -164,7 +164,7 @@ def test_a_channel_folder_without_the_configured_channel_is_listed(tmp_path, tin
 
 
 def test_names_that_only_end_in_ch_and_a_number_are_ordinary_recordings(tmp_path):
-    from speech_dae.extract import noise_files
+    from speech_dae.stages.extract import noise_files
 
     for name in ("beach1", "beach2", "church1", "church2", "rec_ch01", "rec_ch02", "CH1", "CH2"):
         write_wav(tmp_path / f"{name}.wav", noise_clip(0, 0.1))

@@ -32,9 +32,11 @@ from conftest import (
 )
 
 from speech_dae.config import load_config
-from speech_dae.dataset import build_dataset, gather_patches, load_dataset, patch_starts
 from speech_dae.errors import ArtifactError, AudioError
-from speech_dae.extract import extract_features
+from speech_dae.folders import load_dataset
+from speech_dae.framing import gather_patches, patch_starts
+from speech_dae.stages.dataset import build_dataset
+from speech_dae.stages.extract import extract_features
 
 STAGE01, STAGE02, STAGE03 = SCRIPTS[:3]
 
@@ -77,7 +79,7 @@ def test_02_refuses_features_whose_npy_files_are_missing(tmp_path, built, tiny_c
 
 
 def test_03_refuses_missing_or_incomplete_dataset(tmp_path, built, tiny_cfg):
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     with pytest.raises(ArtifactError) as err:
         train(
@@ -99,7 +101,8 @@ def test_03_refuses_missing_or_incomplete_dataset(tmp_path, built, tiny_cfg):
 
 
 def test_04_refuses_missing_or_incomplete_model(tmp_path, tiny_cfg):
-    from speech_dae.reconstruct import Denoiser, reconstruct
+    from speech_dae.inference import Denoiser
+    from speech_dae.stages.reconstruct import reconstruct
 
     with pytest.raises(ArtifactError) as err:
         reconstruct(
@@ -136,7 +139,7 @@ def stale(tmp_path, tiny_cfg):
 
 
 def test_03_refuses_a_stale_dataset(stale, tiny_cfg):
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     root, feats, ds = stale
     with pytest.raises(ArtifactError) as err:
@@ -203,8 +206,8 @@ def test_bad_set_exits_2_listing_valid_keys(tmp_path):
 
 # ============================================================ stage 03 in-process
 def test_train_type1_in_process_then_up_to_date_and_usable(built, tmp_path):
-    from speech_dae.reconstruct import Denoiser
-    from speech_dae.training import train
+    from speech_dae.inference import Denoiser
+    from speech_dae.stages.train import train
 
     cfg = built.cfg.replace(**{"model.name": "type1"})
     kw = dict(
@@ -225,7 +228,7 @@ def test_train_type1_in_process_then_up_to_date_and_usable(built, tmp_path):
 
 
 def test_training_budgets_limit_steps_validation_patches_and_time(built, tmp_path):
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     cfg = built.cfg.replace(
         **{
@@ -245,14 +248,15 @@ def test_training_budgets_limit_steps_validation_patches_and_time(built, tmp_pat
         progress=False,
     )
     # the budget is crossed by the first batch: one (one-step) epoch, validated on 3 patches, then stop
-    assert s.info["epochs_run"] == 1 and s.info["best_epoch"] == 1
-    assert s.info["stop_reason"] == "time budget of 1e-09 min reached"
-    assert s.info["val_patches"] == 3 and s.info["training"]["steps_per_epoch"] == 1
+    assert s.info.epochs_run == 1 and s.info.best_epoch == 1
+    assert s.info.stop_reason == "time budget of 1e-09 min reached"
+    assert s.info.val_patches == 3 and s.info.training["steps_per_epoch"] == 1
     assert (s.run_dir / "model.keras").is_file()
 
 
 def test_patch_sequence_max_batches_draws_a_fresh_shuffle_each_epoch():
-    from speech_dae.training import PatchSequence, even_subset
+    from speech_dae.framing import even_indices
+    from speech_dae.training.batches import PatchSequence
 
     x = np.arange(40, dtype=np.float32).reshape(20, 2)
     seq = PatchSequence(x, x, np.arange(18), context=2, batch_size=4, shuffle=True, seed=0, max_batches=2)
@@ -263,15 +267,15 @@ def test_patch_sequence_max_batches_draws_a_fresh_shuffle_each_epoch():
     assert first.shape == second.shape == (8,) and not np.array_equal(first, second)
     assert len(PatchSequence(x, x, np.arange(18), context=2, batch_size=4, shuffle=False, seed=0)) == 5
     w = np.arange(100, 200)
-    assert even_subset(w, 5).tolist() == [100, 125, 150, 174, 199]  # np.linspace(0, 99, 5) rounds 74.25 down
-    assert np.array_equal(even_subset(w, None), w) and np.array_equal(even_subset(w, 500), w)
+    assert w[even_indices(w.size, 5)].tolist() == [100, 125, 150, 174, 199]  # np.linspace(0, 99, 5) rounds 74.25 down
+    assert even_indices(3, None).tolist() == even_indices(3, 7).tolist() == [0, 1, 2] and even_indices(3, 0).size == 0
 
 
 # ====================================================== reconstruction parts
 @pytest.mark.parametrize("hop", [1, 2, 3, 5, 11])
 @pytest.mark.parametrize("n_frames", [11, 12, 57])
 def test_overlap_average_of_identity_patches_returns_the_sequence(hop, n_frames):
-    from speech_dae.reconstruct import overlap_average
+    from speech_dae.framing import overlap_average
 
     seq = np.random.default_rng(n_frames).normal(size=(n_frames, 6)).astype(np.float32)
     starts = patch_starts(n_frames, 11, hop)
@@ -284,7 +288,7 @@ def test_overlap_average_of_identity_patches_returns_the_sequence(hop, n_frames)
 
 
 def test_overlap_average_averages_the_covering_patches():
-    from speech_dae.reconstruct import overlap_average
+    from speech_dae.framing import overlap_average
 
     starts = np.array([0, 2, 4])
     patches = np.stack([np.full((4, 1), float(k)) for k in range(3)]).astype(np.float32)
@@ -295,7 +299,7 @@ def test_overlap_average_averages_the_covering_patches():
 
 def test_overlap_average_long_chunks_match_a_direct_sum():
     """The bincount path (context > n_bins, waveform chunks) against a plain per-patch loop."""
-    from speech_dae.reconstruct import overlap_average
+    from speech_dae.framing import overlap_average
 
     rng = np.random.default_rng(1)
     n, chunk = 5000, 512
@@ -317,7 +321,7 @@ def identity_run(request, tmp_path_factory):
 
 @pytest.mark.parametrize("patch_hop", [1, 4, 11])
 def test_denoiser_with_an_identity_model_returns_its_input(identity_run, patch_hop):
-    from speech_dae.reconstruct import Denoiser
+    from speech_dae.inference import Denoiser
 
     run, _ = identity_run
     den = Denoiser(run, patch_hop=patch_hop)
@@ -338,7 +342,7 @@ def waveform_identity_run(tmp_path_factory):
 @pytest.mark.parametrize("n", [300, 512, 16000, 16001])
 def test_waveform_identity_model_returns_its_input_by_overlap_add(waveform_identity_run, n):
     """Chunks every chunk_size // 2 with Hann weights: the identity model gives back the input (SI-SDR > 60 dB)."""
-    from speech_dae.reconstruct import Denoiser
+    from speech_dae.inference import Denoiser
 
     den = Denoiser(waveform_identity_run, patch_hop=4)
     assert den.patch_hop == 256 and den.window.shape == (512,)
@@ -349,7 +353,7 @@ def test_waveform_identity_model_returns_its_input_by_overlap_add(waveform_ident
 
 
 def test_denoiser_handles_inputs_shorter_than_one_patch(identity_run):
-    from speech_dae.reconstruct import Denoiser
+    from speech_dae.inference import Denoiser
 
     den = Denoiser(identity_run[0])
     y = speech_clip(0, 1.0)[8000 : 8000 + 900]  # 8 frames < context 11
@@ -359,7 +363,7 @@ def test_denoiser_handles_inputs_shorter_than_one_patch(identity_run):
 
 
 def test_denoiser_patch_hop_larger_than_context_still_covers_every_frame(identity_run):
-    from speech_dae.reconstruct import Denoiser
+    from speech_dae.inference import Denoiser
 
     den = Denoiser(identity_run[0], patch_hop=16)
     feats = den.fx(speech_clip(1, 1.0))
@@ -367,7 +371,7 @@ def test_denoiser_patch_hop_larger_than_context_still_covers_every_frame(identit
 
 
 def test_reconstruct_writes_wav_of_the_input_length_image_and_metrics(identity_run, tmp_path):
-    from speech_dae.reconstruct import reconstruct
+    from speech_dae.stages.reconstruct import reconstruct
 
     run, cfg = identity_run
     noisy_dir, clean_dir = tmp_path / "noisy", tmp_path / "clean"
@@ -402,7 +406,7 @@ def test_reconstruct_writes_wav_of_the_input_length_image_and_metrics(identity_r
 
 
 def test_reconstruct_on_missing_input_raises_audio_error(identity_run, tmp_path):
-    from speech_dae.reconstruct import reconstruct
+    from speech_dae.stages.reconstruct import reconstruct
 
     run, cfg = identity_run
     with pytest.raises(AudioError, match="neither"):

@@ -115,7 +115,7 @@ def ident(built, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rec(built, ident, tmp_path_factory):
-    from speech_dae.reconstruct import reconstruct
+    from speech_dae.stages.reconstruct import reconstruct
 
     root = tmp_path_factory.mktemp("report04")
     summary = reconstruct(
@@ -126,7 +126,7 @@ def rec(built, ident, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ev(built, ident, tmp_path_factory):
-    from speech_dae.evaluate import evaluate
+    from speech_dae.stages.evaluate import evaluate
 
     out = tmp_path_factory.mktemp("report05") / "reports" / "tiny"
     return evaluate(
@@ -197,7 +197,7 @@ def test_reconstruct_report_is_self_contained_and_shows_metrics_csv(rec):
 
 
 def test_reconstruct_report_examples_zero_has_tables_and_no_players(built, ident, tmp_path):
-    from speech_dae.reconstruct import reconstruct
+    from speech_dae.stages.reconstruct import reconstruct
 
     s = reconstruct(
         built.cfg,
@@ -214,7 +214,7 @@ def test_reconstruct_report_examples_zero_has_tables_and_no_players(built, ident
 
 def test_odd_file_names_are_escaped_and_linked(built, tmp_path):
     """A file and a run named with HTML and URL specials: shown verbatim as text, linked percent-encoded."""
-    from speech_dae.reconstruct import reconstruct
+    from speech_dae.stages.reconstruct import reconstruct
 
     run = identity_run_dir(tmp_path / "models" / "run <x> & 'y'", built.cfg)
     odd = 'a <b> & "c" #1? 50%'
@@ -279,7 +279,7 @@ def test_evaluate_report_tables_equal_the_results_csv(ev):
 
 
 def test_evaluate_rerun_with_other_examples_warns_and_zero_disables_players(built, ident, ev, tmp_path, caplog):
-    from speech_dae.evaluate import evaluate
+    from speech_dae.stages.evaluate import evaluate
 
     kw = dict(models=[ident], baselines="wiener", features=built.features, metrics=METRICS, progress=False)
     with caplog.at_level(logging.WARNING):

@@ -10,7 +10,7 @@ from conftest import identity_run_dir, noise_clip, speech_clip
 
 from speech_dae.config import load_config
 from speech_dae.errors import AudioError
-from speech_dae.reconstruct import Denoiser
+from speech_dae.inference import Denoiser
 
 keras = pytest.importorskip("keras")
 

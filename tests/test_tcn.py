@@ -144,7 +144,7 @@ def test_default_config_builds_tcn_with_its_defaults():
 
 @pytest.mark.parametrize("target", ["mapping", "mask"])
 def test_stream_equals_offline(target, tmp_path):
-    from speech_dae.reconstruct import Denoiser
+    from speech_dae.inference import Denoiser
 
     context = 16
     cfg = load_config(overrides=["features.type=logmag"])

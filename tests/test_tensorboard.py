@@ -27,7 +27,7 @@ def test_two_epochs_write_every_scalar_audio_and_image_once_per_epoch(tmp_path, 
     import numpy as np
 
     from speech_dae.config import load_config
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     cfg = load_config(
         overrides=TINY_SETS
@@ -45,7 +45,7 @@ def test_two_epochs_write_every_scalar_audio_and_image_once_per_epoch(tmp_path, 
     for tag in _SCALARS:
         assert [s for s, _ in events.get(tag, [])] == [0, 1], f"{tag}: {sorted(events)}"
         assert all(math.isfinite(float(v)) for _, v in events[tag])
-    hist = summary.info["history"]
+    hist = summary.info.history
     np.testing.assert_allclose([float(v) for _, v in events["Loss/train"]], hist["loss"], rtol=1e-6)
     np.testing.assert_allclose([float(v) for _, v in events["Loss/val"]], hist["val_loss"], rtol=1e-6)
     np.testing.assert_allclose(
@@ -66,7 +66,7 @@ def test_two_epochs_write_every_scalar_audio_and_image_once_per_epoch(tmp_path, 
 
 def test_media_switch_off_writes_only_the_stock_curves(tmp_path, built):
     from speech_dae.config import load_config
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     cfg = load_config(overrides=TINY_SETS + ["training.tensorboard_media=false"])
     train(
@@ -97,9 +97,9 @@ def test_semi_supervised_models_log_gradient_norms_without_clean_references(tmp_
     is not (no clean reference to score against)."""
     from conftest import build_corpus
 
-    from speech_dae.dataset import build_dataset
-    from speech_dae.extract import extract_features
-    from speech_dae.training import train
+    from speech_dae.stages.dataset import build_dataset
+    from speech_dae.stages.extract import extract_features
+    from speech_dae.stages.train import train
 
     corpus = build_corpus(tmp_path / "corpus", n_train_clean=4, n_train_noise=2)
     cfg = tiny_cfg.replace(

@@ -10,11 +10,11 @@ keras = pytest.importorskip("keras")
 
 from conftest import build_corpus, speech_clip  # noqa: E402
 
-from speech_dae.dataset import build_dataset  # noqa: E402
 from speech_dae.errors import ConfigError  # noqa: E402
-from speech_dae.extract import extract_features  # noqa: E402
 from speech_dae.models import build_model  # noqa: E402
 from speech_dae.models.thesis import MRELU_EPSILON, identity_loss, mrelu, semi_supervised_trainer  # noqa: E402
+from speech_dae.stages.dataset import build_dataset  # noqa: E402
+from speech_dae.stages.extract import extract_features  # noqa: E402
 
 EPS = MRELU_EPSILON
 
@@ -190,8 +190,8 @@ def test_noisy_plus_noise_only_layout_writes_labels_and_no_references(noisy_only
 
 @pytest.mark.parametrize("model", ["partitioned", "curro"])
 def test_semi_supervised_models_train_without_clean_speech_and_denoise(noisy_only, model, tmp_path):
-    from speech_dae.reconstruct import Denoiser
-    from speech_dae.training import train
+    from speech_dae.inference import Denoiser
+    from speech_dae.stages.train import train
 
     root, cfg = noisy_only
     s = train(
@@ -202,14 +202,14 @@ def test_semi_supervised_models_train_without_clean_speech_and_denoise(noisy_onl
         logs_dir=tmp_path / "logs",
         progress=False,
     )
-    assert s.info["semi_supervised"] and np.isfinite(s.info["best_val_loss"])
+    assert s.info.semi_supervised and np.isfinite(s.info.best_val_loss)
     y = speech_clip(2, 0.5)
     out = Denoiser(s.run_dir)(y)
     assert out.shape == y.shape and np.all(np.isfinite(out))
 
 
 def test_supervised_model_on_a_dataset_without_clean_references_is_refused(noisy_only, tmp_path):
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     root, cfg = noisy_only
     with pytest.raises(ConfigError, match="no clean references.*partitioned, curro.*not type2"):
@@ -224,7 +224,7 @@ def test_supervised_model_on_a_dataset_without_clean_references_is_refused(noisy
 
 
 def test_semi_supervised_model_without_noise_only_patches_is_refused(built, tmp_path):
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     with pytest.raises(ConfigError, match="--noise-only"):
         train(
@@ -244,7 +244,7 @@ def test_noisy_without_clean_or_noise_only_explains_both_options(tmp_path, tiny_
 
 
 def test_labelled_batches_hold_the_fixed_noise_only_share():
-    from speech_dae.training import LabelledPatchSequence
+    from speech_dae.training.batches import LabelledPatchSequence
 
     x = np.arange(200, dtype=np.float32).reshape(100, 2)
     windows = np.arange(100)

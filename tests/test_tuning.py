@@ -1,4 +1,4 @@
-"""06_tune.py / speech_dae.tuning: Optuna study, resume, pruning, tuned config, errors."""
+"""06_tune.py / speech_dae.stages.tune: Optuna study, resume, pruning, tuned config, errors."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ optuna = pytest.importorskip("optuna")
 
 from speech_dae.config import load_config  # noqa: E402
 from speech_dae.errors import ArtifactError, ConfigError  # noqa: E402
-from speech_dae.tuning import SEARCH_SPACES, TRAINING_SPACE, decode_params, pruning_callback, suggest, tune  # noqa: E402
+from speech_dae.stages.tune import SEARCH_SPACES, TRAINING_SPACE, decode_params, pruning_callback, suggest, tune  # noqa: E402
 
 #: A short val split so every trial takes about a second.
 TUNE_SETS = TINY_SETS + ["training.val_max_patches=256", "training.steps_per_epoch=4"]
@@ -126,11 +126,11 @@ def test_study_writes_a_loadable_config_resumes_and_recovers_a_killed_trial(buil
     assert tuned.training.batch_size == best.params["batch_size"]
     assert tuned.training.epochs == load_config().training.epochs  # trial budgets are not written
     # ... and stage 03 trains with it
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     run = train(load_config(out, ["training.epochs=1"]), dataset=built.dataset, run="tuned", progress=False)
-    assert run.info["hparams"]["units"] == tuned.model.hparams["type2"]["units"]
-    assert run.info["optimizer"]["learning_rate"] == pytest.approx(best.params["learning_rate"])
+    assert run.info.hparams["units"] == tuned.model.hparams["type2"]["units"]
+    assert run.info.optimizer["learning_rate"] == pytest.approx(best.params["learning_rate"])
 
     # resume: --trials 3 runs one more trial and leaves the first two as they were
     first = [(t.number, t.params, t.value, t.state) for t in study.trials]

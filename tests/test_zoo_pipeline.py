@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import build_corpus, speech_clip
 
-from speech_dae.dataset import build_dataset
 from speech_dae.errors import ConfigError
-from speech_dae.extract import extract_features
 from speech_dae.models import MODEL_FEATURES, MODEL_TARGETS, model_names
+from speech_dae.stages.dataset import build_dataset
+from speech_dae.stages.extract import extract_features
 
 #: (model, feature, target): every model, every feature and both targets at least once.
 CASES = [
@@ -66,8 +66,8 @@ def datasets(corpus, tiny_cfg):
 
 @pytest.mark.parametrize("model, feature, target", CASES)
 def test_train_then_reconstruct_gives_audio_of_the_input_length(model, feature, target, datasets, tmp_path):
-    from speech_dae.reconstruct import Denoiser
-    from speech_dae.training import train
+    from speech_dae.inference import Denoiser
+    from speech_dae.stages.train import train
 
     cfg, ds = datasets(feature)
     cfg = cfg.replace(**{"model.name": model, "training.target": target})
@@ -96,7 +96,7 @@ def test_train_then_reconstruct_gives_audio_of_the_input_length(model, feature, 
     ],
 )
 def test_model_feature_and_target_mismatches_are_refused(model, feature, target, pattern, datasets, tmp_path):
-    from speech_dae.training import train
+    from speech_dae.stages.train import train
 
     cfg, ds = datasets(feature)
     with pytest.raises(ConfigError, match=pattern):

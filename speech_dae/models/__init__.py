@@ -46,6 +46,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+from ..config import SPECTRAL_FEATURES
 from ..errors import ConfigError
 from .autoencoders import build_type1, build_type2
 from .blocks import SPECTRAL_TARGETS
@@ -80,7 +81,6 @@ MODELS: dict[str, Callable] = {
 }
 
 #: Feature types (``features.type``) of the patches / chunks each model accepts.
-SPECTRAL_FEATURES: tuple[str, ...] = ("fbank", "logmag", "logmel", "power", "magnitude")
 MODEL_FEATURES: dict[str, tuple[str, ...]] = {
     name: ("waveform",) if name == "conv1d_time" else SPECTRAL_FEATURES for name in MODELS
 }

@@ -34,18 +34,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import read_csv
-from .config import FeatureConfig, TrainingConfig, is_spectral
-from .dataset import Normaliser
-from .errors import ArtifactError, ConfigError
-from .features import FeatureExtractor
+from ..artifacts import read_csv
+from ..audio import read_mono
+from ..config import STFT_FEATURES, FeatureConfig, TrainingConfig, is_spectral
+from ..errors import ArtifactError, ConfigError
+from ..features import FeatureExtractor
+from ..folders import referenced_pairs
+from ..framing import Normaliser, even_indices
+from .batches import Batches
 
 __all__ = ["AudioPool", "MixtureBatches", "load_pools", "mixture_sequences", "uses_audio"]
 
 log = logging.getLogger(__name__)
-
-#: Features whose mask is a gain on the STFT bins (what the spectral losses apply).
-STFT_FEATURES = ("logmag", "power", "magnitude")
 
 
 def uses_audio(t: TrainingConfig) -> bool:
@@ -99,28 +99,6 @@ class AudioPool:
         )
 
 
-def read_mono(path: Path, frames: int = -1) -> np.ndarray:
-    """The first ``frames`` samples (all with -1) of a stage-01 WAV, float32, channels averaged."""
-    import soundfile as sf
-
-    y, _ = sf.read(str(path), dtype="float32", frames=frames, always_2d=True)
-    return y.mean(axis=1)
-
-
-def referenced_pairs(dataset: Path, info: dict, split: str) -> list[tuple[str, Path, Path]]:
-    """``(id, mixture, reference)`` WAV paths of every ``split`` utterance of a stage-02 dataset that
-    has a clean reference (kinds ``mixture`` and ``paired``), in the stage-01 folder it was built from.
-    The files may be missing (the stage-01 folder deleted): the callers check."""
-    source = Path(info.get("source", ""))
-    path = dataset / f"utterances_{split}.csv"
-    rows = read_csv(path) if path.is_file() else []
-    return [
-        (r["id"], source / "mixtures" / f"{r['id']}.wav", source / "references" / f"{r['id']}.wav")
-        for r in rows
-        if (r.get("kind") or "mixture") in ("mixture", "paired")
-    ]
-
-
 def load_pools(dataset: Path, info: dict, split: str, *, dynamic: bool) -> dict[str, AudioPool]:
     """The audio of ``split`` for :class:`MixtureBatches`, from the stage-01 folder the dataset was built from.
 
@@ -166,8 +144,8 @@ def load_pools(dataset: Path, info: dict, split: str, *, dynamic: bool) -> dict[
 class MixtureBatches:
     """Batches of ``(normalised noisy patch, target)`` cut from audio (see the module docstring).
 
-    Implements the batch plan of :class:`speech_dae.training.PatchSequence` (``_starts``,
-    ``_arrays``, ``_structure``, ``steps``, ``dataset``), so stage 03 streams it through the
+    Implements the batch plan of :class:`speech_dae.training.batches.Batches` (``batch_starts``,
+    ``gather``, ``structure``, ``steps``, ``dataset``), so stage 03 streams it through the
     same ``tf.data`` pipeline. Mixed into that class by :func:`mixture_sequences`.
 
     Targets: ``mapping`` the normalised clean features; ``mask`` the ratio mask of
@@ -234,7 +212,7 @@ class MixtureBatches:
         noisy, clean = self._draw(np.asarray(keys, np.int64))
         (xf, xs), (yf, ys) = self._features(noisy), self._features(clean)
         if self.spectral:
-            from .losses import pack_stft_target
+            from ..losses import pack_stft_target
 
             target = pack_stft_target(ys, xs)
         elif self.target == "mask":
@@ -275,7 +253,7 @@ def mixture_sequences(dataset: Path, info: dict, t: TrainingConfig, seed: int):
     Returns
     -------
     train, val : batch plans
-        :class:`MixtureBatches` on :class:`speech_dae.training._Batches` (``steps()``, ``dataset()``).
+        :class:`MixtureBatches` on :class:`speech_dae.training.batches.Batches` (``steps()``, ``dataset()``).
     sizes : dict
         ``train`` / ``val`` examples per epoch, and ``val_frames`` / ``val_minutes``.
 
@@ -287,8 +265,6 @@ def mixture_sequences(dataset: Path, info: dict, t: TrainingConfig, seed: int):
     ArtifactError
         See :func:`load_pools`.
     """
-    from .training import _Batches as batches_cls  # the batch plan whose dataset() streams through tf.data
-
     params = info["features_params"]
     feature = info["feature"]
     if feature == "waveform":
@@ -306,27 +282,25 @@ def mixture_sequences(dataset: Path, info: dict, t: TrainingConfig, seed: int):
     norm = Normaliser.load(dataset / "norm.npz")
     context = int(info["context"])
 
-    class Plan(MixtureBatches, batches_cls):
+    class Plan(MixtureBatches, Batches):
         def __init__(self, pools, keys, *, shuffle, batch_size, table, max_batches=None):
-            batches_cls.__init__(
-                self, [keys], batch_size=batch_size, shuffle=shuffle, seed=seed, max_batches=max_batches
-            )
+            Batches.__init__(self, [keys], batch_size=batch_size, shuffle=shuffle, seed=seed, max_batches=max_batches)
             self._setup(pools, fx, norm, context=context, t=t, spectral=spectral, table=table)
 
-        def _n_full(self):
+        def n_full_batches(self):
             return int(np.ceil(self.pools[0].size / self.batch_size))
 
         def batch_size_of(self, i):
             return int(min(self.batch_size, self.pools[0].size - i * self.batch_size))
 
-        def _starts(self, epoch, i):
+        def batch_starts(self, epoch, i):
             keys = self.pools[0][i * self.batch_size : (i + 1) * self.batch_size]
             return (keys + epoch * self.pools[0].size if self.shuffle else keys), None
 
-        def _arrays(self, keys, labels):
+        def gather(self, keys, labels):
             return self.examples(keys)
 
-        def _structure(self, xb, yb, zeros):
+        def structure(self, xb, yb, zeros):
             return xb, yb
 
     train_pools = load_pools(dataset, info, "train", dynamic=t.mixing == "dynamic")
@@ -340,7 +314,7 @@ def mixture_sequences(dataset: Path, info: dict, t: TrainingConfig, seed: int):
     )
     table = _validation_table(val_pools, context, hop, _pad_frames(fx))
     if t.val_max_patches and table.shape[0] > t.val_max_patches:
-        table = table[np.linspace(0, table.shape[0] - 1, t.val_max_patches).round().astype(np.int64)]
+        table = table[even_indices(table.shape[0], t.val_max_patches)]
     if table.shape[0] == 0:
         raise ArtifactError(
             f"{dataset}: no validation utterance is {context} frames long; rebuild it with "

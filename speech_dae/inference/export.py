@@ -20,9 +20,9 @@ left as it was, and :class:`~speech_dae.errors.ArtifactError` is raised.
 
 Every model is exported with a dynamic batch axis: input ``(batch, context,
 n_bins)`` float32 (waveform runs: ``(batch, chunk_size, 1)``), output of the
-same shape. :class:`OnnxEngine` runs ``model.onnx`` with onnxruntime alone;
-this module imports neither TensorFlow nor Keras until a function needs them,
-so ``speech-dae denoise --engine onnx`` starts without them.
+same shape. :class:`~speech_dae.inference.runtimes.OnnxEngine` runs
+``model.onnx`` with onnxruntime alone (``speech-dae denoise --engine onnx``
+starts without TensorFlow or Keras); this module imports them only when it exports.
 """
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import gather_patches, patch_starts
-from .errors import ArtifactError, ConfigError
+from ..audio import load_audio, validate_audio
+from ..errors import ArtifactError, ConfigError
+from ..framing import even_indices, gather_patches
+from .engine import Denoiser
+from .runtimes import FORMATS, load_runtime
 
 __all__ = [
-    "FORMATS",
     "PARITY_TOL",
-    "OnnxEngine",
-    "load_engine",
     "export_model",
     "parity_patches",
     "export_run",
@@ -55,12 +55,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: ``--format`` -> name of the exported file or folder inside the run folder.
-FORMATS: dict[str, str] = {"onnx": "model.onnx", "tflite": "model.tflite", "savedmodel": "saved_model"}
 #: Largest accepted ``max |exported - keras|`` over the parity patches (normalised features or mask units).
 PARITY_TOL = 1e-4
 #: Splits of the run's dataset searched for parity patches, in this order.
-_SPLITS = ("test", "val", "train")
+_PARITY_SPLITS = ("test", "val", "train")
 
 
 def failed_name(fmt: str) -> str:
@@ -68,123 +66,6 @@ def failed_name(fmt: str) -> str:
     final = FORMATS[fmt]
     stem, dot, suffix = final.partition(".")
     return f"{stem}.parity-failed{dot}{suffix}"
-
-
-# ------------------------------------------------------------------ engines
-class OnnxEngine:
-    """``model.onnx`` in an onnxruntime session (CPU), callable like the Keras model.
-
-    Parameters
-    ----------
-    path : str or Path
-        An ONNX file written by :func:`export_model`.
-    input_shape : (context, n_bins), optional
-        Checked against the file's input; a mismatch raises.
-
-    Raises
-    ------
-    ConfigError
-        If onnxruntime is not installed.
-    ArtifactError
-        If the file cannot be loaded, or takes another patch shape than ``input_shape``.
-    """
-
-    def __init__(self, path: str | Path, *, input_shape: tuple[int, int] | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ConfigError("the onnx engine needs onnxruntime: pip install onnxruntime") from None
-        self.path = Path(path)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # errors only
-        # no busy-waiting threads after each call: they would take the CPU from the feature code between calls
-        # (measured on 2 cores: fbank_type2 whole-file denoising 0.44 s with spinning, 0.29 s without)
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own pybind exception types
-            raise ArtifactError(
-                f"{self.path} cannot be loaded by onnxruntime ({str(exc).strip()[:200]}); "
-                "re-run speech-dae export --format onnx"
-            ) from None
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        shape = tuple(inp.shape[1:])
-        if input_shape is not None and shape != tuple(int(d) for d in input_shape):
-            raise ArtifactError(
-                f"{self.path} takes patches of shape {shape}, but run.json says "
-                f"{tuple(input_shape)}; re-run speech-dae export --format onnx"
-            )
-
-    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """Forward pass: ``(batch, *input_shape)`` float32 -> same shape, float32 (``training`` is ignored)."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
-
-
-class _TFLiteEngine:
-    """``model.tflite`` in a TFLite interpreter; the batch axis is resized to each call's batch."""
-
-    def __init__(self, path: Path):
-        with warnings.catch_warnings():  # tf.lite.Interpreter is deprecated in favour of ai_edge_litert
-            warnings.simplefilter("ignore")
-            try:
-                from ai_edge_litert.interpreter import Interpreter
-            except ImportError:
-                import tensorflow as tf
-
-                Interpreter = tf.lite.Interpreter
-            self.interpreter = Interpreter(model_path=str(path))
-        self.inp = self.interpreter.get_input_details()[0]["index"]
-        self.out = self.interpreter.get_output_details()[0]["index"]
-        self.shape: tuple | None = None
-
-    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.shape != self.shape:
-            self.interpreter.resize_tensor_input(self.inp, x.shape)
-            self.interpreter.allocate_tensors()
-            self.shape = x.shape
-        self.interpreter.set_tensor(self.inp, x)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.out).copy()
-
-
-class _SavedModelEngine:
-    """``saved_model/`` loaded with ``tf.saved_model.load``; calls its ``serve`` endpoint."""
-
-    def __init__(self, path: Path):
-        import tensorflow as tf
-
-        self.loaded = tf.saved_model.load(str(path))  # keep a reference: serve() needs its variables alive
-        self.fn = self.loaded.serve
-
-    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        return np.asarray(self.fn(np.ascontiguousarray(x, dtype=np.float32)))
-
-
-def load_engine(path: str | Path, fmt: str, *, input_shape: tuple[int, int] | None = None):
-    """A callable ``f(x) -> y`` running an exported model.
-
-    Parameters
-    ----------
-    path : str or Path
-        ``model.onnx``, ``model.tflite`` or ``saved_model/``.
-    fmt : {"onnx", "tflite", "savedmodel"}
-    input_shape : (context, n_bins), optional
-        ONNX only: checked against the file.
-
-    Returns
-    -------
-    callable
-        ``(batch, *input_shape)`` float32 ndarray -> ndarray of the same shape, float32.
-    """
-    if fmt == "onnx":
-        return OnnxEngine(path, input_shape=input_shape)
-    if fmt == "tflite":
-        return _TFLiteEngine(Path(path))
-    if fmt == "savedmodel":
-        return _SavedModelEngine(Path(path))
-    raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
 # ------------------------------------------------------------------ writers
@@ -265,7 +146,7 @@ def parity_patches(den, *, audio: str | Path | None = None, n: int = 1024) -> tu
 
     Parameters
     ----------
-    den : speech_dae.reconstruct.Denoiser
+    den : speech_dae.inference.Denoiser
         The run (its ``info``, normaliser, feature extractor and patch framing).
     audio : str or Path, optional
         A recording: its features are normalised and cut into patches as
@@ -295,14 +176,14 @@ def parity_patches(den, *, audio: str | Path | None = None, n: int = 1024) -> tu
     else:
         patches, source = _audio_patches(den, Path(audio)), f"features of {audio}"
     if len(patches) > n:
-        patches = patches[np.linspace(0, len(patches) - 1, n).round().astype(np.int64)]
+        patches = patches[even_indices(len(patches), n)]
     return np.ascontiguousarray(patches, dtype=np.float32), source
 
 
 def _dataset_patches(den, shape: tuple[int, int], n: int) -> tuple[np.ndarray, str]:
-    dataset = den.info.get("dataset")
+    dataset = den.info.dataset
     why = "run.json names no dataset" if not dataset else f"its dataset {dataset} is gone"
-    for split in _SPLITS if dataset else ():
+    for split in _PARITY_SPLITS if dataset else ():
         xf, wf = Path(dataset) / f"x_{split}.npy", Path(dataset) / f"windows_{split}.npy"
         if not (xf.is_file() and wf.is_file()):
             continue
@@ -312,7 +193,7 @@ def _dataset_patches(den, shape: tuple[int, int], n: int) -> tuple[np.ndarray, s
             break
         windows = np.asarray(windows[windows + shape[0] <= x.shape[0]])
         if len(windows):
-            take = windows[np.linspace(0, len(windows) - 1, min(n, len(windows))).round().astype(np.int64)]
+            take = windows[even_indices(len(windows), n)]
             return gather_patches(x, np.sort(take), shape[0]), f"{split} split of {dataset}"
     raise ConfigError(
         f"no real features to check the export against: {why}; pass --audio FILE "
@@ -321,19 +202,11 @@ def _dataset_patches(den, shape: tuple[int, int], n: int) -> tuple[np.ndarray, s
 
 
 def _audio_patches(den, path: Path) -> np.ndarray:
-    from .audio import load_audio, validate_audio
-
     y, _ = load_audio(path, sample_rate=den.sample_rate)
     y = validate_audio(
         y, sample_rate=den.sample_rate, min_duration_s=den.fx.cfg.n_fft / den.sample_rate, name=str(path)
     )
-    x = den.norm.norm_x(den.fx(y))
-    pad = den.context // 2 if den.waveform else 0  # as Denoiser.predict_frames
-    if pad:
-        x = np.pad(x, ((pad, pad), (0, 0)))
-    if x.shape[0] < den.context:
-        x = np.pad(x, ((0, den.context - x.shape[0]), (0, 0)), mode="edge")
-    return gather_patches(x, patch_starts(x.shape[0], den.context, den.patch_hop), den.context)
+    return den.patches(den.fx(y))[0]
 
 
 # ------------------------------------------------------------------ the command
@@ -440,8 +313,6 @@ def export_run(
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if n_patches < 1:
         raise ConfigError(f"--patches must be >= 1, got {n_patches}")
-    from .reconstruct import Denoiser
-
     den = Denoiser(run_dir, engine="keras")
     patches, source = parity_patches(den, audio=audio, n=n_patches)
     final = den.run_dir / FORMATS[fmt]
@@ -452,14 +323,14 @@ def export_run(
         t0 = time.perf_counter()
         export_model(den.model, tmp, fmt)
         export_s = time.perf_counter() - t0
-        engine = load_engine(tmp, fmt, input_shape=(den.context, den.fx.n_bins))
+        engine = load_runtime(tmp, fmt, input_shape=(den.context, den.fx.n_bins))
         got = np.asarray(engine(patches), dtype=np.float32)
         ref = den.predict_batch(patches)
         # NaN anywhere (or another shape) fails the check: nan < tol is False
         diff = float(np.max(np.abs(got.astype(np.float64) - ref))) if got.shape == ref.shape else float("inf")
         keras_s = _best_time(lambda: den.model(patches, training=False), repeats)
         engine_s = _best_time(lambda: engine(patches), repeats)
-        del engine
+        engine = None  # release the file before it is moved
         ok = bool(diff < PARITY_TOL)
         dest = final if ok else den.run_dir / failed_name(fmt)
         _move(tmp, dest)

@@ -18,7 +18,6 @@ TensorFlow or Keras themselves.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,52 +26,15 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from .artifacts import atomic_path
-from .audio import check_header, check_samples, list_audio, resample
-from .errors import AudioError, ConfigError
-from .reconstruct import Denoiser
+from ..artifacts import atomic_path
+from ..audio import check_header, check_samples, list_audio, resample
+from ..errors import AudioError
+from ..framing import block_plan
+from .engine import Denoiser
 
-__all__ = ["block_plan", "denoise_file", "denoise_paths", "DenoiseSummary"]
+__all__ = ["denoise_file", "denoise_paths", "DenoiseSummary"]
 
 log = logging.getLogger(__name__)
-
-
-def block_plan(n: int, block: int, margin: int, align: int) -> list[tuple[int, int, int, int]]:
-    """Blocks covering ``n`` samples: ``(read_start, read_stop, keep_start, keep_stop)`` each.
-
-    ``keep`` ranges tile ``[0, n)`` with starts on multiples of ``align``; each
-    is read with up to ``margin`` samples (a multiple of ``align``) on both sides.
-
-    Raises
-    ------
-    ConfigError
-        If ``block``, ``align`` or ``margin`` are not positive multiples of ``align``.
-    """
-    if align < 1 or block < align or block % align or margin < 0 or margin % align:
-        raise ConfigError(f"block {block} and margin {margin} must be multiples of the grid {align} samples")
-    plan = []
-    for keep_start in range(0, max(n, 1), block):
-        keep_stop = min(keep_start + block, n)
-        plan.append((max(0, keep_start - margin), min(n, keep_stop + margin), keep_start, keep_stop))
-    return plan
-
-
-def _grid(den: Denoiser, sr_in: int) -> tuple[int, int]:
-    """``(align, margin)`` in model-rate samples; ``align`` also maps to whole input-rate samples."""
-    sr = den.sample_rate
-    if den.waveform:
-        align, margin = den.context // 2, 2 * den.context
-    else:
-        c = den.fx.cfg
-        hop = c.hop_length
-        align = hop * den.patch_hop
-        margin = (den.context + den.patch_hop + 2) * hop + 2 * c.n_fft
-    rate_step = sr // math.gcd(sr, sr_in)  # model samples per whole number of input samples
-    align = math.lcm(align, rate_step)
-    margin = int(math.ceil(margin / align)) * align
-    if sr_in != sr:
-        margin += align * int(math.ceil(0.05 * sr / align))  # resampler support (soxr HQ), >= 50 ms
-    return align, margin
 
 
 @dataclass
@@ -133,7 +95,7 @@ def denoise_file(den: Denoiser, src: str | Path, dst: str | Path, *, block_s: fl
         sr_in, sr, frames = int(f_in.samplerate), den.sample_rate, f_in.frames
         if frames == 0:
             raise AudioError(f"{src}: file has no samples (empty, or cut off before its first samples)")
-        align, margin = _grid(den, sr_in)
+        align, margin = den.grid(sr_in)
         ratio = sr_in / sr
         n = int(round(frames / ratio))  # model-rate length (what load_audio's resampling gives)
         block = max(align, int(round(block_s * sr / align)) * align)

@@ -36,15 +36,20 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__
-from .artifacts import StagedOutput, fingerprint, read_json, write_csv, write_json
-from .audio import file_stat_key, load_audio, validate_audio, write_audio
-from .baselines import BASELINES, run_baseline
-from .config import Config
-from .errors import ArtifactError, AudioError, ConfigError
-from .features import FeatureExtractor
-from .inputs import Item, folder_items, manifest_items
-from .metrics import HIGHER_IS_BETTER, METRICS, feature_mse, score
+from .. import report
+from ..artifacts import STAGE04, STAGE05, StagedOutput, atomic_path, fingerprint, read_json, write_csv, write_json
+from ..audio import file_stat_key, load_audio, validate_audio, write_audio
+from ..baselines import BASELINES, run_baseline
+from ..config import Config
+from ..errors import AudioError, ConfigError
+from ..features import FeatureExtractor
+from ..folders import trained_on_items
+from ..framing import even_indices
+from ..inference import Denoiser
+from ..inputs import Item, folder_items, manifest_items
+from ..metrics import HIGHER_IS_BETTER, METRICS, feature_mse, score
+from ..plots import pyplot
+from ..version import __version__
 
 __all__ = [
     "evaluate",
@@ -153,7 +158,7 @@ def select_items(items: Sequence[Item], max_files: int | None) -> list[Item]:
         if len(group) <= max_files:
             keep.update(it.uid for it in group)
         else:
-            idx = np.unique(np.linspace(0, len(group) - 1, max_files).round().astype(int))
+            idx = even_indices(len(group), max_files)
             keep.update(group[i].uid for i in idx)
     return [it for it in items if it.uid in keep]
 
@@ -312,10 +317,7 @@ def plot_metrics_by_snr(summary: dict, metrics: Sequence[str], path: str | Path)
     The PNG is written atomically. The waveform error metrics (MSE, MAE, RMSE,
     Pearson) stay in the tables: they add panels but little to read.
     """
-    from .artifacts import atomic_path
-    from .plots import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     shown = [m for m in (*MAIN_METRICS, "feature_mse") if m in metrics] or list(metrics)
     snrs = list(next(iter(summary.values()))["by_snr"])
     ncol = min(3, len(shown))
@@ -376,8 +378,6 @@ class EvalSummary:
 
 
 def _model_systems(model_dirs: Sequence[str | Path], cfg: Config) -> list:
-    from .reconstruct import Denoiser
-
     r = cfg.reconstruct
     dens = [Denoiser(d, patch_hop=r.patch_hop, batch_size=r.batch_size, max_gain=r.max_gain) for d in model_dirs]
     names = [d.name for d in dens]
@@ -396,26 +396,21 @@ def _items(features, inputs, clean, dens) -> list[Item]:
     if inputs is not None:
         if clean is None:
             raise ConfigError(
-                "05_evaluate.py scores against clean references: pass --clean DIR with --input "
-                "(to only denoise, use 04_reconstruct.py)"
+                f"{STAGE05} scores against clean references: pass --clean DIR with --input "
+                f"(to only denoise, use {STAGE04})"
             )
         return folder_items(inputs, clean)
     if features is None:
         if not dens:
             raise ConfigError("nothing to evaluate on: pass --features features/NAME or --input DIR --clean DIR")
-        features = dens[0].info.get("features_dir", "")
-        if not (Path(features) / "manifest.csv").is_file():
-            raise ArtifactError(
-                f"the features folder {dens[0].name} was trained from ({features}) is gone; "
-                "pass --features DIR or --input DIR --clean DIR"
-            )
+        return trained_on_items(
+            dens[0].info.features_dir, run=dens[0].name, instead="--features DIR or --input DIR --clean DIR"
+        )
     return manifest_items(features)
 
 
 def _fingerprint(cfg, dens, baselines, metrics, items, sr) -> str:
-    models = [
-        (str(d.run_dir.resolve()), file_stat_key(d.run_dir / "model.keras"), d.info.get("fingerprint")) for d in dens
-    ]
+    models = [(str(d.run_dir.resolve()), file_stat_key(d.run_dir / "model.keras"), d.info.fingerprint) for d in dens]
     files = [
         (it.uid, it.snr_db, file_stat_key(it.noisy), file_stat_key(it.clean) if it.clean else None) for it in items
     ]
@@ -506,8 +501,6 @@ def evaluate(
     items = select_items([it for it in all_items if it.clean is not None], max_files)
     if not items:
         raise AudioError(f"no file has a clean reference to score against ({len(all_items)} noisy files)")
-    from . import report
-
     examples = {it.uid: k for k, it in enumerate(report.pick_examples(items, report_examples))}
     stage = StagedOutput(
         out, _fingerprint(cfg, dens, base_names, metric_names, items, sr), marker="evaluation.json", force=force
@@ -596,7 +589,7 @@ def evaluate(
     src = (
         f"the test split of {features}"
         if features
-        else (f"{inputs} against {clean}" if inputs else f"the test split of {dens[0].info.get('features_dir')}")
+        else (f"{inputs} against {clean}" if inputs else f"the test split of {dens[0].info.features_dir}")
     )
     notes = [
         f"{n_files} files from {src}, scored at {sr} Hz against the clean references; "

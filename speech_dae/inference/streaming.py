@@ -1,9 +1,9 @@
 """Streaming denoising: feed blocks of samples, get back the output samples that are final.
 
 :class:`Streamer` is the state behind :meth:`Denoiser.process_block
-<speech_dae.reconstruct.Denoiser.process_block>`, :meth:`~speech_dae.reconstruct.Denoiser.flush`
-and :meth:`~speech_dae.reconstruct.Denoiser.reset_stream`. It works like the
-block processing of ``speech-dae denoise`` (:mod:`speech_dae.denoise`), with
+<speech_dae.inference.engine.Denoiser.process_block>`, :meth:`~speech_dae.inference.engine.Denoiser.flush`
+and :meth:`~speech_dae.inference.engine.Denoiser.reset_stream`. It works like the
+block processing of ``speech-dae denoise`` (:mod:`speech_dae.inference.files`), with
 blocks that end where the input ends so far:
 
 - an output sample is *final* once no later input can change it, whatever the
@@ -12,9 +12,9 @@ blocks that end where the input ends so far:
   patches' frames lies inside the input received, and (``patch_hop > 1``) no
   end-of-signal patch can cover its frames;
 - each call that makes new samples final computes them with the steps of
-  :meth:`Denoiser.__call__ <speech_dae.reconstruct.Denoiser.__call__>` on a
+  :meth:`Denoiser.__call__ <speech_dae.inference.engine.Denoiser.__call__>` on a
   segment of the buffer that starts on the model's grid (``align``, a multiple
-  of ``hop_length * patch_hop`` samples, from :func:`speech_dae.denoise._grid`)
+  of ``hop_length * patch_hop`` samples, from :meth:`Denoiser.grid <speech_dae.inference.engine.Denoiser.grid>`)
   one analysis window before the frames needed: features, then only the
   patches not predicted by an earlier call, in one batched predict (their
   outputs are kept until no later output needs them, at most ``context`` + a
@@ -65,17 +65,10 @@ samples (2047 samples, 127.9 ms, for the default 2048-sample chunks).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from .dataset import gather_patches
-from .denoise import _grid
-from .errors import AudioError
-from .reconstruct import overlap_average
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .reconstruct import Denoiser
+from ..errors import AudioError
+from ..framing import gather_patches, overlap_average
 
 __all__ = ["Streamer"]
 
@@ -84,7 +77,7 @@ MAX_PIECE = 1 << 18
 
 
 class Streamer:
-    """Streaming state of one :class:`~speech_dae.reconstruct.Denoiser` (one stream at a time).
+    """Streaming state of one :class:`~speech_dae.inference.engine.Denoiser` (one stream at a time).
 
     Parameters
     ----------
@@ -98,13 +91,13 @@ class Streamer:
         Output sample ``t`` is returned once input sample ``t + latency_samples``
         has been fed (see the module docstring for the formula).
     align, margin : int
-        Read starts fall on multiples of ``align`` samples (:func:`speech_dae.denoise._grid`),
+        Read starts fall on multiples of ``align`` samples (``Denoiser.grid``),
         at least ``margin`` samples before the first sample still to emit.
     """
 
-    def __init__(self, den: Denoiser):
+    def __init__(self, den):
         self.den = den
-        self.align, grid_margin = _grid(den, den.sample_rate)
+        self.align, grid_margin = den.grid(den.sample_rate)
         if den.waveform:
             self._min_len = 1
             left = den.context - den.patch_hop  # chunks covering a sample start < context before it, on the grid
@@ -247,7 +240,7 @@ class Streamer:
         ------
         AudioError
             If the stream (not empty) is shorter than one analysis window, as
-            :meth:`Denoiser.__call__ <speech_dae.reconstruct.Denoiser.__call__>`
+            :meth:`Denoiser.__call__ <speech_dae.inference.engine.Denoiser.__call__>`
             would for such a signal. The stream is reset either way.
         """
         try:

@@ -31,13 +31,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from . import __version__
-from .artifacts import StagedOutput, fingerprint, package_versions, save_npy, write_csv, write_json
-from .audio import file_stat_key, list_audio, load_audio, validate_audio, write_audio
-from .config import Config
-from .errors import AudioError, ConfigError
-from .features import FeatureExtractor
-from .mixing import mix_at_snr, seeded_rng, snr_db_of, split_items
+from ..artifacts import SPLITS, StagedOutput, fingerprint, package_versions, save_npy, write_csv, write_json
+from ..audio import file_stat_key, list_audio, load_audio, validate_audio, write_audio
+from ..config import Config
+from ..errors import AudioError, ConfigError
+from ..features import FeatureExtractor
+from ..mixing import mix_at_snr, seeded_rng, snr_db_of, split_items
+from ..version import __version__
 
 __all__ = [
     "ExtractSummary",
@@ -46,12 +46,10 @@ __all__ = [
     "conversions",
     "conversions_line",
     "MANIFEST_FIELDS",
-    "SPLITS",
 ]
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 MANIFEST_FIELDS = (
     "id",
     "split",
@@ -147,11 +145,11 @@ def noise_files(folder: Path, channel: int | None, left_out: list[dict]) -> list
         if m:
             groups.setdefault((p.parent, (m.group(1) or "").lower()), []).append((int(m.group(2)), p))
     drop: set[Path] = set()
-    for (parent, _), members in groups.items():
+    for members in groups.values():
         if len(members) < 2:
             continue
         keep = [p for number, p in members if number == channel + 1]
-        for number, p in members:
+        for _, p in members:
             if p not in keep[:1]:
                 drop.add(p)
                 why = (
@@ -746,11 +744,3 @@ def extract_features(
     return ExtractSummary(
         Path(out), counts=counts, skipped=len(skipped), seconds=seconds, audio_s=audio_s, notes=[line] if line else []
     )
-
-
-def load_params(features_dir: str | Path) -> dict:
-    """Read and check ``features/<name>/params.json`` (raises ArtifactError naming stage 01)."""
-    from .artifacts import read_json, require_files
-
-    folder = require_files(features_dir, ["params.json", "manifest.csv"], stage_hint="01_extract_features.py")
-    return read_json(Path(folder) / "params.json", stage_hint="01_extract_features.py")

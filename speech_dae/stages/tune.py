@@ -35,10 +35,10 @@ from typing import Any
 
 import yaml
 
-from .artifacts import atomic_path, fingerprint
-from .config import Config, load_config
-from .dataset import load_dataset
-from .errors import ConfigError
+from ..artifacts import atomic_path, fingerprint
+from ..config import EXECUTION_KEYS, Config, load_config
+from ..errors import ConfigError
+from ..folders import load_dataset
 
 __all__ = [
     "SEARCH_SPACES",
@@ -329,11 +329,9 @@ def _recover(study, storage) -> None:
 
 def _settings(cfg: Config, model: str, info: dict) -> dict:
     """What every trial of a study must share: model, dataset and the untuned settings."""
-    from .training import _EXECUTION_KEYS
-
     tuned = set(_space(model))
     hp = {k: v for k, v in cfg.model.params_for(model).items() if k not in tuned}
-    training = {k: v for k, v in cfg.to_dict()["training"].items() if k not in tuned and k not in _EXECUTION_KEYS}
+    training = {k: v for k, v in cfg.to_dict()["training"].items() if k not in tuned and k not in EXECUTION_KEYS}
     return {
         "model": model,
         "dataset_fingerprint": info["fingerprint"],
@@ -405,7 +403,7 @@ def tune(
         raise ConfigError(f"--timeout {timeout_min} must be > 0 minutes")
     dataset = Path(dataset)
     info = load_dataset(dataset)
-    from .models import MODEL_FEATURES
+    from ..models import MODEL_FEATURES
 
     if info["feature"] not in MODEL_FEATURES[model]:
         raise ConfigError(
@@ -487,7 +485,7 @@ def tune(
 
 
 def _objective(cfg: Config, dataset: Path, model: str, progress: bool):
-    from .training import train
+    from .train import train
 
     def objective(trial) -> float:
         import keras

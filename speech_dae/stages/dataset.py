@@ -15,7 +15,7 @@ Frames are stored once per split, patches are addressed by their start frame:
 - ``dataset.json``: context, stride, counts, the feature parameters and the source fingerprint
 
 Storing frames and start indices instead of materialised patches keeps the
-dataset the size of the features, whatever the context; :class:`PatchSequence`
+dataset the size of the features, whatever the context; :class:`~speech_dae.training.batches.PatchSequence`
 gathers a batch of patches with one vectorised fancy index.
 """
 
@@ -29,88 +29,21 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__
-from .artifacts import StagedOutput, fingerprint, read_csv, read_json, require_files, save_npy, write_csv, write_json
-from .config import Config
-from .errors import ArtifactError
-from .extract import SPLITS, load_params
-from .mixing import seeded_rng
+from ..artifacts import SPLITS, STAGE01, StagedOutput, fingerprint, read_csv, read_json, save_npy, write_csv, write_json
+from ..config import Config
+from ..errors import ArtifactError
+from ..folders import load_params
+from ..framing import Normaliser, patch_starts
+from ..mixing import seeded_rng
+from ..version import __version__
 
 __all__ = [
     "build_dataset",
-    "load_dataset",
     "patch_framing",
-    "patch_starts",
-    "gather_patches",
-    "Normaliser",
     "DatasetSummary",
 ]
 
 log = logging.getLogger(__name__)
-
-STAGE01 = "01_extract_features.py"
-STAGE02 = "02_build_dataset.py"
-
-
-@dataclass(frozen=True)
-class Normaliser:
-    """Per-bin standardisation of noisy inputs (``x``) and clean targets (``y``).
-
-    Arrays are float32, shape ``(n_bins,)``; statistics come from the training split only.
-    """
-
-    x_mean: np.ndarray
-    x_std: np.ndarray
-    y_mean: np.ndarray
-    y_std: np.ndarray
-
-    @classmethod
-    def identity(cls, n_bins: int) -> Normaliser:
-        z, o = np.zeros(n_bins, np.float32), np.ones(n_bins, np.float32)
-        return cls(z, o, z, o)
-
-    @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, *, shared: bool = True, floor: float = 1e-3) -> Normaliser:
-        """Statistics of ``x`` and ``y`` (each ``(n_frames, n_bins)``), std floored at ``floor``.
-
-        With ``shared`` the clean targets are scaled with the noisy statistics, so
-        one affine map puts both on the same scale (identity = "no denoising").
-        """
-
-        def stats(a):
-            a = np.asarray(a, dtype=np.float64)
-            return a.mean(0).astype(np.float32), np.maximum(a.std(0), floor).astype(np.float32)
-
-        xm, xs = stats(x)
-        ym, ys = (xm, xs) if shared else stats(y)
-        return cls(xm, xs, ym, ys)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Normaliser:
-        try:
-            with np.load(path) as z:
-                return cls(*(z[k].astype(np.float32) for k in ("x_mean", "x_std", "y_mean", "y_std")))
-        except (FileNotFoundError, KeyError, ValueError) as exc:
-            raise ArtifactError(f"{path}: cannot read normalisation statistics ({exc}); re-run {STAGE02}") from None
-
-    def save(self, path: str | Path) -> Path:
-        from .artifacts import atomic_path
-
-        with atomic_path(path) as tmp:
-            np.savez(tmp, x_mean=self.x_mean, x_std=self.x_std, y_mean=self.y_mean, y_std=self.y_std)
-        return Path(path)
-
-    def norm_x(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.x_mean) / self.x_std).astype(np.float32)
-
-    def norm_y(self, y: np.ndarray) -> np.ndarray:
-        return ((y - self.y_mean) / self.y_std).astype(np.float32)
-
-    def denorm_x(self, x: np.ndarray) -> np.ndarray:
-        return (x * self.x_std + self.x_mean).astype(np.float32)
-
-    def denorm_y(self, y: np.ndarray) -> np.ndarray:
-        return (y * self.y_std + self.y_mean).astype(np.float32)
 
 
 def patch_framing(cfg: Config, feature: str, features_params: dict) -> tuple[int, int]:
@@ -124,49 +57,6 @@ def patch_framing(cfg: Config, feature: str, features_params: dict) -> tuple[int
         chunk = int(features_params["features"].get("chunk_size", cfg.features.chunk_size))
         return chunk, chunk // 2
     return cfg.dataset.context, cfg.dataset.stride
-
-
-def patch_starts(n_frames: int, context: int, stride: int) -> np.ndarray:
-    """Start frames of ``context``-frame patches every ``stride`` frames, the last one flush with the end.
-
-    Parameters
-    ----------
-    n_frames : int
-    context : int
-        Patch length in frames.
-    stride : int
-        Frames between consecutive starts.
-
-    Returns
-    -------
-    np.ndarray [shape=(n_patches,)], int64
-        Empty when ``n_frames < context``. When ``stride <= context`` every frame
-        is covered by at least one patch (larger strides skip frames, which only
-        training may want).
-    """
-    if n_frames < context:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.arange(0, n_frames - context + 1, stride, dtype=np.int64)
-    if starts[-1] != n_frames - context:
-        starts = np.append(starts, n_frames - context)
-    return starts
-
-
-def gather_patches(frames: np.ndarray, starts: np.ndarray, context: int) -> np.ndarray:
-    """Patches ``frames[s:s + context]`` for every ``s`` in ``starts``, in one fancy index.
-
-    Parameters
-    ----------
-    frames : np.ndarray [shape=(n_frames, n_bins)] (may be a memmap)
-    starts : np.ndarray [shape=(n_patches,)], int
-    context : int
-
-    Returns
-    -------
-    np.ndarray [shape=(n_patches, context, n_bins)], same dtype as ``frames``
-    """
-    idx = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(context, dtype=np.int64)
-    return np.asarray(frames[idx])
 
 
 @dataclass
@@ -330,27 +220,3 @@ def build_dataset(
     write_json(work / "dataset.json", info)
     staged.commit()
     return DatasetSummary(Path(out), info)
-
-
-def load_dataset(folder: str | Path, *, check_source: bool = True) -> dict:
-    """Read ``dataset.json`` of a stage-02 folder and check it is complete and current.
-
-    Raises
-    ------
-    ArtifactError
-        If files are missing (names stage 02), or the features it was built from
-        changed since (stale: names stage 02 to re-run).
-    """
-    names = ["dataset.json", "norm.npz"] + [f"{k}_{s}.npy" for s in SPLITS for k in ("x", "y", "windows")]
-    folder = require_files(folder, names, stage_hint=STAGE02)
-    info = read_json(folder / "dataset.json", stage_hint=STAGE02)
-    source = Path(info.get("source", ""))
-    if check_source and (source / "params.json").is_file():
-        current = read_json(source / "params.json").get("fingerprint")
-        if current != info.get("source_fingerprint"):
-            raise ArtifactError(
-                f"{folder} is stale: {source} was rebuilt since (fingerprint {current} != "
-                f"{info.get('source_fingerprint')}); re-run {STAGE02} --features {source} "
-                f"--out {folder} --force"
-            )
-    return info
