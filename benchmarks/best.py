@@ -22,7 +22,6 @@ Writes section ``best`` of ``benchmarks/BENCHMARKS.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -37,7 +36,9 @@ from benchmarks._report import machine_line, publish  # noqa: E402
 from benchmarks.rtf_runs import time_run  # noqa: E402
 from speech_dae.audio import load_audio  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
-from speech_dae.stages.evaluate import LABELS, evaluate  # noqa: E402
+from speech_dae.runinfo import RunInfo  # noqa: E402
+from speech_dae.scores import LABELS  # noqa: E402
+from speech_dae.stages.evaluate import evaluate  # noqa: E402
 
 CONFIG = ROOT / "configs" / "best.yaml"
 METRICS = ("pesq", "stoi", "estoi", "si_sdr")
@@ -157,7 +158,7 @@ def _test_ids(work: Path) -> set[str]:
 def markdown(args, work: Path, res: dict, rtf: dict, runs: dict, references: dict) -> str:
     summary = res["summary"]
     snrs = sorted(next(iter(summary.values()))["by_snr"], key=float)
-    infos = {name: json.loads((folder / "run.json").read_text()) for name, folder in {**runs, **references}.items()}
+    infos = {name: RunInfo.load(folder) for name, folder in {**runs, **references}.items()}
     cmd = "python benchmarks/best.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     md = [
         "### Best model (issue 8) on the corpus test split",
@@ -166,7 +167,7 @@ def markdown(args, work: Path, res: dict, rtf: dict, runs: dict, references: dic
         f"Machine: {machine_line()}  ",
         f"Test: {res['n_files']} files of the unseen test split of `{args.data}` (speakers and noise recordings "
         f"training never saw), {len(snrs)} input SNRs; report in `{res['out']}`. Validation (early stopping): "
-        f"{infos['best'].get('val_frames', 0):,} frames = {infos['best'].get('val_minutes', 0):g} min of fixed "
+        f"{infos['best'].val_frames:,} frames = {infos['best'].val_minutes:g} min of fixed "
         "validation mixtures.",
         "",
     ]
@@ -180,7 +181,7 @@ def markdown(args, work: Path, res: dict, rtf: dict, runs: dict, references: dic
     md += [head, "|" + "---|" * (3 + len(METRICS) * (len(snrs) + 1))]
     for system, e in summary.items():
         info = infos.get(system)
-        minutes = f"{info['train_seconds'] / 60:.1f}" if info else "–"
+        minutes = f"{info.train_seconds / 60:.1f}" if info else "–"
         speed = f"{rtf[system]:.0f}" if system in rtf else "–"
         cells = [
             f"{e['by_snr'][s][m][0]:.3f}" if m != "si_sdr" else f"{e['by_snr'][s][m][0]:.2f}"
@@ -221,8 +222,7 @@ def markdown(args, work: Path, res: dict, rtf: dict, runs: dict, references: dic
     for name, folder in references.items():
         i = infos[name]
         md.append(
-            f"- {name} (reference, {i['model']} on {i['feature']}, {i['target']}, default config, "
-            f"patch_hop 4): `{folder}`"
+            f"- {name} (reference, {i.model} on {i.feature}, {i.target}, default config, patch_hop 4): `{folder}`"
         )
     md.append(
         "- noisy, spectral_subtraction, wiener, noisereduce: stage 05 baselines on the same files "

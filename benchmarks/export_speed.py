@@ -40,8 +40,8 @@ import soundfile as sf  # noqa: E402
 
 from benchmarks._report import machine_line, publish  # noqa: E402
 from benchmarks.denoise_long import write_long  # noqa: E402
-from speech_dae.artifacts import read_json  # noqa: E402
 from speech_dae.inference.export import export_run  # noqa: E402
+from speech_dae.runinfo import RunInfo  # noqa: E402
 
 DEFAULT_RUNS = ["/work/bench2/models/fbank_type2", "/work/bench2/models/logmel_dense_ln"]
 FORMATS = ("onnx", "tflite")
@@ -87,15 +87,15 @@ def parse_rtf(stdout: str) -> tuple[float, float, float]:
 
 
 def measure(run: Path, work: Path, *, minutes: float, repeats: int) -> dict:
-    info = read_json(run / "run.json")
-    row = {"run": run.name, "params": info.get("n_params"), "keras_mb": (run / "model.keras").stat().st_size / 1e6}
+    info = RunInfo.load(run)
+    row = {"run": run.name, "params": info.n_params, "keras_mb": (run / "model.keras").stat().st_size / 1e6}
     for fmt in FORMATS:
         s = export_run(run, fmt)
         print("\n".join(s.lines()), flush=True)
         if not s.ok:
             raise SystemExit(f"{run}: {fmt} export failed its parity check")
         row[f"export_{fmt}"] = s
-    features = Path(info["features_dir"])
+    features = Path(info.features_dir)
     short, long = work / f"{run.name}_1s.wav", work / f"{run.name}_long.wav"
     write_long(features, short, 1 / 60)
     row["audio_s"] = write_long(features, long, minutes)

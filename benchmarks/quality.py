@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._report import machine_line, publish  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
 from speech_dae.stages.dataset import build_dataset  # noqa: E402
-from speech_dae.stages.evaluate import LABELS, evaluate, format_stat  # noqa: E402
+from speech_dae.scores import LABELS, format_stat  # noqa: E402
+from speech_dae.stages.evaluate import evaluate  # noqa: E402
 from speech_dae.stages.extract import extract_features  # noqa: E402
 from speech_dae.stages.train import train  # noqa: E402
 
@@ -88,7 +89,7 @@ def markdown(summary: dict, runs: dict, args, n_files: int, data_line: str, *, g
     for s, e in summary.items():
         info = runs.get(s)
         train_cols = (
-            (f"{info['n_params']:,} | {info['epochs_run']} ({info['best_epoch']}) | {info['train_seconds'] / 60:.1f}")
+            (f"{info.n_params:,} | {info.epochs_run} ({info.best_epoch}) | {info.train_seconds / 60:.1f}")
             if info
             else "- | - | -"
         )

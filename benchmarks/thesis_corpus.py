@@ -33,6 +33,7 @@ from benchmarks._report import publish  # noqa: E402
 from benchmarks.quality import markdown, train_run  # noqa: E402
 from speech_dae.artifacts import read_json  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
+from speech_dae.runinfo import RunInfo  # noqa: E402
 from speech_dae.stages.dataset import build_dataset  # noqa: E402
 from speech_dae.stages.evaluate import evaluate  # noqa: E402
 from speech_dae.stages.extract import extract_features  # noqa: E402
@@ -100,8 +101,7 @@ def main() -> int:
         runs[f"thesis_{model}"] = s.info
         dirs.append(s.run_dir)
     for extra in args.compare:
-        info = read_json(Path(extra) / "run.json")
-        runs[Path(extra).name] = info
+        runs[Path(extra).name] = RunInfo.load(extra)
         dirs.append(Path(extra))
     ev = evaluate(
         cfg,

@@ -19,7 +19,7 @@ import soundfile as sf
 import soxr
 
 from .artifacts import atomic_path
-from .errors import AudioError
+from .errors import AudioError, ConfigError
 
 __all__ = [
     "AudioInfo",
@@ -29,6 +29,8 @@ __all__ = [
     "check_samples",
     "list_audio",
     "read_mono",
+    "as_waveform",
+    "check_sample_rate",
     "load_audio",
     "resample",
     "validate_audio",
@@ -368,3 +370,76 @@ def read_mono(path: str | Path, frames: int = -1) -> np.ndarray:
     """The first ``frames`` samples (all with -1) of a WAV file, float32, channels averaged."""
     y, _ = sf.read(str(path), dtype="float32", frames=frames, always_2d=True)
     return y.mean(axis=1)
+
+
+def as_waveform(x, *, name: str = "y", allow_int: bool = False) -> np.ndarray:
+    """Check an in-memory waveform argument and return it as float64 (a view when it already is).
+
+    The one check of signal arguments for the metrics and the classical
+    baselines (files go through :func:`validate_audio`).
+
+    Parameters
+    ----------
+    x : array_like [shape=(n_samples,)]
+        Mono samples; with ``allow_int`` integer arrays and singleton axes (e.g. ``(n, 1)``) are accepted too.
+    name : str
+        The argument's name, used in messages.
+    allow_int : bool
+        Accept integer dtypes (their values are used as they are) and squeeze singleton axes.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_samples,)], float64
+
+    Raises
+    ------
+    AudioError
+        If ``x`` is not numeric (not floating point unless ``allow_int``), not 1-D, empty, or
+        holds NaN/Inf (the message counts them).
+    """
+    arr = np.asarray(x)
+    if arr.dtype.kind not in ("biuf" if allow_int else "f"):
+        raise AudioError(
+            f"{name} must be a floating-point waveform, got dtype {arr.dtype}; pass the samples as floats "
+            "(soundfile.read gives them; int16 PCM: y.astype(np.float32) / 32768)"
+        )
+    if allow_int:
+        arr = np.squeeze(arr)
+    if arr.ndim != 1:
+        raise AudioError(
+            f"{name} must be a mono 1-D waveform, got shape {np.shape(x)}; mix it down first "
+            "(e.g. librosa.to_mono) or pass one channel"
+        )
+    if arr.size == 0:
+        raise AudioError(f"{name} is empty (0 samples); pass a non-empty waveform")
+    arr = arr.astype(np.float64, copy=False)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        n_nan = int(np.isnan(arr).sum())
+        raise AudioError(
+            f"{name} contains {n_nan} NaN and {int(bad.sum()) - n_nan} Inf samples out of {arr.size}; check the "
+            "file it was read from or the processing (model output) that produced it"
+        )
+    return arr
+
+
+def check_sample_rate(sample_rate) -> int:
+    """Return ``sample_rate`` as an int, or raise ConfigError if it is not a positive whole number of Hz.
+
+    Raises
+    ------
+    ConfigError
+        For a bool, a non-number, NaN/Inf, zero, a negative or a fractional rate.
+    """
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, (int, np.integer, float, np.floating))
+        or not np.isfinite(sample_rate)
+        or sample_rate <= 0
+        or int(sample_rate) != sample_rate
+    ):
+        raise ConfigError(
+            f"sample_rate must be a positive integer number of Hz, got {sample_rate!r}; pass the rate the "
+            "signals were loaded at (e.g. 16000)"
+        )
+    return int(sample_rate)

@@ -41,6 +41,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .audio import as_waveform, check_sample_rate
 from .errors import AudioError, ConfigError
 
 __all__ = [
@@ -64,47 +65,6 @@ _NOISEREDUCE_MIN_SAMPLES = 1024
 # --------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------
-def _check_signal(y) -> np.ndarray:
-    """Return ``y`` as a float64 copy-free view if it is 1-D, float, finite and non-empty."""
-    arr = np.asarray(y)
-    if arr.dtype.kind != "f":
-        raise AudioError(
-            f"y must be a floating-point waveform, got dtype {arr.dtype}; "
-            "convert integer PCM first, e.g. y.astype(np.float32) / 32768 for int16."
-        )
-    if arr.ndim != 1:
-        raise AudioError(
-            f"y must be a mono 1-D waveform, got shape {arr.shape}; "
-            "mix it down first (e.g. librosa.to_mono) or pass one channel."
-        )
-    if arr.size == 0:
-        raise AudioError("y is empty (0 samples); pass a non-empty waveform.")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        n_nan = int(np.isnan(arr).sum())
-        n_inf = int(bad.sum()) - n_nan
-        raise AudioError(
-            f"y contains {n_nan} NaN and {n_inf} Inf samples out of {arr.size}; "
-            "baselines need finite samples - check the file or the processing that produced it."
-        )
-    return arr.astype(np.float64, copy=False)
-
-
-def _check_sample_rate(sample_rate) -> int:
-    if (
-        isinstance(sample_rate, bool)
-        or not isinstance(sample_rate, (int, np.integer, float, np.floating))
-        or not np.isfinite(sample_rate)
-        or sample_rate <= 0
-        or int(sample_rate) != sample_rate
-    ):
-        raise ConfigError(
-            f"sample_rate must be a positive integer number of Hz, got {sample_rate!r}; "
-            "pass the rate the signal was loaded at (e.g. 16000)."
-        )
-    return int(sample_rate)
-
-
 def _check_stft(n_fft, hop_length) -> None:
     for name, value in (("n_fft", n_fft), ("hop_length", hop_length)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -288,8 +248,8 @@ def spectral_subtraction(
     subtraction", IEEE TASSP 27(2). M. Berouti, R. Schwartz & J. Makhoul
     (1979), "Enhancement of speech corrupted by acoustic noise", ICASSP.
     """
-    x = _check_signal(y)
-    _check_sample_rate(sample_rate)
+    x = as_waveform(y, name="y")
+    check_sample_rate(sample_rate)
     _check_stft(n_fft, hop_length)
     alpha = _check_range("over_subtraction", over_subtraction, 0.0, np.inf, hi_open=True, hint="Typical: 1-6.")
     beta = _check_range("floor", floor, 0.0, 1.0, hint="Typical: 0.002-0.1.")
@@ -373,8 +333,8 @@ def wiener_dd(
     the Ephraim and Malah noise suppressor", IEEE TSAP 2(2). P. C. Loizou
     (2013), *Speech Enhancement: Theory and Practice*, 2nd ed.
     """
-    x = _check_signal(y)
-    _check_sample_rate(sample_rate)
+    x = as_waveform(y, name="y")
+    check_sample_rate(sample_rate)
     _check_stft(n_fft, hop_length)
     a = _check_range("alpha", alpha, 0.0, 1.0, hi_open=True, hint="Typical: 0.98.")
     xi_db = _check_range("xi_min_db", xi_min_db, -np.inf, np.inf, lo_open=True, hi_open=True, hint="Typical: -25.")
@@ -399,8 +359,8 @@ def wiener_dd(
 
 
 def _noisereduce(y, sample_rate, stationary: bool, prop_decrease, name: str) -> np.ndarray:
-    x = _check_signal(y)
-    sr = _check_sample_rate(sample_rate)
+    x = as_waveform(y, name="y")
+    sr = check_sample_rate(sample_rate)
     prop = _check_range("prop_decrease", prop_decrease, 0.0, 1.0, hint="1.0 removes all the estimated noise.")
     if not np.any(x):
         return np.zeros(x.size, dtype=np.float32)

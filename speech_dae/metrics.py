@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from .audio import as_waveform, check_sample_rate
 from .errors import AudioError, ConfigError
 
 __all__ = [
@@ -97,49 +98,6 @@ _EPS = np.finfo(np.float64).eps
 # --------------------------------------------------------------------------
 # validation helpers
 # --------------------------------------------------------------------------
-def _as_signal(x, name: str) -> np.ndarray:
-    """Return ``x`` as a finite, non-empty 1-D float64 array or raise AudioError."""
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "biuf":
-        raise AudioError(
-            f"{name} must be a real-valued numeric array, got dtype {arr.dtype}; "
-            "pass the waveform samples as floats (e.g. from soundfile.read)."
-        )
-    arr = np.squeeze(arr)
-    if arr.ndim != 1:
-        raise AudioError(
-            f"{name} must be a mono 1-D waveform, got shape {np.shape(x)}; "
-            "mix it down first (e.g. librosa.to_mono) or pass one channel."
-        )
-    if arr.size == 0:
-        raise AudioError(f"{name} is empty (0 samples); pass a non-empty waveform.")
-    arr = arr.astype(np.float64, copy=False)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        n_nan = int(np.isnan(arr).sum())
-        n_inf = int(bad.sum()) - n_nan
-        raise AudioError(
-            f"{name} contains {n_nan} NaN and {n_inf} Inf samples out of {arr.size}; "
-            "metrics need finite samples - check the model output or the file it was read from."
-        )
-    return arr
-
-
-def _check_sample_rate(sample_rate) -> int:
-    if (
-        isinstance(sample_rate, bool)
-        or not isinstance(sample_rate, (int, np.integer, float, np.floating))
-        or not np.isfinite(sample_rate)
-        or sample_rate <= 0
-        or int(sample_rate) != sample_rate
-    ):
-        raise ConfigError(
-            f"sample_rate must be a positive integer number of Hz, got {sample_rate!r}; "
-            "pass the rate the signals were recorded/loaded at (e.g. 16000)."
-        )
-    return int(sample_rate)
-
-
 def align(reference, estimate, *, max_mismatch: int | None = None):
     """Validate two waveforms and crop them to a common length.
 
@@ -167,8 +125,8 @@ def align(reference, estimate, *, max_mismatch: int | None = None):
     ConfigError
         If ``max_mismatch`` is negative or not an integer.
     """
-    ref = _as_signal(reference, "reference")
-    est = _as_signal(estimate, "estimate")
+    ref = as_waveform(reference, name="reference", allow_int=True)
+    est = as_waveform(estimate, name="estimate", allow_int=True)
     if max_mismatch is not None and (
         isinstance(max_mismatch, bool) or not isinstance(max_mismatch, (int, np.integer)) or max_mismatch < 0
     ):
@@ -401,7 +359,7 @@ def segmental_snr(
     ConfigError
         If ``sample_rate`` or ``frame_ms`` is not positive, or ``min_db >= max_db``.
     """
-    sample_rate = _check_sample_rate(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     _check_segsnr_args(frame_ms, min_db, max_db)
     ref, est = align(reference, estimate)
     return _segsnr(ref, est, sample_rate, float(frame_ms), float(min_db), float(max_db))
@@ -491,7 +449,7 @@ def pesq_wb(reference, estimate, *, sample_rate: int) -> float:
     Recommendation P.862 for the assessment of wideband telephone networks and
     speech codecs".
     """
-    sample_rate = _check_sample_rate(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     return _pesq(*align(reference, estimate), sample_rate)
 
 
@@ -529,7 +487,7 @@ def stoi(reference, estimate, *, sample_rate: int, extended: bool = False) -> fl
     ConfigError
         If ``sample_rate`` is not a positive integer.
     """
-    sample_rate = _check_sample_rate(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     return _stoi(*align(reference, estimate), sample_rate, bool(extended))
 
 
@@ -775,7 +733,7 @@ def score(
         message lists the valid names).
     """
     names = _resolve_metrics(metrics)
-    sample_rate = _check_sample_rate(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     ref, est = align(reference, estimate)
     table: dict[str, Callable] = _metric_table(sample_rate)
     result: dict = {}

@@ -80,7 +80,7 @@ class RunInfo:
     training: dict = field(default_factory=dict)
     epochs_run: int = 0
     best_epoch: int = 0
-    best_val_loss: float = float("nan")
+    best_val_loss: float | None = None
     stop_reason: str = ""
     train_seconds: float = 0.0
     resumed_at_epochs: list = field(default_factory=list)
