@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import machine_line, publish  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
-from speech_dae.stages.dataset import build_dataset  # noqa: E402
 from speech_dae.scores import LABELS, format_stat  # noqa: E402
+from speech_dae.stages.dataset import build_dataset  # noqa: E402
 from speech_dae.stages.evaluate import evaluate  # noqa: E402
 from speech_dae.stages.extract import extract_features  # noqa: E402
 from speech_dae.stages.train import train  # noqa: E402

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -44,6 +44,7 @@ from .errors import AudioError, ConfigError
 __all__ = [
     "METRICS",
     "HIGHER_IS_BETTER",
+    "resolve_metric_names",
     "align",
     "snr",
     "segmental_snr",
@@ -676,20 +677,39 @@ def _metric_table(sample_rate: int) -> dict:
     return table
 
 
-def _resolve_metrics(metrics: None | str | Iterable[str]) -> tuple:
+def resolve_metric_names(metrics: None | str | Iterable[str], *, valid: Sequence[str] = METRICS) -> tuple[str, ...]:
+    """Validate metric names: the one resolution of ``--metrics`` / ``metrics=`` arguments.
+
+    Parameters
+    ----------
+    metrics : None, str or iterable of str
+        Names from ``valid``; each item may be a comma-separated list (``"pesq,stoi"``). None: all of ``valid``.
+    valid : sequence of str
+        The names allowed (default :data:`METRICS`; stage 05 adds ``feature_mse``).
+
+    Returns
+    -------
+    tuple of str
+        The names in the given order, duplicates dropped.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name, an empty list or a value that is not a name or a list of names
+        (the message lists the valid names).
+    """
     if metrics is None:
-        return METRICS
+        return tuple(valid)
     try:
-        names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-    except TypeError:
+        items = [metrics] if isinstance(metrics, str) else list(metrics)
+        names = [n.strip() for item in items for n in item.split(",") if n.strip()]
+    except (TypeError, AttributeError):
         raise ConfigError(
-            f"metrics must be None, a metric name or a list of names, got {metrics!r}; valid names are {list(METRICS)}."
+            f"metrics must be None, a metric name or a list of names, got {metrics!r}; choose from {', '.join(valid)}"
         ) from None
-    unknown = [m for m in names if m not in METRICS]
-    if unknown:
-        raise ConfigError(f"unknown metric name(s) {unknown!r}; valid names are {list(METRICS)}.")
-    if not names:
-        raise ConfigError(f"metrics is empty; pass None for all metrics or a subset of {list(METRICS)}.")
+    unknown = [m for m in names if m not in valid]
+    if unknown or not names:
+        raise ConfigError(f"unknown metric {', '.join(unknown) or '(none given)'}; choose from {', '.join(valid)}")
     return tuple(dict.fromkeys(names))  # drop duplicates, keep order
 
 
@@ -732,7 +752,7 @@ def score(
         If ``sample_rate`` is invalid, or a metric name is unknown (the
         message lists the valid names).
     """
-    names = _resolve_metrics(metrics)
+    names = resolve_metric_names(metrics)
     sample_rate = check_sample_rate(sample_rate)
     ref, est = align(reference, estimate)
     table: dict[str, Callable] = _metric_table(sample_rate)

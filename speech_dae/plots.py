@@ -9,7 +9,7 @@ import numpy as np
 
 from .artifacts import atomic_path
 
-__all__ = ["pyplot", "plot_spectrograms", "plot_training_curves"]
+__all__ = ["pyplot", "spectrograms_db", "plot_spectrograms", "plot_training_curves"]
 
 
 def pyplot():
@@ -20,6 +20,53 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def spectrograms_db(
+    signals: Sequence[np.ndarray],
+    *,
+    n_fft: int = 512,
+    hop_length: int = 128,
+    max_s: float | None = None,
+    sample_rate: int | None = None,
+) -> tuple[list[np.ndarray], float]:
+    """Log-magnitude STFT spectrograms of several signals, and their common peak (for one colour scale).
+
+    Parameters
+    ----------
+    signals : sequence of np.ndarray [shape=(n_samples,)], float
+        Mono waveforms (cast to float32).
+    n_fft, hop_length : int
+        STFT size and hop (samples; centred frames, Hann window).
+    max_s : float, optional
+        Use at most this many seconds from the start of each signal (needs ``sample_rate``).
+    sample_rate : int, optional
+        Hz; only used with ``max_s``.
+
+    Returns
+    -------
+    specs : list of np.ndarray [shape=(n_fft // 2 + 1, n_frames)], float32
+        ``20 * log10(|STFT| + 1e-10)`` in dB, low frequencies first.
+    vmax : float
+        The largest value over all ``specs`` (dB).
+
+    Raises
+    ------
+    ValueError
+        If ``signals`` is empty, or ``max_s`` is given without ``sample_rate``.
+    """
+    import librosa
+
+    if not len(signals):
+        raise ValueError("spectrograms_db needs at least one signal")
+    if max_s and not sample_rate:
+        raise ValueError("spectrograms_db: max_s needs sample_rate")
+    limit = int(max_s * sample_rate) if max_s else None
+    mags = [
+        np.abs(librosa.stft(np.asarray(y, np.float32)[:limit], n_fft=n_fft, hop_length=hop_length)) for y in signals
+    ]
+    specs = [20 * np.log10(m + 1e-10) for m in mags]
+    return specs, max(float(s.max()) for s in specs)
 
 
 def plot_spectrograms(
@@ -54,17 +101,14 @@ def plot_spectrograms(
     -------
     Path
     """
-    import librosa
     import librosa.display
 
     plt = pyplot()
-    limit = int(max_s * sample_rate) if max_s else None
-    specs = []
-    for title, y in signals:
-        y = np.asarray(y, dtype=np.float32)[:limit]
-        S = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length))
-        specs.append((title, 20 * np.log10(S + 1e-10)))
-    vmax = max(float(s.max()) for _, s in specs)
+    titles = [title for title, _ in signals]
+    dbs, vmax = spectrograms_db(
+        [y for _, y in signals], n_fft=n_fft, hop_length=hop_length, max_s=max_s, sample_rate=sample_rate
+    )
+    specs = list(zip(titles, dbs))
     vmin = vmax - dynamic_range_db
     fig, axes = plt.subplots(len(specs), 1, figsize=(10, 2.4 * len(specs) + 0.4), sharex=True, squeeze=False)
     img = None

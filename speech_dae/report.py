@@ -17,6 +17,7 @@ Building blocks: :func:`page` (the skeleton), :func:`table`, :func:`card` and
 from __future__ import annotations
 
 import html
+import math
 import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +28,21 @@ import numpy as np
 
 from .artifacts import atomic_path
 from .errors import ConfigError
+from .plots import pyplot, spectrograms_db
+from .scores import (
+    BY_SNR_TITLE,
+    MAIN_METRICS,
+    OVERALL_TITLE,
+    ScoreTable,
+    better_label,
+    by_snr_tables,
+    delta_table,
+    fmt_number,
+    means_by_snr,
+    overall_table,
+    shown_metrics,
+    snr_key,
+)
 
 __all__ = [
     "REPORT_HTML",
@@ -41,11 +57,10 @@ __all__ = [
     "save_example",
     "spectrogram_images",
     "write_report",
-    "scores_text",
-    "fmt_number",
     "clear_assets",
     "reconstruct_report",
     "evaluation_report",
+    "plot_metrics_by_snr",
 ]
 
 #: File name of the report inside the stage's output folder.
@@ -177,13 +192,6 @@ def write_report(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def _snr_key(snr_db: str) -> float:
-    try:
-        return float(snr_db)
-    except (TypeError, ValueError):
-        return float("inf")
-
-
 def pick_examples(items: Sequence, n: int | None = None) -> list:
     """Choose the example files of a report: spread over the input SNRs, evenly spaced within each.
 
@@ -210,7 +218,7 @@ def pick_examples(items: Sequence, n: int | None = None) -> list:
     groups: dict[str, list] = {}
     for it in items:
         groups.setdefault(str(it.snr_db), []).append(it)
-    keys = sorted(groups, key=_snr_key)
+    keys = sorted(groups, key=snr_key)
     if n is None:
         n = min(MAX_DEFAULT_EXAMPLES, len(keys)) if keys != [""] else DEFAULT_EXAMPLES_WITHOUT_SNR
     counts = dict.fromkeys(keys, 0)
@@ -253,19 +261,10 @@ def spectrogram_images(
     -------
     list of Path
     """
-    import librosa
     import librosa.display
 
-    from .plots import pyplot
-
     plt = pyplot()
-    limit = int(max_s * sample_rate) if max_s else None
-    specs = [
-        20
-        * np.log10(np.abs(librosa.stft(np.asarray(y, np.float32)[:limit], n_fft=n_fft, hop_length=hop_length)) + 1e-10)
-        for y in signals
-    ]
-    vmax = max(float(s.max()) for s in specs)
+    specs, vmax = spectrograms_db(signals, n_fft=n_fft, hop_length=hop_length, max_s=max_s, sample_rate=sample_rate)
     for S_db, path in zip(specs, paths):
         fig, ax = plt.subplots(figsize=(4.4, 1.9))
         librosa.display.specshow(
@@ -352,37 +351,8 @@ def clear_assets(root: str | Path) -> None:
 
 
 def _snr_title(uid: str, snr_db: str) -> str:
-    snr = _snr_key(snr_db)
+    snr = snr_key(snr_db)
     return f"{uid} (input SNR {snr:+g} dB)" if np.isfinite(snr) else uid
-
-
-def fmt_number(v, digits: int = 2) -> str:
-    """``v`` with ``digits`` decimals; ``"–"`` for a missing or non-finite value; never ``"-0.00"``."""
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return "–"
-    if not np.isfinite(v):
-        return "–"
-    text = f"{v:.{digits}f}"
-    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.00"
-
-
-def scores_text(row: Mapping, metrics: Sequence[str]) -> str:
-    """A file's main scores in one short line, e.g. ``"PESQ 1.23 · STOI 0.812 · SI-SDR 5.62 dB"``.
-
-    Shows PESQ, STOI and SI-SDR when among ``metrics`` (else the first three); missing values are left out.
-    """
-    from .evaluate import LABELS, _digits
-
-    shown = [m for m in ("pesq", "stoi", "si_sdr") if m in metrics] or list(metrics)[:3]
-    parts = []
-    for m in shown:
-        text = fmt_number(row.get(m), _digits(m))
-        if text != "–":
-            label = LABELS[m].replace(" (dB)", "").replace("-WB", "")
-            parts.append(f"{label} {text}" + (" dB" if LABELS[m].endswith("(dB)") else ""))
-    return " · ".join(parts)
 
 
 def _listen(examples: Sequence[Mapping], n_files: int) -> list[str]:
@@ -437,20 +407,14 @@ def reconstruct_report(
             return [fmt_number(v) for v in (snr_in, snr_out, snr_out - snr_in, sdr_in, sdr_out, sdr_out - sdr_in)]
 
         header = ["SNR in", "SNR out", "Δ SNR", "SI-SDR in", "SI-SDR out", "Δ SI-SDR"]
-        groups: dict[str, list] = {}
-        for r in scored:
-            groups.setdefault(str(r.get("snr_db", "")), []).append(r)
         means = [
             [
-                (f"{float(k):+g} dB" if k else "files"),
-                str(len(g)),
-                *line({m: np.mean([float(r[m]) for r in g]) for m in keys}),
+                strong("all") if k is None else (f"{float(k):+g} dB" if k else "files"),
+                str(n),
+                *line(m),
             ]
-            for k, g in sorted(groups.items(), key=lambda kv: _snr_key(kv[0]))
+            for k, n, m in means_by_snr(scored, keys)
         ]
-        means.append(
-            [strong("all"), str(len(scored)), *line({m: np.mean([float(r[m]) for r in scored]) for m in keys})]
-        )
         body += ["<h2>Mean scores (dB)</h2>", table(["input SNR", "files", *header], means)]
     body += _listen(examples, len(rows))
     body += [
@@ -474,6 +438,20 @@ def reconstruct_report(
 
 
 # ------------------------------------------------------------------ stage 05
+#: Heading of the table of the other metrics in ``report.html`` (``summary.md``: :data:`speech_dae.scores.OTHER_TITLE`).
+OTHER_HTML_TITLE = "Other metrics (mean ± 95 % CI over files; best in bold)"
+
+
+def _score_table(t: ScoreTable, *, cls: str = "", heading: bool = True) -> list[str]:
+    """A :class:`~speech_dae.scores.ScoreTable` as HTML (``<h2>`` title, then :func:`table`): best cells in
+    bold, a missing value as ``–``."""
+    rows = (
+        [strong(c) if b else ("–" if c is None else c) for c, b in zip(cells, best)]
+        for cells, best in zip(t.rows, t.best)
+    )
+    return [f"<h2>{_esc(t.title)}</h2>"] * heading + [table(t.header, rows, cls=cls)]
+
+
 def evaluation_report(
     out_dir: str | Path,
     summary: Mapping,
@@ -492,7 +470,7 @@ def evaluation_report(
     out_dir : path
         The report folder (its staging folder while stage 05 runs).
     summary : dict
-        :func:`speech_dae.evaluate.summarise` output.
+        :func:`speech_dae.scores.summarise` output.
     metrics : sequence of str
     examples : sequence of dict
         ``id``, ``snr_db`` and ``cards`` (from :func:`save_example`, with ``scores`` text).
@@ -507,75 +485,29 @@ def evaluation_report(
     -------
     Path
     """
-    from .evaluate import _HIGHER, LABELS, MAIN_METRICS, _best, format_stat
-
     out_dir = Path(out_dir)
-    shown = [m for m in MAIN_METRICS if m in metrics] + [m for m in metrics if m not in MAIN_METRICS]
-    main, rest = [m for m in shown if m in MAIN_METRICS], [m for m in shown if m not in MAIN_METRICS]
+    main, rest = shown_metrics(metrics)
     body = []
-
-    def cell(text, bold):
-        return strong(text) if bold else text
-
-    def overall(head, cols, speed):
-        bests = {m: _best(summary, m) for m in cols}
-        return [
-            f"<h2>{_esc(head)}</h2>",
-            table(
-                ["system", "kind", "files", *(LABELS[m] for m in cols), *(["× real time"] if speed else [])],
-                (
-                    [
-                        s,
-                        e["kind"],
-                        str(e["n_files"]),
-                        *(cell(format_stat(e["overall"][m], m), bests[m] == s) for m in cols),
-                        *(
-                            []
-                            if not speed
-                            else [
-                                "–" if e["x_real_time"] is None or e["kind"] == "input" else f"{e['x_real_time']:.0f}"
-                            ]
-                        ),
-                    ]
-                    for s, e in summary.items()
-                ),
-            ),
-        ]
-
-    body += overall("Overall (mean ± 95 % CI over files; best in bold)", main or rest, True)
-    if main and any("delta" in e for e in summary.values()):
-        body += [
-            "<h2>Improvement over the noisy input (paired, same files; mean ± 95 % CI)</h2>",
-            table(
-                ["system", *(f"Δ {LABELS[m]}" for m in main)],
-                ([s, *(format_stat(e["delta"][m], m) for m in main)] for s, e in summary.items() if "delta" in e),
-                cls="delta",
-            ),
-        ]
+    if main or rest:
+        body += _score_table(overall_table(summary, main or rest, title=OVERALL_TITLE))
+    delta = delta_table(summary, main)
+    if delta is not None:
+        body += _score_table(delta, cls="delta")
     body += _listen(examples, n_files)
     if main and rest:
-        body += overall("Other metrics (mean ± 95 % CI over files; best in bold)", rest, False)
+        body += _score_table(overall_table(summary, rest, title=OTHER_HTML_TITLE, speed=False))
     if (out_dir / "metrics_by_snr.png").is_file():
         body += [
             "<h2>Metrics by input SNR</h2>",
             '<img class="figure" src="metrics_by_snr.png" alt="metrics by input SNR, one line per system">',
         ]
-    snrs = list(next(iter(summary.values()))["by_snr"]) if summary else []
-    if snrs:
-        body += ["<h2>By input SNR (mean ± 95 % CI; best per column in bold)</h2>", '<div class="grid">']
-        for m in shown:
-            col_best = {s: _best(summary, m, key=lambda e, mm, s=s: e["by_snr"][s][mm][0]) for s in snrs}
+    by_snr = by_snr_tables(summary, main + rest)
+    if by_snr:
+        body += [f"<h2>{_esc(BY_SNR_TITLE)}</h2>", '<div class="grid">']
+        for t in by_snr:
             body += [
-                f"<div><h3>{_esc(LABELS[m])} ({'higher' if _HIGHER[m] else 'lower'} is better)</h3>",
-                table(
-                    ["system", *(f"{float(s):+g} dB" for s in snrs)],
-                    (
-                        [name, *(cell(format_stat(e["by_snr"][s][m], m), col_best[s] == name) for s in snrs)]
-                        for name, e in summary.items()
-                    ),
-                    cls=f"by-snr {m}",
-                )
-                + "</div>",
+                f"<div><h3>{_esc(t.title)}</h3>",
+                _score_table(t, cls=f"by-snr {t.metric}", heading=False)[0] + "</div>",
             ]
         body.append("</div>")
     if skipped:
@@ -588,3 +520,53 @@ def evaluation_report(
     return write_report(
         out_dir / REPORT_HTML, page(title, body, meta=[n.replace("`", "") for n in notes], footer=footer)
     )
+
+
+def plot_metrics_by_snr(summary: dict, metrics: Sequence[str], path: str | Path) -> Path:
+    """One panel per main metric (and feature MSE), one line per system (mean ± 95 % CI), x = input SNR.
+
+    The waveform error metrics (MSE, MAE, RMSE, Pearson) stay in the tables: they add panels but little to read.
+
+    Parameters
+    ----------
+    summary : dict
+        :func:`speech_dae.scores.summarise` output.
+    metrics : sequence of str
+    path : str or Path
+        PNG to write (atomically).
+
+    Returns
+    -------
+    Path
+    """
+    plt = pyplot()
+    shown = [m for m in (*MAIN_METRICS, "feature_mse") if m in metrics] or list(metrics)
+    snrs = list(next(iter(summary.values()))["by_snr"])
+    ncol = min(3, len(shown))
+    nrow = math.ceil(len(shown) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.3 * nrow + 0.8), squeeze=False)
+    x = np.array([float(s) for s in snrs]) if snrs else np.array([0.0])
+    styles = {
+        "input": dict(color="black", ls="--", marker="o"),
+        "baseline": dict(ls=":", marker="s"),
+        "model": dict(ls="-", marker="o", lw=2),
+    }
+    for ax, m in zip(axes.flat, shown):
+        for name, e in summary.items():
+            stats = [e["by_snr"][s][m] for s in snrs] if snrs else [e["overall"][m]]
+            mean = np.array([st[0] for st in stats], dtype=float)
+            ci = np.nan_to_num(np.array([st[1] for st in stats], dtype=float))
+            ax.errorbar(x, mean, yerr=ci, capsize=3, label=name, **styles.get(e["kind"], {}))
+        ax.set_title(better_label(m), fontsize=10)
+        ax.set_xlabel("input SNR (dB)" if snrs else "all files")
+        ax.set_xticks(x)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) > 5), 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return Path(path)

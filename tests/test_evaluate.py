@@ -14,7 +14,8 @@ from scipy.stats import t as student_t
 from speech_dae.config import load_config
 from speech_dae.errors import ArtifactError, ConfigError
 from speech_dae.inputs import Item
-from speech_dae.stages.evaluate import NOISY, evaluate, resolve_baselines, select_items, summarise, summary_markdown
+from speech_dae.scores import NOISY, summarise
+from speech_dae.stages.evaluate import evaluate, resolve_baselines, select_items, summary_markdown
 
 FAST = ["si_sdr", "snr", "stoi", "feature_mse"]  # PESQ is exercised once, below
 

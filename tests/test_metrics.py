@@ -248,8 +248,11 @@ def test_score_subset_and_failures_become_nan():
 
 
 def test_score_unknown_metric_lists_valid_names():
-    with pytest.raises(ConfigError, match=r"'sdr'.*valid names.*si_sdr"):
+    with pytest.raises(ConfigError, match=r"^unknown metric sdr; choose from snr, segsnr, si_sdr, pesq, "):
         M.score(np.ones(5), np.ones(5), sample_rate=SR, metrics=["snr", "sdr"])
+    with pytest.raises(ConfigError, match=r"unknown metric \(none given\)"):
+        M.score(np.ones(5), np.ones(5), sample_rate=SR, metrics=[])
+    assert list(M.score(np.ones(5), np.ones(5), sample_rate=SR, metrics="mae, mse,mae")) == ["mae", "mse"]
     with pytest.raises(ConfigError, match="sample_rate"):
         M.score(np.ones(5), np.ones(5), sample_rate=0)
 

@@ -23,7 +23,9 @@ from conftest import error_line, identity_run_dir, run_script, speech_clip, writ
 
 from speech_dae.errors import ConfigError
 from speech_dae.inputs import Item
-from speech_dae.report import card, example_block, page, pick_examples, strong, table
+from speech_dae.plots import spectrograms_db
+from speech_dae.report import card, evaluation_report, example_block, page, pick_examples, strong, table
+from speech_dae.stages.evaluate import summary_markdown
 
 METRICS = ["si_sdr", "snr", "stoi"]  # fast; PESQ is covered by test_evaluate.py
 
@@ -163,6 +165,52 @@ def test_pick_examples_spreads_over_snrs_and_validates():
     assert [it.uid for it in pick_examples(own)] == ["f1", "f3", "f6", "f8"]  # no SNR: 4 evenly spaced
     with pytest.raises(ConfigError, match="--report-examples must be 0 or more, not -1"):
         pick_examples(items, -1)
+
+
+def test_spectrograms_db_one_peak_over_all_signals():
+    sr = 16000
+    t = np.arange(sr) / sr
+    loud, quiet = np.sin(2 * np.pi * 1000 * t), 0.01 * np.sin(2 * np.pi * 1000 * t)
+    specs, vmax = spectrograms_db([quiet, loud], n_fft=512, hop_length=128, max_s=0.5, sample_rate=sr)
+    # 0.5 s = 8000 samples, centred frames: 1 + 8000 // 128 = 63; 257 bins; 1000 Hz = bin 1000 / 31.25 = 32
+    assert [s.shape for s in specs] == [(257, 63), (257, 63)]
+    assert vmax == float(specs[1].max()) and int(specs[1][:, 30].argmax()) == 32
+    # a sine of amplitude 1 through a Hann window: |X| = 512 / 4 = 128 -> 42.1 dB; the quiet one 40 dB lower
+    assert vmax == pytest.approx(20 * np.log10(128), abs=0.1)
+    assert float(specs[0].max()) == pytest.approx(vmax - 40.0, abs=0.01)
+    with pytest.raises(ValueError, match="max_s needs sample_rate"):
+        spectrograms_db([loud], n_fft=512, hop_length=128, max_s=0.5)
+
+
+def test_summary_md_and_report_html_show_the_same_tables(tmp_path):
+    nan = float("nan")
+    summary = {
+        name: {
+            "kind": kind,
+            "n_files": 1,
+            "x_real_time": rt,
+            "overall": {"si_sdr": [v, nan, 1], "mse": [w, nan, 1]},
+            "by_snr": {"5": {"si_sdr": [v, nan, 1], "mse": [w, nan, 1]}},
+            **({"delta": {"si_sdr": [v - 1.0, nan, 1], "mse": [w - 0.5, nan, 1]}} if kind != "input" else {}),
+        }
+        for name, kind, rt, v, w in (("noisy", "input", None, 1.0, 0.5), ("m", "model", 20.0, 3.0, 0.25))
+    }
+    md = summary_markdown(summary, ["si_sdr", "mse"], title="t")
+    evaluation_report(tmp_path, summary, ["si_sdr", "mse"], [], title="t")
+    doc = _read(tmp_path)
+    assert "| m | model | 1 | **3.00** | 20 |" in md and doc.table("Overall")[2] == ["m", "model", "1", "3.00", "20"]
+    assert "| noisy | input | 1 | 0.50000 | - |" in md and doc.table("Other metrics")[1] == [
+        "noisy",
+        "input",
+        "1",
+        "0.50000",
+    ]
+    assert "| m | 2.00 |" in md and doc.table("Improvement")[1:] == [["m", "2.00"]]
+    assert "| m | **0.25000** |" in md and doc.table("MSE (lower is better)")[1:] == [
+        ["noisy", "0.50000"],
+        ["m", "0.25000"],
+    ]
+    assert [a for t, a in doc.tags if t == "strong"] == [{}] * 4  # overall SI-SDR, other MSE, by-SNR SI-SDR and MSE
 
 
 # ------------------------------------------------------------------ stage 04

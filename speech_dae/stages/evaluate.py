@@ -25,7 +25,6 @@ other stages; an unchanged evaluation is not recomputed (``--force`` does).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -37,7 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import report
-from ..artifacts import STAGE04, STAGE05, StagedOutput, atomic_path, fingerprint, read_json, write_csv, write_json
+from ..artifacts import STAGE04, STAGE05, StagedOutput, fingerprint, read_json, write_csv, write_json
 from ..audio import file_stat_key, load_audio, validate_audio, write_audio
 from ..baselines import BASELINES, run_baseline
 from ..config import Config
@@ -47,43 +46,35 @@ from ..folders import trained_on_items
 from ..framing import even_indices
 from ..inference import Denoiser
 from ..inputs import Item, folder_items, manifest_items
-from ..metrics import HIGHER_IS_BETTER, METRICS, feature_mse, score
-from ..plots import pyplot
+from ..metrics import feature_mse, score
+from ..scores import (
+    BY_SNR_TITLE,
+    LABELS,
+    NOISY,
+    OTHER_TITLE,
+    OVERALL_TITLE,
+    ScoreTable,
+    by_snr_tables,
+    delta_table,
+    format_stat,
+    overall_table,
+    resolve_metrics,
+    scores_text,
+    shown_metrics,
+    summarise,
+)
 from ..version import __version__
 
 __all__ = [
     "evaluate",
     "EvalSummary",
     "System",
-    "summarise",
     "select_items",
     "resolve_baselines",
-    "ALL_METRICS",
-    "MAIN_METRICS",
-    "format_stat",
+    "summary_markdown",
 ]
 
 log = logging.getLogger(__name__)
-
-#: Every metric 05 can report: the waveform metrics of :mod:`speech_dae.metrics` and ``feature_mse``.
-ALL_METRICS: tuple = (*METRICS, "feature_mse")
-#: The metrics shown first (tables, plots, console).
-MAIN_METRICS: tuple = ("pesq", "stoi", "estoi", "si_sdr", "snr", "segsnr")
-_HIGHER = {**HIGHER_IS_BETTER, "feature_mse": False}
-LABELS = {
-    "snr": "SNR (dB)",
-    "segsnr": "segSNR (dB)",
-    "si_sdr": "SI-SDR (dB)",
-    "pesq": "PESQ-WB",
-    "stoi": "STOI",
-    "estoi": "ESTOI",
-    "mse": "MSE",
-    "mae": "MAE",
-    "rmse": "RMSE",
-    "pearson": "Pearson r",
-    "feature_mse": "feature MSE",
-}
-NOISY = "noisy"
 
 
 @dataclass
@@ -128,20 +119,6 @@ def resolve_baselines(names: str | Iterable[str] | None) -> list[str]:
     return list(dict.fromkeys(flat))
 
 
-def _resolve_metrics(metrics: Iterable[str] | None) -> list[str]:
-    if metrics is None:
-        return list(ALL_METRICS)
-    flat = [
-        n.strip() for item in ([metrics] if isinstance(metrics, str) else metrics) for n in item.split(",") if n.strip()
-    ]
-    unknown = [m for m in flat if m not in ALL_METRICS]
-    if unknown or not flat:
-        raise ConfigError(
-            f"unknown metric {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_METRICS)}"
-        )
-    return list(dict.fromkeys(flat))
-
-
 def select_items(items: Sequence[Item], max_files: int | None) -> list[Item]:
     """At most ``max_files`` items *per input SNR*, evenly spaced through each SNR's list (deterministic).
 
@@ -163,191 +140,54 @@ def select_items(items: Sequence[Item], max_files: int | None) -> list[Item]:
     return [it for it in items if it.uid in keep]
 
 
-def _ci95(values: np.ndarray) -> tuple[float, float, int]:
-    """Mean, half-width of the 95 % Student-t confidence interval, and n (NaNs dropped)."""
-    v = values[np.isfinite(values)]
-    n = int(v.size)
-    if n == 0:
-        return float("nan"), float("nan"), 0
-    if n == 1:
-        return float(v[0]), float("nan"), 1
-    from scipy.stats import t
+def _table(t: ScoreTable) -> list[str]:
+    """A Markdown table: best cells in bold, a missing value as ``-``."""
 
-    return float(v.mean()), float(t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n)), n
+    def cell(text, best):
+        text = "-" if text is None else text
+        return f"**{text}**" if best else text
 
-
-def summarise(rows: Sequence[dict], metrics: Sequence[str]) -> dict:
-    """Aggregate ``results.csv`` rows.
-
-    Parameters
-    ----------
-    rows : sequence of dict
-        One per file x system with keys ``id``, ``snr_db``, ``system``, the metrics, ``seconds``, ``audio_s``.
-    metrics : sequence of str
-
-    Returns
-    -------
-    dict
-        ``{system: {"kind", "n_files", "x_real_time", "overall": {metric: [mean, ci95, n]},
-        "by_snr": {snr: {metric: [mean, ci95, n]}}, "delta": {metric: [mean, ci95, n]}}}`` where
-        ``delta`` is the paired difference to the ``noisy`` row of the same file.
-    """
-    systems = list(dict.fromkeys(r["system"] for r in rows))
-    noisy = {r["id"]: r for r in rows if r["system"] == NOISY}
-    snrs = sorted({str(r["snr_db"]) for r in rows if str(r["snr_db"]) != ""}, key=float)
-    out = {}
-    for name in systems:
-        mine = [r for r in rows if r["system"] == name]
-
-        def stats(sub, m):
-            return list(_ci95(np.array([float(r[m]) for r in sub], dtype=np.float64)))
-
-        secs = sum(float(r["seconds"]) for r in mine)
-        entry = {
-            "kind": mine[0]["kind"],
-            "n_files": len(mine),
-            "x_real_time": (sum(float(r["audio_s"]) for r in mine) / secs) if secs > 0 else None,
-            "overall": {m: stats(mine, m) for m in metrics},
-            "by_snr": {s: {m: stats([r for r in mine if str(r["snr_db"]) == s], m) for m in metrics} for s in snrs},
-        }
-        if noisy and name != NOISY:
-            paired = [r for r in mine if r["id"] in noisy]
-            entry["delta"] = {
-                m: list(_ci95(np.array([float(r[m]) - float(noisy[r["id"]][m]) for r in paired]))) for m in metrics
-            }
-        out[name] = entry
-    return out
-
-
-def format_stat(stat, metric: str, *, ci: bool = True) -> str:
-    """``[mean, ci95, n]`` as ``"mean ± ci"`` with the metric's digits (``"n/a"`` when n = 0, no ``±`` when n = 1)."""
-    mean, half, n = stat
-    if n == 0:
-        return "n/a"
-    d = _digits(metric)
-    return f"{mean + 0.0:.{d}f}" if not (ci and np.isfinite(half)) else f"{mean:.{d}f} ± {half:.{d}f}"
-
-
-def _digits(metric: str) -> int:
-    return 3 if metric in ("pesq", "stoi", "estoi", "pearson") else (2 if metric in ("snr", "segsnr", "si_sdr") else 5)
-
-
-def _best(summary: dict, metric: str, key=lambda e, m: e["overall"][m][0]) -> str | None:
-    vals = {s: key(e, metric) for s, e in summary.items() if np.isfinite(key(e, metric))}
-    if not vals:
-        return None
-    return (max if _HIGHER[metric] else min)(vals, key=vals.get)
-
-
-def _table(header: Sequence[str], lines: Iterable[Sequence[str]]) -> list[str]:
     return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(cells) + " |" for cells in lines),
+        "| " + " | ".join(t.header) + " |",
+        "|" + "---|" * len(t.header),
+        *("| " + " | ".join(cell(c, b) for c, b in zip(cells, best)) + " |" for cells, best in zip(t.rows, t.best)),
     ]
 
 
 def summary_markdown(summary: dict, metrics: Sequence[str], *, title: str, notes: Sequence[str] = ()) -> str:
-    """The ``summary.md`` text: overall table, paired improvement, one table per metric by input SNR."""
-    shown = [m for m in MAIN_METRICS if m in metrics] + [m for m in metrics if m not in MAIN_METRICS]
-    md = [f"# {title}", "", *notes, ""]
-    main = [m for m in shown if m in MAIN_METRICS]
-    rest = [m for m in shown if m not in MAIN_METRICS]
-    for title, cols in (
-        ("Overall (mean ± 95 % CI over files; best in bold)", main or rest),
-        ("Other metrics (mean ± 95 % CI over files)", rest if main else []),
-    ):
-        if not cols:
-            continue
-        bests = {m: _best(summary, m) for m in cols}
-        md += [f"## {title}", ""]
-        md += _table(
-            ["system", "kind", "files", *(LABELS[m] for m in cols), "× real time"],
-            (
-                [
-                    s,
-                    e["kind"],
-                    str(e["n_files"]),
-                    *(
-                        (f"**{format_stat(e['overall'][m], m)}**" if bests[m] == s else format_stat(e["overall"][m], m))
-                        for m in cols
-                    ),
-                    "-" if e["x_real_time"] is None or e["kind"] == "input" else f"{e['x_real_time']:.0f}",
-                ]
-                for s, e in summary.items()
-            ),
-        )
-        md += [""]
-    delta_metrics = [m for m in MAIN_METRICS if m in metrics]
-    if any("delta" in e for e in summary.values()) and delta_metrics:
-        md += ["## Improvement over the noisy input (paired, same files; mean ± 95 % CI)", ""]
-        md += _table(
-            ["system", *(f"Δ {LABELS[m]}" for m in delta_metrics)],
-            ([s, *(format_stat(e["delta"][m], m) for m in delta_metrics)] for s, e in summary.items() if "delta" in e),
-        )
-    snrs = list(next(iter(summary.values()))["by_snr"]) if summary else []
-    if snrs:
-        md += ["", "## By input SNR (mean ± 95 % CI; best per column in bold)"]
-        for m in shown:
-            md += ["", f"### {LABELS[m]} ({'higher' if _HIGHER[m] else 'lower'} is better)", ""]
-            col_best = {s: _best(summary, m, key=lambda e, mm, s=s: e["by_snr"][s][mm][0]) for s in snrs}
-            md += _table(
-                ["system", *(f"{float(s):+g} dB" for s in snrs)],
-                (
-                    [
-                        name,
-                        *(
-                            (
-                                f"**{format_stat(e['by_snr'][s][m], m)}**"
-                                if col_best[s] == name
-                                else format_stat(e["by_snr"][s][m], m)
-                            )
-                            for s in snrs
-                        ),
-                    ]
-                    for name, e in summary.items()
-                ),
-            )
-    return "\n".join(md) + "\n"
+    """The ``summary.md`` text: overall table, paired improvement, one table per metric by input SNR.
 
+    Parameters
+    ----------
+    summary : dict
+        :func:`speech_dae.scores.summarise` output.
+    metrics : sequence of str
+    title : str
+        The ``#`` heading.
+    notes : sequence of str
+        Markdown lines under the heading.
 
-def plot_metrics_by_snr(summary: dict, metrics: Sequence[str], path: str | Path) -> Path:
-    """One panel per main metric (and feature MSE), one line per system (mean ± 95 % CI), x = input SNR.
-
-    The PNG is written atomically. The waveform error metrics (MSE, MAE, RMSE,
-    Pearson) stay in the tables: they add panels but little to read.
+    Returns
+    -------
+    str
     """
-    plt = pyplot()
-    shown = [m for m in (*MAIN_METRICS, "feature_mse") if m in metrics] or list(metrics)
-    snrs = list(next(iter(summary.values()))["by_snr"])
-    ncol = min(3, len(shown))
-    nrow = math.ceil(len(shown) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.3 * nrow + 0.8), squeeze=False)
-    x = np.array([float(s) for s in snrs]) if snrs else np.array([0.0])
-    styles = {
-        "input": dict(color="black", ls="--", marker="o"),
-        "baseline": dict(ls=":", marker="s"),
-        "model": dict(ls="-", marker="o", lw=2),
-    }
-    for ax, m in zip(axes.flat, shown):
-        for name, e in summary.items():
-            stats = [e["by_snr"][s][m] for s in snrs] if snrs else [e["overall"][m]]
-            mean = np.array([st[0] for st in stats], dtype=float)
-            ci = np.nan_to_num(np.array([st[1] for st in stats], dtype=float))
-            ax.errorbar(x, mean, yerr=ci, capsize=3, label=name, **styles.get(e["kind"], {}))
-        ax.set_title(f"{LABELS[m]} ({'higher' if _HIGHER[m] else 'lower'} is better)", fontsize=10)
-        ax.set_xlabel("input SNR (dB)" if snrs else "all files")
-        ax.set_xticks(x)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(shown) :]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) > 5), 1, 1))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    return Path(path)
+    main, rest = shown_metrics(metrics)
+    md = [f"# {title}", "", *notes, ""]
+    for t in (
+        overall_table(summary, main or rest, title=OVERALL_TITLE) if main or rest else None,
+        overall_table(summary, rest, title=OTHER_TITLE) if main and rest else None,
+    ):
+        if t is not None:
+            md += [f"## {t.title}", "", *_table(t), ""]
+    delta = delta_table(summary, main)
+    if delta is not None:
+        md += [f"## {delta.title}", "", *_table(delta)]
+    by_snr = by_snr_tables(summary, main + rest)
+    if by_snr:
+        md += ["", f"## {BY_SNR_TITLE}"]
+        for t in by_snr:
+            md += ["", f"### {t.title}", "", *_table(t)]
+    return "\n".join(md) + "\n"
 
 
 @dataclass
@@ -463,7 +303,7 @@ def evaluate(
         Noisy file/folder and clean references matched by relative path (instead of ``features``).
         Default when neither is given: the features folder the first model was trained on.
     metrics : list of str, optional
-        Subset of :data:`ALL_METRICS` (default: all).
+        Subset of :data:`speech_dae.scores.ALL_METRICS` (default: all).
     max_files : int, optional
         Score at most this many files per input SNR (evenly spaced, see :func:`select_items`).
     jobs : int
@@ -491,7 +331,7 @@ def evaluate(
         No file could be scored.
     """
     base_names = resolve_baselines(baselines)
-    metric_names = _resolve_metrics(metrics)
+    metric_names = resolve_metrics(metrics)
     dens = _model_systems(models, cfg)
     if not dens and not base_names:
         raise ConfigError("nothing to score: pass --models models/RUN ... and/or --baselines all")
@@ -607,11 +447,11 @@ def evaluate(
         work / "summary.json",
         {"systems": summary, "metrics": metric_names, "n_files": n_files, "skipped": skipped, "sample_rate": sr},
     )
-    plot_metrics_by_snr(summary, metric_names, work / "metrics_by_snr.png")
+    report.plot_metrics_by_snr(summary, metric_names, work / "metrics_by_snr.png")
     by_key = {(r["id"], r["system"]): r for r in rows}
     for ex in shown:
         for cd in ex["cards"]:
-            cd["scores"] = report.scores_text(by_key.get((ex["id"], cd["key"]), {}), metric_names)
+            cd["scores"] = scores_text(by_key.get((ex["id"], cd["key"]), {}), metric_names)
     report.evaluation_report(
         work,
         summary,

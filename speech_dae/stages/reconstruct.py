@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from .. import report
@@ -28,10 +27,14 @@ from ..inference import Denoiser
 from ..inputs import folder_items
 from ..metrics import si_sdr, snr
 from ..plots import plot_spectrograms
+from ..scores import fmt_number, means_by_snr
 
 __all__ = ["reconstruct", "ReconstructSummary"]
 
 log = logging.getLogger(__name__)
+
+#: The per-file scores of stage 04 (dB).
+_KEYS = ("snr_in", "snr_out", "si_sdr_in", "si_sdr_out")
 
 
 @dataclass
@@ -57,14 +60,11 @@ class ReconstructSummary:
                 out.append(f"{r['id']}: denoised, not scored ({r['not_scored']})")
             else:
                 out.append(f"{r['id']}: denoised (no clean reference to score against)")
-        if scored:
-            by_snr: dict[str, list] = {}
-            for r in scored:
-                by_snr.setdefault(str(r.get("snr_db", "")), []).append(r)
-            for key, group in sorted(by_snr.items(), key=lambda kv: float(kv[0]) if kv[0] else 0.0):
-                if key:
-                    out.append(f"  input SNR {float(key):+g} dB ({len(group)} files): " + _means(group))
-            out.append(f"mean over {len(scored)} files: " + _means(scored))
+        for key, n, means in means_by_snr(scored, _KEYS):
+            if key is None:
+                out.append(f"mean over {n} files: " + _means(means))
+            elif key:
+                out.append(f"  input SNR {float(key):+g} dB ({n} files): " + _means(means))
         rt = self.audio_s / self.seconds if self.seconds else 0.0
         out.append(
             f"wrote {len(self.rows)} denoised files to {self.out_dir}/ and images to {self.images_dir}/ "
@@ -75,8 +75,7 @@ class ReconstructSummary:
         return out
 
 
-def _means(rows) -> str:
-    m = {k: float(np.mean([r[k] for r in rows])) for k in ("snr_in", "snr_out", "si_sdr_in", "si_sdr_out")}
+def _means(m: dict) -> str:
     return (
         f"SNR {m['snr_in']:.2f} -> {m['snr_out']:.2f} dB ({m['snr_out'] - m['snr_in']:+.2f}), "
         f"SI-SDR {m['si_sdr_in']:.2f} -> {m['si_sdr_out']:.2f} dB ({m['si_sdr_out'] - m['si_sdr_in']:+.2f})"
@@ -218,8 +217,7 @@ def reconstruct(
             if ref is not None:
                 for cd, side in zip(cards, ("in", "out")):
                     cd["scores"] = (
-                        f"SNR {report.fmt_number(row[f'snr_{side}'], 1)} dB · "
-                        f"SI-SDR {report.fmt_number(row[f'si_sdr_{side}'], 1)} dB"
+                        f"SNR {fmt_number(row[f'snr_{side}'], 1)} dB · SI-SDR {fmt_number(row[f'si_sdr_{side}'], 1)} dB"
                     )
             shown.append({"id": uid, "snr_db": snr_db, "cards": cards, "k": examples[uid]})
     if not summary.rows:

@@ -3,7 +3,7 @@
 A study searches the hyper-parameters of one registry model: the model's own
 space in :data:`SEARCH_SPACES` (layer widths / filters, dropout where the model
 has it, ...) plus :data:`TRAINING_SPACE` (learning rate, batch size). Every
-trial trains with the ordinary stage-03 code (:func:`speech_dae.training.train`)
+trial trains with the ordinary stage-03 code (:func:`speech_dae.stages.train.train`)
 on the dataset's train / validation splits (the test split is never read),
 into a temporary folder that is deleted afterwards, so nothing is left in
 ``models/``. Each epoch's ``val_loss`` is reported to Optuna, whose

@@ -22,6 +22,7 @@ from ..folders import referenced_pairs
 from ..framing import Normaliser
 from ..inference import Denoiser
 from ..metrics import si_sdr
+from ..plots import spectrograms_db
 from ..runinfo import RunInfo
 
 __all__ = [
@@ -221,17 +222,14 @@ def validation_clips(dataset: Path, info: dict, n: int, max_s: float = 4.0) -> l
 
 def spectrogram_image(signals: list[np.ndarray], n_fft: int = 512, hop: int = 128) -> np.ndarray:
     """Log-magnitude spectrograms of ``signals`` stacked top to bottom, low frequencies down: uint8 RGB
-    ``(n_signals * (n_fft // 2 + 1), n_frames, 3)`` (magma colour map, 80 dB range)."""
-    import librosa
+    ``(n_signals * (n_fft // 2 + 1), n_frames, 3)`` (magma colour map, 80 dB range below the peak of all
+    signals, magnitudes floored at 1e-5 like :func:`librosa.amplitude_to_db`; ``n_frames`` of the shortest)."""
     from matplotlib import colormaps
 
-    mags = [np.abs(librosa.stft(np.asarray(y, np.float32), n_fft=n_fft, hop_length=hop)) for y in signals]
-    width = min(m.shape[1] for m in mags)
-    db = librosa.amplitude_to_db(
-        np.concatenate([m[::-1, :width] for m in mags]),
-        ref=max(float(np.max(np.concatenate([m.ravel() for m in mags]))), 1e-10),
-        top_db=80.0,
-    )
+    specs, vmax = spectrograms_db(signals, n_fft=n_fft, hop_length=hop)
+    width = min(s.shape[1] for s in specs)
+    floor = -100.0  # 20 * log10(1e-5)
+    db = np.maximum(np.maximum(np.concatenate([s[::-1, :width] for s in specs]), floor) - max(vmax, floor), -80.0)
     return (colormaps["magma"]((db + 80.0) / 80.0)[..., :3] * 255).astype(np.uint8)
 
 
@@ -242,7 +240,7 @@ def tensorboard_scalars(
 
     Scalars: ``Loss/train``, ``Loss/val``, ``Ratio/val_to_train`` (from the epoch logs), ``SNR/val``
     (mean SI-SDR improvement in dB of the denoised over the noisy waveform on ``clips``, through the
-    stage-04 inference path: :class:`speech_dae.reconstruct.Denoiser` on the in-memory model), and
+    stage-04 inference path: :class:`speech_dae.inference.Denoiser` on the in-memory model), and
     ``GradNorm/encoder`` / ``GradNorm/decoder`` (global gradient norm of the first / second half of the
     trainable variables on the fixed training ``batch``, ``tf.GradientTape``, inference mode so no
     random state is used). Media: ``Audio/<id>`` (denoised waveform) and ``Spectrogram/<id>`` (noisy,
