@@ -8,12 +8,14 @@ MODEL  ?= type2
 RUN    ?= $(FEATURE)_$(MODEL)
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: demo test setup clean help
+.PHONY: demo test test-all lint setup clean help
 
 help:
-	@echo "make demo   set up .venv and run 01 -> 05 on $(DATA)/ (FEATURE=$(FEATURE) MODEL=$(MODEL))"
-	@echo "make test   set up .venv and run the test suite"
-	@echo "make clean  remove generated folders (features, datasets, models, model_logs, outputs, images, reports)"
+	@echo "make demo      set up .venv and run 01 -> 05 on $(DATA)/ (FEATURE=$(FEATURE) MODEL=$(MODEL))"
+	@echo "make test      set up .venv and run the fast tests (everyday work, a few minutes; skips the slow ones)"
+	@echo "make test-all  set up .venv and run every test, slow ones included (what .ci/run calls); lists the 20 slowest"
+	@echo "make lint      ruff check and ruff format --check (the code style, configured in pyproject.toml)"
+	@echo "make clean     remove generated folders (features, datasets, models, model_logs, outputs, images, reports)"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +34,14 @@ demo: setup
 	$(PY) 05_evaluate.py --models models/$(RUN) --baselines all --out reports/$(RUN) --jobs 2
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: setup
+	$(PY) -m pytest -q --durations=20
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf features datasets models model_logs outputs images reports

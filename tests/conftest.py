@@ -8,6 +8,12 @@
 - ``tiny_cfg`` and ``TINY_SETS``: a configuration with a tiny model and one epoch.
 - ``built``: features + dataset of a tiny corpus, built once per session in-process
   (read-only for the tests that use it).
+- ``tiny_run``: a tiny type2 model trained for one epoch on ``built``, once per session
+  in-process (read-only: a test that writes into a run folder copies it first).
+
+Tests marked ``slow`` (subprocess pipelines, kill/resume, distribution, backends,
+registry-wide training and export, tuning studies) run with ``make test-all`` only;
+``make test`` runs ``-m "not slow"``.
 """
 
 from __future__ import annotations
@@ -285,3 +291,53 @@ def built(tmp_path_factory, tiny_cfg) -> Built:
     extract_features(tiny_cfg, out=features, data=corpus, progress=False)
     build_dataset(tiny_cfg, features=features, out=dataset, progress=False)
     return Built(root, corpus, features, dataset, tiny_cfg)
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    run_dir: Path
+    models_dir: Path
+    logs_dir: Path
+    summary: object
+    built: Built
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, built) -> TinyRun:
+    """A tiny type2 run (``TINY_SETS``: one epoch) trained in-process once per session on ``built``.
+
+    Shared by the tests that need some trained run to denoise, export or stream with: do not write into
+    ``run_dir``; copy it (``shutil.copytree(tiny_run.run_dir, tmp_path / "run")``) to export or modify.
+    """
+    from speech_dae.stages.train import train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    models_dir, logs_dir = root / "models", root / "model_logs"
+    summary = train(
+        built.cfg.replace(**{"model.name": "type2"}),
+        dataset=built.dataset,
+        run="tiny_type2",
+        models_dir=models_dir,
+        logs_dir=logs_dir,
+        progress=False,
+    )
+    return TinyRun(summary.run_dir, models_dir, logs_dir, summary, built)
+
+
+# --------------------------------------------------------------- slow marks
+#: Slow tests of modules that carry no marks of their own, by node id (every parametrisation of each).
+SLOW_NODE_IDS = frozenset(
+    {
+        # the numbered script in a subprocess
+        "tests/test_evaluate.py::test_cli_without_sources_exits_2",
+        "tests/test_report.py::test_cli_refuses_a_negative_number_of_examples",
+        # a headless browser in a subprocess
+        "tests/test_report.py::test_chromium_renders_the_table_players_and_a_screenshot",
+    }
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.split("[", 1)[0] in SLOW_NODE_IDS:
+            item.add_marker(pytest.mark.slow)

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 from conftest import TINY_SETS, build_corpus, error_line, run_script
 
+# every test runs stage 03/04 in a subprocess on another Keras backend: `make test-all` only
+pytestmark = pytest.mark.slow
+
 BACKENDS = [
     pytest.param(b, marks=pytest.mark.skipif(importlib.util.find_spec(b) is None, reason=f"{b} not installed"))
     for b in ("jax", "torch")

@@ -173,6 +173,7 @@ def test_stage01_paired_lists_unpaired_files_both_ways_duplicates_and_silent_rec
     assert summary.skipped == 5 and sum(summary.counts.values()) == 10
 
 
+@pytest.mark.slow
 def test_stage01_with_a_noise_folder_of_no_usable_file_exits_2_naming_the_first_reason(tmp_path):
     corpus = build_corpus(tmp_path / "corpus", n_test_noise=0)
     (corpus / "test" / "noise").mkdir(parents=True)
@@ -414,6 +415,7 @@ def _cli_denoise(*args) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_denoise_lists_broken_files_once_each_and_denoises_the_rest(tmp_path, tiny_cfg):
     run = identity_run_dir(tmp_path / "run", tiny_cfg)
     inp = tmp_path / "in"

@@ -113,6 +113,7 @@ def test_folders_keep_relative_paths_skip_broken_files_and_never_touch_inputs(ru
     assert len(again.outputs) == 2
 
 
+@pytest.mark.slow
 def test_cli_denoises_and_reports_the_real_time_factor(run_dir, folder, tmp_path):
     cmd = [
         sys.executable,

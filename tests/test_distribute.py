@@ -204,6 +204,7 @@ def test_cpu_devices_after_tensorflow_started_is_a_clear_error():
     logical_cpu_devices(have)  # what it already has is fine
 
 
+@pytest.mark.slow
 def test_multiworker_without_tf_config_exits_2_naming_it(built, tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     proc = run_script(
@@ -259,6 +260,7 @@ def mirrored_run(built, tmp_path_factory):
     return root / "models" / "mir"
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_trains_two_replicas(mirrored_run, built):
     from speech_dae.inference import Denoiser
 
@@ -280,6 +282,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.slow
 def test_two_workers_on_localhost_match_mirrored_and_only_the_chief_writes(mirrored_run, built, tmp_path):
     """Two processes with TF_CONFIG: the same batches split over the same two replicas as the mirrored run."""
     cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}

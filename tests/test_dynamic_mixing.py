@@ -104,8 +104,8 @@ def test_examples_are_a_function_of_the_key_and_new_every_epoch(built):
     _, _, (train_seq, _, _) = _sequences(built, "training.mixing=dynamic")
     a, b = train_seq.examples(np.arange(8)), train_seq.examples(np.arange(8))
     np.testing.assert_array_equal(a[0], b[0])
-    keys0, _ = train_seq._starts(0, 0)
-    keys1, _ = train_seq._starts(1, 0)
+    keys0, _ = train_seq.batch_starts(0, 0)
+    keys1, _ = train_seq.batch_starts(1, 0)
     assert not np.array_equal(train_seq.examples(keys0)[0], train_seq.examples(keys1)[0])
 
 

@@ -22,27 +22,16 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
 
-from speech_dae.inference import export  # noqa: E402
+from speech_dae.inference import export, runtimes  # noqa: E402
 from speech_dae.models import MODEL_FEATURES, MODEL_TARGETS, MODELS, build_model  # noqa: E402
 
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def trained(built, tmp_path_factory):
-    """A tiny type2 run trained for one epoch on the session's tiny logmag dataset (do not modify; copy it)."""
-    from speech_dae.stages.train import train
-
-    root = tmp_path_factory.mktemp("export")
-    s = train(
-        built.cfg.replace(**{"model.name": "type2"}),
-        dataset=built.dataset,
-        run="tiny",
-        models_dir=root / "models",
-        logs_dir=root / "logs",
-        progress=False,
-    )
-    return s.run_dir
+@pytest.fixture
+def trained(tiny_run):
+    """The session's tiny type2 run (one epoch on the tiny logmag dataset): read-only, copy it to export."""
+    return tiny_run.run_dir
 
 
 @pytest.fixture
@@ -75,13 +64,13 @@ def test_every_format_exports_a_tiny_trained_run_with_parity(run_copy, fmt, caps
     out = capsys.readouterr().out
     assert "parity on 50 real patches (test split of" in out and "passed" in out and _diff(out) < TOL
     assert re.search(rf"one forward pass of 50 patches: keras [\d.]+ ms, {fmt} [\d.]+ ms", out)
-    path = run_copy / export.FORMATS[fmt]
+    path = run_copy / runtimes.FORMATS[fmt]
     assert path.exists() and f"({export._size(path) / 1e6:.2f} MB)" in out
     assert not [p.name for p in run_copy.iterdir() if p.name.startswith(".") or "parity-failed" in p.name]
     # checked again here, on other patches, with the exported file reloaded from disk
     x = _real_patches(run_copy)
     ref = np.asarray(keras.saving.load_model(run_copy / "model.keras")(x, training=False))
-    got = export.load_engine(path, fmt, input_shape=x.shape[1:])(x)
+    got = runtimes.load_runtime(path, fmt, input_shape=x.shape[1:])(x)
     assert got.shape == ref.shape and np.max(np.abs(got - ref)) < TOL
     assert np.max(np.abs(ref)) > 0.1  # a real, non-trivial output
 
@@ -211,6 +200,7 @@ def test_onnx_engine_without_model_onnx_says_how_to_export(trained, tmp_path):
 CASES = [(name, target) for name in sorted(MODELS) for target in MODEL_TARGETS[name]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, target", CASES)
 def test_every_registry_model_exports_to_onnx_with_parity(name, target, tiny_cfg, tmp_path):
     """Tiny hyper-parameters of TINY_SETS; every weight (BatchNorm statistics included) randomised."""
@@ -228,6 +218,6 @@ def test_every_registry_model_exports_to_onnx_with_parity(name, target, tiny_cfg
     path = export.export_model(model, tmp_path / "model.onnx", "onnx")
     x = rng.normal(size=(64, *shape)).astype(np.float32)
     ref = np.asarray(model(x, training=False))
-    got = export.OnnxEngine(path, input_shape=shape)(x)
+    got = runtimes.OnnxEngine(path, input_shape=shape)(x)
     assert got.shape == ref.shape and np.max(np.abs(got - ref)) < TOL
     assert np.std(ref) > 1e-3  # not a constant output

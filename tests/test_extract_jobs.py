@@ -145,6 +145,7 @@ def test_a_bad_jobs_value_is_a_config_error(jobs, tiny_corpus, tmp_path, tiny_cf
     assert not (tmp_path / "f").exists() and not (tmp_path / "f.partial").exists()
 
 
+@pytest.mark.slow
 def test_cli_jobs_2_equals_jobs_1_and_rejects_negative_jobs(tiny_corpus, tmp_path, tiny_cfg):
     sets = [a for s in TINY_SETS for a in ("--set", s)]
     ok = run_script(

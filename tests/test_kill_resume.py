@@ -148,6 +148,7 @@ def cfg(tiny_cfg):
     return tiny_cfg
 
 
+@pytest.mark.slow
 def test_01_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, cfg):
     from speech_dae.stages.extract import extract_features
 
@@ -174,6 +175,7 @@ def test_01_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, cfg)
     assert tree_checksums(corpus) == inputs
 
 
+@pytest.mark.slow
 def test_02_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, built, cfg):
     from speech_dae.stages.dataset import build_dataset
 
@@ -207,6 +209,7 @@ def noisy_folders(tmp_path, cfg):
     return run, noisy, clean
 
 
+@pytest.mark.slow
 def test_04_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, noisy_folders, cfg):
     from speech_dae.stages.reconstruct import reconstruct
 
@@ -259,6 +262,7 @@ def test_staged_output_resumes_a_partial_folder_without_a_killed_runs_temporarie
     assert sorted(p.name for p in work.iterdir()) == [".stage.json"]
 
 
+@pytest.mark.slow
 def test_05_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, noisy_folders, cfg):
     from speech_dae.stages.evaluate import evaluate
 
@@ -301,6 +305,7 @@ def test_05_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, nois
     assert_same_artifacts(out, tmp_path / "reference" / "report")
 
 
+@pytest.mark.slow
 def test_03_killed_after_an_epoch_resumes_and_equals_an_uninterrupted_run(tmp_path, built):
     """SIGKILL stage 03 once an epoch is logged; the re-run resumes from the BackupAndRestore backup in
     ``models/<run>.partial/backup`` (epochs not redone) and ends with the uninterrupted run's history and weights.
@@ -371,13 +376,14 @@ def test_03_killed_after_an_epoch_resumes_and_equals_an_uninterrupted_run(tmp_pa
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_03_stopped_after_training_but_before_the_commit_does_not_train_again(tmp_path, built, monkeypatch):
     """A run that fails between the end of ``fit`` and the commit (here: the training plot raises) leaves a
     finished backup; the re-run takes the best weights and history from it without training an epoch."""
     import keras
     import numpy as np
 
-    import speech_dae.plots
+    import speech_dae.training.trainer
     from speech_dae.config import load_config
     from speech_dae.stages.train import train
 
@@ -388,7 +394,7 @@ def test_03_stopped_after_training_but_before_the_commit_does_not_train_again(tm
         raise RuntimeError("killed")
 
     with monkeypatch.context() as m:
-        m.setattr(speech_dae.plots, "plot_training_curves", broken)
+        m.setattr(speech_dae.training.trainer, "plot_training_curves", broken)
         with pytest.raises(RuntimeError, match="killed"):
             train(cfg, models_dir=tmp_path / "a", logs_dir=tmp_path / "a_logs", **kw)
     state = json.loads((tmp_path / "a" / "r.partial" / "backup" / "state.json").read_text())

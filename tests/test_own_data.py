@@ -212,6 +212,7 @@ def test_own_corpus_summary_says_in_one_line_what_was_converted(tmp_path, tiny_c
     assert "spk0-session-utt0" in ids and {r["speaker"] for r in _rows(out / "manifest.csv")} == {"spk0", "spk1"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["paired", "clean+noise", "data", "noisy+noise_only"])
 def test_each_readme_layout_runs_through_the_script_on_own_data(layout, tmp_path):
     p = _own_corpus(tmp_path / "own")
@@ -251,6 +252,7 @@ def test_each_readme_layout_runs_through_the_script_on_own_data(layout, tmp_path
     assert {k: v for k, v in tree_checksums(tmp_path).items() if not k.startswith("features/")} == before
 
 
+@pytest.mark.slow
 def test_01_and_02_never_modify_their_inputs_even_with_force(tmp_path):
     corpus = build_corpus(tmp_path / "corpus")
     before = tree_checksums(corpus)
@@ -268,6 +270,7 @@ def test_01_and_02_never_modify_their_inputs_even_with_force(tmp_path):
         assert tree_checksums(tmp_path / "features" / "f") == feats, f"02 {extra} modified its features"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["01", "02"])
 def test_another_configuration_is_refused_in_one_line_without_force(stage, tmp_path):
     corpus = build_corpus(tmp_path / "corpus")
@@ -299,6 +302,7 @@ def test_another_configuration_is_refused_in_one_line_without_force(stage, tmp_p
     assert forced.returncode == 0 and tree_checksums(out) != finished
 
 
+@pytest.mark.slow
 def test_no_clean_layout_next_lines_keep_the_config_and_propose_a_model_that_trains_on_it(tmp_path):
     from conftest import REPO_ROOT
 

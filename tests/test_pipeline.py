@@ -163,23 +163,27 @@ def _assert_refused(proc, *words):
     return line
 
 
+@pytest.mark.slow
 def test_02_script_on_missing_features_exits_2_naming_stage_01(tmp_path):
     proc = run_script(STAGE02, "--features", "features/nope", "--out", "datasets/nope", cwd=tmp_path)
     _assert_refused(proc, STAGE01)
     assert not (tmp_path / "datasets").exists()
 
 
+@pytest.mark.slow
 def test_03_script_on_missing_dataset_exits_2_naming_stage_02(tmp_path):
     proc = run_script(STAGE03, "--dataset", "datasets/nope", "--run", "r", cwd=tmp_path)
     _assert_refused(proc, STAGE02)
     assert not (tmp_path / "models" / "r").exists()
 
 
+@pytest.mark.slow
 def test_04_script_on_missing_model_exits_2_naming_stage_03(tmp_path):
     proc = run_script(SCRIPTS[3], "--model", "models/nope", cwd=tmp_path)
     _assert_refused(proc, STAGE03)
 
 
+@pytest.mark.slow
 def test_03_script_on_stale_dataset_exits_2(stale):
     root, feats, ds = stale
     proc = run_script(
@@ -188,6 +192,7 @@ def test_03_script_on_stale_dataset_exits_2(stale):
     _assert_refused(proc, "stale", STAGE02)
 
 
+@pytest.mark.slow
 def test_01_script_with_nothing_usable_exits_2(tmp_path):
     corpus = build_corpus(tmp_path / "corpus", n_train_clean=0)
     (corpus / "train" / "clean").mkdir(parents=True)
@@ -199,9 +204,44 @@ def test_01_script_with_nothing_usable_exits_2(tmp_path):
     assert not (tmp_path / "features" / "x").exists()
 
 
+@pytest.mark.slow
 def test_bad_set_exits_2_listing_valid_keys(tmp_path):
     proc = run_script(STAGE02, "--features", "f", "--set", "dataset.contxt=3", cwd=tmp_path)
     _assert_refused(proc, "contxt", "context", "stride")
+
+
+def _script(name: str):
+    """A numbered script imported as a module (its ``main``, ``parser`` and ``run``), for in-process CLI checks."""
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location(name.replace(".py", "").lstrip("0123456789_"), REPO_ROOT / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "script, argv, words",
+    [
+        (STAGE02, ["--features", "features/nope", "--out", "datasets/nope"], [STAGE01]),
+        (STAGE03, ["--dataset", "datasets/nope", "--run", "r"], [STAGE02]),
+        (SCRIPTS[3], ["--model", "models/nope"], [STAGE03]),
+        (STAGE02, ["--features", "f", "--set", "dataset.contxt=3"], ["contxt", "context", "stride"]),
+    ],
+)
+def test_scripts_in_process_exit_2_with_one_error_line(script, argv, words, tmp_path, monkeypatch, capsys):
+    """The fast counterpart of the subprocess refusals above: exit status 2, one ``error:`` line, no ``next:``."""
+    monkeypatch.chdir(tmp_path)
+    mod = _script(script)
+    assert mod.run(mod.main, mod.parser, [*argv, "--no-progress"]) == 2
+    cap = capsys.readouterr()
+    err = [ln for ln in cap.err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("error: "), cap.err
+    assert all(w in err[0] for w in words), err[0]
+    assert not any(ln.startswith("next:") for ln in cap.out.splitlines())
+    assert not (tmp_path / "datasets").exists() and not (tmp_path / "models").exists()
 
 
 # ============================================================ stage 03 in-process
@@ -225,6 +265,39 @@ def test_train_type1_in_process_then_up_to_date_and_usable(built, tmp_path):
     y = speech_clip(2, 0.5)[:7001]
     out = Denoiser(run)(y)
     assert out.shape == y.shape and np.all(np.isfinite(out))
+
+
+def test_tiny_run_contract_then_reconstruct_in_process(tiny_run, tmp_path):
+    """The fast counterpart of the end-to-end scripts: stage 03 and 04 artifacts of the session's tiny run."""
+    from speech_dae.stages.reconstruct import reconstruct
+
+    built, run = tiny_run.built, tiny_run.run_dir
+    for name in ("model.keras", "run.json", "norm.npz"):
+        assert (run / name).is_file(), name
+    info = json.loads((run / "run.json").read_text())
+    assert info["model"] == "type2" and info["epochs_run"] == 1 and info["hparams"]["units"] == [16, 8]
+    assert info["context"] == 11 and info["n_bins"] == 257 and info["sample_rate"] == SR
+    assert np.isfinite(info["best_val_loss"])
+    with np.load(run / "norm.npz") as a, np.load(built.dataset / "norm.npz") as b:
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k])
+    log_rows = _rows(tiny_run.logs_dir / f"{run.name}.csv")
+    assert len(log_rows) == 1 and {"loss", "val_loss"} <= set(log_rows[0])
+    assert not (tiny_run.models_dir / f"{run.name}.partial").exists()
+
+    before = tree_checksums(run)
+    reconstruct(
+        built.cfg, model_dir=run, out_root=tmp_path / "outputs", images_root=tmp_path / "images", progress=False
+    )
+    assert tree_checksums(run) == before
+    out, img = tmp_path / "outputs" / run.name, tmp_path / "images" / run.name
+    test_rows = [r for r in _rows(built.features / "manifest.csv") if r["split"] == "test"]
+    assert test_rows and sorted(m["id"] for m in _rows(out / "metrics.csv")) == sorted(r["id"] for r in test_rows)
+    for r in test_rows:
+        wav, sr = sf.read(out / f"{r['id']}_denoised.wav", dtype="float32")
+        mix, _ = sf.read(built.features / "mixtures" / f"{r['id']}.wav", dtype="float32")
+        assert sr == SR and wav.size == mix.size and np.all(np.isfinite(wav)) and np.any(wav != 0)
+        assert (img / f"{r['id']}.png").stat().st_size > 1000
 
 
 def test_training_budgets_limit_steps_validation_patches_and_time(built, tmp_path):
@@ -495,6 +568,7 @@ def _ok(proc):
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["01", "02", "03", "04", "05", "01again", "02again"])
 def test_e2e_every_stage_succeeds_and_ends_with_next(e2e, stage):
     _, procs, _ = e2e
@@ -502,6 +576,7 @@ def test_e2e_every_stage_succeeds_and_ends_with_next(e2e, stage):
     assert stdout_lines(procs[stage])[-1].startswith("next:"), procs[stage].stdout
 
 
+@pytest.mark.slow
 def test_e2e_next_lines_chain_the_stages(e2e):
     _, procs, _ = e2e
     nxt = {k: stdout_lines(p)[-1] for k, p in procs.items() if p.returncode == 0}
@@ -511,6 +586,7 @@ def test_e2e_next_lines_chain_the_stages(e2e):
     assert "reports/tiny/summary.md" in nxt["05"]
 
 
+@pytest.mark.slow
 def test_e2e_evaluate_contract(e2e):
     root, procs, _ = e2e
     _ok(procs["05"])
@@ -525,6 +601,7 @@ def test_e2e_evaluate_contract(e2e):
     assert not (root / "reports" / "tiny.partial").exists()
 
 
+@pytest.mark.slow
 def test_e2e_rerun_of_01_and_02_is_up_to_date(e2e):
     root, procs, _ = e2e
     _ok(procs["01again"])
@@ -532,11 +609,13 @@ def test_e2e_rerun_of_01_and_02_is_up_to_date(e2e):
     assert "up to date" in procs["02again"].stdout
 
 
+@pytest.mark.slow
 def test_e2e_inputs_are_never_modified(e2e):
     root, _, before = e2e
     assert tree_checksums(root / "corpus") == before
 
 
+@pytest.mark.slow
 def test_e2e_features_contract(e2e):
     root, procs, _ = e2e
     _ok(procs["01"])
@@ -559,6 +638,7 @@ def test_e2e_features_contract(e2e):
     assert {p.stem for p in (f / "mixtures").glob("*.wav")} == {r["id"] for r in rows}
 
 
+@pytest.mark.slow
 def test_e2e_dataset_contract(e2e):
     root, procs, _ = e2e
     _ok(procs["02"])
@@ -572,6 +652,7 @@ def test_e2e_dataset_contract(e2e):
         assert set(z.files) >= {"x_mean", "x_std", "y_mean", "y_std"} and z["x_mean"].shape == (257,)
 
 
+@pytest.mark.slow
 def test_e2e_model_contract(e2e):
     root, procs, _ = e2e
     _ok(procs["03"])
@@ -591,6 +672,7 @@ def test_e2e_model_contract(e2e):
     assert not (root / "models" / "tiny_type2.partial").exists()
 
 
+@pytest.mark.slow
 def test_e2e_reconstruct_contract(e2e):
     root, procs, _ = e2e
     _ok(procs["04"])
@@ -609,6 +691,7 @@ def test_e2e_reconstruct_contract(e2e):
         assert (img / f"{r['id']}.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_exits_0(script, tmp_path):
     proc = run_script(script, "--help", cwd=tmp_path, progress_flag=False)

@@ -56,6 +56,7 @@ def test_scoring_the_noisy_magnitudes_gives_the_noisy_input_mse(sines):
     assert got == pytest.approx(np.mean(clean**2), rel=0.05)  # 0 dB: noise power = signal power
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_every_output(tmp_path):
     out = tmp_path / "sines"
     args = [

@@ -101,6 +101,7 @@ def test_pruning_callback_reports_every_epoch_and_prunes_a_lagging_trial():
     assert epochs_seen == [0]  # pruned after the first epoch (val_loss ~1e4 > median 1.0)
 
 
+@pytest.mark.slow
 def test_study_writes_a_loadable_config_resumes_and_recovers_a_killed_trial(built, tmp_path, monkeypatch, tiny_space):
     monkeypatch.chdir(tmp_path)
     storage = f"sqlite:///{tmp_path / 'tuning.db'}"
@@ -190,6 +191,7 @@ def test_study_writes_a_loadable_config_resumes_and_recovers_a_killed_trial(buil
         )
 
 
+@pytest.mark.slow
 def test_cli_prints_best_trial_and_next_command_and_errors_are_one_line(
     built, tmp_path, monkeypatch, capsys, tiny_space
 ):

@@ -64,6 +64,7 @@ def datasets(corpus, tiny_cfg):
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, feature, target", CASES)
 def test_train_then_reconstruct_gives_audio_of_the_input_length(model, feature, target, datasets, tmp_path):
     from speech_dae.inference import Denoiser

@@ -1,7 +1,7 @@
 """Stage 05: score trained models and classical baselines on the same noisy files.
 
 Every system (the unprocessed ``noisy`` input, each ``models/<run>/`` through
-:class:`~speech_dae.reconstruct.Denoiser`, each baseline of
+:class:`~speech_dae.inference.Denoiser`, each baseline of
 :mod:`speech_dae.baselines`) denoises every file; each output is scored in the
 waveform domain against the clean reference with :func:`speech_dae.metrics.score`
 (plus the feature-domain MSE), and timed. The report folder holds:

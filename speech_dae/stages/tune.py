@@ -513,8 +513,8 @@ def _objective(cfg: Config, dataset: Path, model: str, progress: bool):
             raise
         i = summary.info
         for key in ("best_epoch", "epochs_run", "train_seconds", "n_params", "stop_reason"):
-            trial.set_user_attr(key, i[key])
-        value = float(i["best_val_loss"])
+            trial.set_user_attr(key, getattr(i, key))
+        value = float("nan") if i.best_val_loss is None else float(i.best_val_loss)
         if value != value:
             raise _optuna().TrialPruned("val_loss is NaN")
         return value
