@@ -3,7 +3,7 @@
 
 import sys
 
-from speech_dae.cli import config_from_args, make_parser, run
+from speech_dae.cli import config_from_args, make_parser, run, stage_options
 from speech_dae.config import FEATURE_TYPES
 
 parser = make_parser(
@@ -27,14 +27,10 @@ src.add_argument("--noise-only", metavar="DIR", help="noise-only recordings (sof
 parser.add_argument("--feature", choices=FEATURE_TYPES, help="feature type (default: features.type)")
 parser.add_argument("--snr", metavar="DB", type=float, nargs="+", help="SNRs in dB (default: mixing.snr_db)")
 parser.add_argument("--out", metavar="DIR", help="output folder (default: features/<feature>)")
-parser.add_argument(
-    "--jobs",
-    metavar="N",
-    type=int,
-    default=1,
-    help="worker processes for the per-utterance work; 0 = one per CPU core (default: 1). "
-    "The output is identical whatever N",
+jobs_help = (
+    "worker processes for the per-utterance work; 0 = one per CPU core (default: 1). The output is identical whatever N"
 )
+parser.add_argument("--jobs", metavar="N", type=int, default=1, help=jobs_help)
 
 
 def main(args):
@@ -44,18 +40,8 @@ def main(args):
     from speech_dae.stages.extract import extract_features
 
     out = args.out or f"features/{cfg.features.type}"
-    summary = extract_features(
-        cfg,
-        out=out,
-        data=args.data,
-        clean=args.clean,
-        noise=args.noise,
-        noisy=args.noisy,
-        noise_only=args.noise_only,
-        force=args.force,
-        progress=not args.no_progress,
-        jobs=args.jobs,
-    )
+    inputs = stage_options(args, "data", "clean", "noise", "noisy", "noise_only", "force", "jobs")
+    summary = extract_features(cfg, out=out, **inputs)
     yield from summary.lines()
     config = f" --config {args.config}" if args.config else ""
     yield f"next: python 02_build_dataset.py{config} --features {out} --out datasets/{out.rstrip('/').split('/')[-1]}"

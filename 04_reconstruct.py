@@ -3,7 +3,7 @@
 
 import sys
 
-from speech_dae.cli import config_from_args, make_parser, run
+from speech_dae.cli import config_from_args, make_parser, run, stage_options
 
 parser = make_parser(
     "04_reconstruct.py",
@@ -31,16 +31,8 @@ def main(args):
     cfg = config_from_args(args)
     from speech_dae.stages.reconstruct import reconstruct
 
-    summary = reconstruct(
-        cfg,
-        model_dir=args.model,
-        inputs=args.input,
-        clean=args.clean,
-        out_root=args.outputs,
-        images_root=args.images,
-        progress=not args.no_progress,
-        report_examples=args.report_examples,
-    )
+    paths = dict(model_dir=args.model, inputs=args.input, out_root=args.outputs, images_root=args.images)
+    summary = reconstruct(cfg, **paths, **stage_options(args, "clean", "report_examples"))
     yield from summary.lines()
     yield (
         f"next: open {summary.report} in a browser (players, spectrograms, scores), and score it "

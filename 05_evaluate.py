@@ -4,7 +4,8 @@
 import sys
 from pathlib import Path
 
-from speech_dae.cli import config_from_args, make_parser, run
+from speech_dae.baselines import BASELINES
+from speech_dae.cli import config_from_args, make_parser, run, stage_options
 
 parser = make_parser(
     "05_evaluate.py",
@@ -18,13 +19,8 @@ parser = make_parser(
     ),
 )
 parser.add_argument("--models", metavar="DIR", nargs="*", default=[], help="run folders written by 03")
-parser.add_argument(
-    "--baselines",
-    metavar="NAME",
-    nargs="*",
-    default=["all"],
-    help="all (default), none, or names: spectral_subtraction wiener noisereduce_stationary noisereduce_nonstationary",
-)
+baselines_help = f"all (default), none, or names: {' '.join(BASELINES)}"
+parser.add_argument("--baselines", metavar="NAME", nargs="*", default=["all"], help=baselines_help)
 src = parser.add_argument_group("files to score (default: the test split the first model was trained on)")
 src.add_argument("--features", metavar="DIR", help="a folder written by 01: score its test mixtures")
 src.add_argument("--input", metavar="NOISY_DIR", help="noisy audio file or folder")
@@ -41,28 +37,17 @@ parser.add_argument(
     help="files with players in report.html (default: one per input SNR, at most 8; 0: none)",
 )
 
+#: Options passed to ``evaluate`` under their own names.
+OPTIONS = ("models", "baselines", "features", "clean", "metrics", "max_files", "jobs", "save_audio", "force")
+
 
 def main(args):
     cfg = config_from_args(args)
     from speech_dae.stages.evaluate import evaluate
 
     out = args.out or f"reports/{Path(args.models[0] if args.models else args.features or args.input or '.').name}"
-    summary = evaluate(
-        cfg,
-        out=out,
-        models=args.models,
-        baselines=args.baselines,
-        features=args.features,
-        inputs=args.input,
-        clean=args.clean,
-        metrics=args.metrics,
-        max_files=args.max_files,
-        jobs=args.jobs,
-        save_audio=args.save_audio,
-        force=args.force,
-        progress=not args.no_progress,
-        report_examples=args.report_examples,
-    )
+    options = stage_options(args, *OPTIONS)
+    summary = evaluate(cfg, out=out, inputs=args.input, report_examples=args.report_examples, **options)
     yield from summary.lines()
     yield f"next: open {summary.out}/report.html in a browser, or read {summary.out}/summary.md"
 

@@ -3,7 +3,7 @@
 
 import sys
 
-from speech_dae.cli import config_from_args, make_parser, run
+from speech_dae.cli import config_from_args, make_parser, run, stage_options
 
 parser = make_parser(
     "06_tune.py",
@@ -36,18 +36,9 @@ def main(args):
     cfg = config_from_args(args)
     from speech_dae.stages.tune import tune
 
+    names = dict(model=args.model or cfg.model.name, study_name=args.study, timeout_min=args.timeout)
     summary = tune(
-        cfg,
-        dataset=args.dataset,
-        model=args.model or cfg.model.name,
-        trials=args.trials,
-        storage=args.storage,
-        study_name=args.study,
-        out=args.out,
-        timeout_min=args.timeout,
-        base_config=args.config,
-        force=args.force,
-        progress=not args.no_progress,
+        cfg, **names, base_config=args.config, **stage_options(args, "dataset", "trials", "storage", "out", "force")
     )
     yield from summary.lines()
 

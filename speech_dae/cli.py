@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from .config import Config, load_config
 from .errors import SpeechDAEError
 
-__all__ = ["make_parser", "run", "config_from_args"]
+__all__ = ["make_parser", "run", "config_from_args", "stage_options"]
 
 
 def make_parser(prog: str, description: str, *, epilog: str | None = None) -> argparse.ArgumentParser:
@@ -46,6 +46,19 @@ def make_parser(prog: str, description: str, *, epilog: str | None = None) -> ar
 def config_from_args(args: argparse.Namespace, extra: Iterable[str] = ()) -> Config:
     """Load the config from ``--config``, then ``extra`` overrides (from script options), then ``--set``."""
     return load_config(args.config, [*extra, *args.overrides])
+
+
+def stage_options(args: argparse.Namespace, *names: str) -> dict:
+    """Keyword arguments of a stage function from parsed options: ``{name: args.<name>}`` for each of
+    ``names`` (where option and parameter share a name, e.g. ``max_files`` for ``--max-files``), plus
+    ``progress`` (false with ``--no-progress``).
+
+    Raises
+    ------
+    AttributeError
+        If the parser has no option of one of ``names`` (a programming error of the script).
+    """
+    return {**{n: getattr(args, n) for n in names}, "progress": not args.no_progress}
 
 
 def run(
