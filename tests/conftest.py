@@ -322,22 +322,3 @@ def tiny_run(tmp_path_factory, built) -> TinyRun:
         progress=False,
     )
     return TinyRun(summary.run_dir, models_dir, logs_dir, summary, built)
-
-
-# --------------------------------------------------------------- slow marks
-#: Slow tests of modules that carry no marks of their own, by node id (every parametrisation of each).
-SLOW_NODE_IDS = frozenset(
-    {
-        # the numbered script in a subprocess
-        "tests/test_evaluate.py::test_cli_without_sources_exits_2",
-        "tests/test_report.py::test_cli_refuses_a_negative_number_of_examples",
-        # a headless browser in a subprocess
-        "tests/test_report.py::test_chromium_renders_the_table_players_and_a_screenshot",
-    }
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.nodeid.split("[", 1)[0] in SLOW_NODE_IDS:
-            item.add_marker(pytest.mark.slow)

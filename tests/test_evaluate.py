@@ -222,6 +222,7 @@ def test_another_evaluation_is_not_overwritten_without_force(pairs, cfg, tmp_pat
     assert "spectral_subtraction" in res.summary and "wiener" not in res.summary
 
 
+@pytest.mark.slow  # the numbered script in a subprocess
 def test_cli_without_sources_exits_2(tmp_path):
     proc = run_script("05_evaluate.py", "--baselines", "wiener", cwd=tmp_path)
     assert proc.returncode == 2

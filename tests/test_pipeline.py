@@ -501,21 +501,9 @@ def e2e(tmp_path_factory):
     corpus = build_corpus(root / "corpus", n_train_clean=3, n_train_noise=2, n_test_clean=1, n_test_noise=1)
     before = tree_checksums(corpus)
     sets = [a for s in TINY_SETS for a in ("--set", s)]
+    stage01 = ("--data", "corpus", "--feature", "logmag", "--snr", "0", "10", "--out", "features/tiny", *sets)
     procs = {}
-    procs["01"] = run_script(
-        STAGE01,
-        "--data",
-        "corpus",
-        "--feature",
-        "logmag",
-        "--snr",
-        "0",
-        "10",
-        "--out",
-        "features/tiny",
-        *sets,
-        cwd=root,
-    )
+    procs["01"] = run_script(STAGE01, *stage01, cwd=root)
     procs["02"] = run_script(STAGE02, "--features", "features/tiny", "--out", "datasets/tiny", *sets, cwd=root)
     procs["03"] = run_script(
         STAGE03,
@@ -546,20 +534,7 @@ def e2e(tmp_path_factory):
         *sets,
         cwd=root,
     )
-    procs["01again"] = run_script(
-        STAGE01,
-        "--data",
-        "corpus",
-        "--feature",
-        "logmag",
-        "--snr",
-        "0",
-        "10",
-        "--out",
-        "features/tiny",
-        *sets,
-        cwd=root,
-    )
+    procs["01again"] = run_script(STAGE01, *stage01, cwd=root)
     procs["02again"] = run_script(STAGE02, "--features", "features/tiny", "--out", "datasets/tiny", *sets, cwd=root)
     return root, procs, before
 

@@ -338,6 +338,7 @@ def test_evaluate_rerun_with_other_examples_warns_and_zero_disables_players(buil
     assert doc.count("audio") == 0 and len(doc.table("Overall")) == 4 and not (none.out / "report_files").exists()
 
 
+@pytest.mark.slow  # the numbered script in a subprocess
 def test_cli_refuses_a_negative_number_of_examples(built, tmp_path):
     proc = run_script(
         "05_evaluate.py",
@@ -363,6 +364,7 @@ def _chromium(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a headless browser in a subprocess
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_chromium_renders_the_table_players_and_a_screenshot(ev, tmp_path):
     url = (ev.out / "report.html").resolve().as_uri()
