@@ -47,9 +47,9 @@ def main(args):
     run_name = args.run or f"{Path(args.dataset).name}_{cfg.model.name}{suffix}"
     summary = train(cfg, dataset=args.dataset, run=run_name, force=args.force, progress=not args.no_progress)
     yield from summary.lines()
-    from speech_dae.artifacts import read_json
+    from speech_dae.folders import load_dataset
 
-    test = read_json(Path(args.dataset) / "dataset.json")["splits"]["test"]
+    test = load_dataset(args.dataset, check_source=False)["splits"]["test"]
     hint = "" if test["utterances"] else " --input NOISY_FILE_OR_DIR  (this dataset has no test split)"
     yield f"next: python 04_reconstruct.py --model {summary.run_dir}{hint}"
 
