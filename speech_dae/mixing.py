@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import AudioError, ConfigError
 
-__all__ = ["Mixture", "fit_noise", "mix_at_snr", "seeded_rng", "split_items", "snr_db_of"]
+__all__ = ["Mixture", "fit_noise", "mix_at_snr", "peak_gain", "seeded_rng", "split_items", "snr_db_of"]
 
 T = TypeVar("T")
 
@@ -87,6 +87,29 @@ def snr_db_of(clean: np.ndarray, noise: np.ndarray) -> float:
     return 10.0 * np.log10(ps / pn)
 
 
+def peak_gain(peak, clip_peak: float) -> np.ndarray:
+    """The gain that brings a mixture whose peak is ``peak`` down to ``clip_peak``, or 1 when it is below.
+
+    The one rule of the clipping guard, for one mixture (stage 01, :func:`mix_at_snr`) or a
+    batch of them (dynamic mixing in stage 03): the noisy mixture and its clean target are
+    both multiplied by this gain, so the target stays the clean part of the input.
+
+    Parameters
+    ----------
+    peak : float or np.ndarray, >= 0
+        ``max|noisy|`` of each mixture (after any level change).
+    clip_peak : float in (0, 1]
+        ``mixing.clip_peak``.
+
+    Returns
+    -------
+    np.ndarray, float64, shape of ``peak``
+        ``clip_peak / peak`` where ``peak > clip_peak``, else 1.
+    """
+    peak = np.asarray(peak, dtype=np.float64)
+    return np.where(peak > clip_peak, clip_peak / np.maximum(peak, 1e-12), 1.0)
+
+
 def mix_at_snr(
     clean: np.ndarray, noise: np.ndarray, snr_db: float, *, rng: np.random.Generator, clip_peak: float = 0.99
 ) -> Mixture:
@@ -127,7 +150,7 @@ def mix_at_snr(
     noise_scaled = segment.astype(np.float64) * scale
     noisy = clean.astype(np.float64) + noise_scaled
     peak = float(np.max(np.abs(noisy)))
-    gain = clip_peak / peak if peak > clip_peak else 1.0
+    gain = float(peak_gain(peak, clip_peak))
     return Mixture(
         noisy=(noisy * gain).astype(np.float32),
         clean=(clean * gain).astype(np.float32),

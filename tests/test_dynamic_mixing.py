@@ -100,6 +100,25 @@ def test_dynamic_examples_hit_the_snr_and_level_ranges(built):
     np.testing.assert_allclose(piece, scale[:, None] * ref, atol=1e-5)  # the noise part is the chosen piece
 
 
+def test_dynamic_mixing_clips_at_the_datasets_clip_peak(built):
+    """Issue 16 (5): the peak guard is ``mixing.clip_peak`` of the stage-01 mixtures, not a hard-coded 0.99."""
+    cfg = load_config(overrides=[*TINY_SETS, "training.mixing=dynamic", "training.gain_db=12"])
+    info = read_json(built.dataset / "dataset.json")
+    info["features_params"]["mixing"]["clip_peak"] = 0.25
+    train_seq, _, _ = mixture_sequences(built.dataset, info, cfg.training, cfg.seed)
+    noisy, clean = train_seq._draw(np.arange(300))
+    peak = np.max(np.abs(noisy), axis=1)
+    assert peak.max() <= 0.25 + 1e-6
+    clipped = peak > 0.25 - 1e-6
+    assert 0 < clipped.sum() < peak.size  # some draws hit the guard, others are below it
+    # a clipped draw scales the mixture and its target together: the noise part keeps its ratio to the clean part
+    loud = np.flatnonzero(clipped)[0]
+    ratio = np.linalg.norm(noisy[loud] - clean[loud]) / np.linalg.norm(clean[loud])
+    again, _, _ = mixture_sequences(built.dataset, read_json(built.dataset / "dataset.json"), cfg.training, cfg.seed)
+    n1, c1 = again._draw(np.array([loud]))
+    np.testing.assert_allclose(np.linalg.norm(n1[0] - c1[0]) / np.linalg.norm(c1[0]), ratio, rtol=1e-4)
+
+
 def test_examples_are_a_function_of_the_key_and_new_every_epoch(built):
     _, _, (train_seq, _, _) = _sequences(built, "training.mixing=dynamic")
     a, b = train_seq.examples(np.arange(8)), train_seq.examples(np.arange(8))

@@ -41,6 +41,7 @@ from ..errors import ArtifactError, ConfigError
 from ..features import FeatureExtractor
 from ..folders import referenced_pairs
 from ..framing import Normaliser, even_indices
+from ..mixing import peak_gain
 from .batches import Batches
 
 __all__ = ["AudioPool", "MixtureBatches", "load_pools", "mixture_sequences", "uses_audio"]
@@ -164,11 +165,12 @@ class MixtureBatches:
         t: TrainingConfig,
         spectral: bool,
         table: np.ndarray | None,
+        clip_peak: float,
     ):
         self.audio, self.fx, self.norm, self.context = pools, fx, norm, int(context)
         self.dynamic = "noise" in pools
         self.target, self.spectral = t.target, spectral
-        self.snr_range, self.gain_db, self.clip_peak = t.snr_range, t.gain_db, 0.99
+        self.snr_range, self.gain_db, self.clip_peak = t.snr_range, t.gain_db, float(clip_peak)
         self.pad = _pad_frames(fx)
         self.n_samples = (self.context - 1 + 2 * self.pad) * fx.cfg.hop_length + 1
         self.table = table  # validation: (pair, first sample) of every patch
@@ -195,8 +197,7 @@ class MixtureBatches:
         scale = np.sqrt(speech.power[ci] / (noise.power[ni] * 10.0 ** (snr_db / 10.0)))
         gain = 10.0 ** ((2.0 * u[:, 5] - 1.0) * self.gain_db / 20.0)
         noisy = clean + scale[:, None] * piece
-        peak = np.max(np.abs(noisy), axis=1) * gain
-        gain = np.where(peak > self.clip_peak, gain * self.clip_peak / np.maximum(peak, 1e-12), gain)
+        gain = gain * peak_gain(np.max(np.abs(noisy), axis=1) * gain, self.clip_peak)
         return (noisy * gain[:, None]).astype(np.float32), (clean * gain[:, None]).astype(np.float32)
 
     def _features(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -281,11 +282,12 @@ def mixture_sequences(dataset: Path, info: dict, t: TrainingConfig, seed: int):
     fx = FeatureExtractor(fcfg, int(params["sample_rate"]))
     norm = Normaliser.load(dataset / "norm.npz")
     context = int(info["context"])
+    clip_peak = float(params["mixing"]["clip_peak"])  # the guard the stage-01 mixtures were made with
 
     class Plan(MixtureBatches, Batches):
         def __init__(self, pools, keys, *, shuffle, batch_size, table, max_batches=None):
             Batches.__init__(self, [keys], batch_size=batch_size, shuffle=shuffle, seed=seed, max_batches=max_batches)
-            self._setup(pools, fx, norm, context=context, t=t, spectral=spectral, table=table)
+            self._setup(pools, fx, norm, context=context, t=t, spectral=spectral, table=table, clip_peak=clip_peak)
 
         def n_full_batches(self):
             return int(np.ceil(self.pools[0].size / self.batch_size))
