@@ -26,6 +26,12 @@ src.add_argument("--noisy", metavar="DIR", help="noisy recordings paired with --
 src.add_argument("--noise-only", metavar="DIR", help="noise-only recordings (soft label 1) for partitioned / curro")
 parser.add_argument("--feature", choices=FEATURE_TYPES, help="feature type (default: features.type)")
 parser.add_argument("--snr", metavar="DB", type=float, nargs="+", help="SNRs in dB (default: mixing.snr_db)")
+parser.add_argument(
+    "--share-noise",
+    action="store_true",
+    help="--clean/--noise with fewer noise recordings than splits: let train, val and test reuse them "
+    "(the test scores then include noises training heard; recorded in params.json and every summary.md)",
+)
 parser.add_argument("--out", metavar="DIR", help="output folder (default: features/<feature>)")
 jobs_help = (
     "worker processes for the per-utterance work; 0 = one per CPU core (default: 1). The output is identical whatever N"
@@ -36,6 +42,7 @@ parser.add_argument("--jobs", metavar="N", type=int, default=1, help=jobs_help)
 def main(args):
     extra = [f"features.type={args.feature}"] if args.feature else []
     extra += [f"mixing.snr_db={list(args.snr)}"] if args.snr else []
+    extra += ["mixing.share_noise=true"] if args.share_noise else []
     cfg = config_from_args(args, extra)
     from speech_dae.stages.extract import extract_features
 

@@ -214,6 +214,7 @@ class MixingConfig:
     clip_peak: float
     val_fraction: float
     test_fraction: float
+    share_noise: bool = False
 
     def __post_init__(self):
         snrs = self.snr_db if isinstance(self.snr_db, (list, tuple)) else (self.snr_db,)
@@ -225,6 +226,7 @@ class MixingConfig:
             )
         object.__setattr__(self, "snr_db", tuple(float(s) for s in snrs))
         _check(0 < self.clip_peak <= 1.0, f"mixing.clip_peak={self.clip_peak} must be in (0, 1]")
+        _check(isinstance(self.share_noise, bool), f"mixing.share_noise={self.share_noise!r} must be true or false")
         for key in ("val_fraction", "test_fraction"):
             v = getattr(self, key)
             _check(0 <= v < 0.9, f"mixing.{key}={v} must be in [0, 0.9)")

@@ -17,7 +17,7 @@ from .artifacts import SPLITS, STAGE01, STAGE02, read_csv, read_json, require_fi
 from .errors import ArtifactError
 from .inputs import Item, manifest_items
 
-__all__ = ["load_params", "load_dataset", "referenced_pairs", "trained_on_items"]
+__all__ = ["load_params", "split_notes", "load_dataset", "referenced_pairs", "trained_on_items"]
 
 
 def load_params(features_dir: str | Path) -> dict:
@@ -35,6 +35,42 @@ def load_params(features_dir: str | Path) -> dict:
     """
     folder = require_files(features_dir, ["params.json", "manifest.csv"], stage_hint=STAGE01)
     return read_json(Path(folder) / "params.json", stage_hint=STAGE01)
+
+
+def split_notes(features_dir: str | Path) -> list[str]:
+    """Lines for a ``summary.md`` on how stage 01 split a features folder: the noise recordings its test or
+    validation split shares with training (``--share-noise``), and whether speech was held out by speaker.
+
+    Parameters
+    ----------
+    features_dir : str or Path
+        A stage-01 folder.
+
+    Returns
+    -------
+    list of str
+        Empty for a folder without ``params.json`` (nothing to say), or written before the split was recorded.
+    """
+    path = Path(features_dir) / "params.json"
+    if not path.is_file():
+        return []
+    inputs = read_json(path, stage_hint=STAGE01).get("inputs", {})
+    notes = []
+    shared = inputs.get("noise_shared") or []
+    if "test" in shared:
+        notes.append(
+            f"**Warning: the test mixtures of {features_dir} reuse the noise recordings of training** (stage 01 "
+            "`--share-noise`: too few recordings for each split to have its own), so these scores include noises "
+            "the models heard in training."
+        )
+    elif shared:
+        notes.append(f"The {' and '.join(shared)} split of {features_dir} reuses the training noise recordings.")
+    rule = inputs.get("split")
+    if rule:
+        held = ", ".join(f"{s} by {rule[s]}" for s in ("test", "val") if s in rule)
+        n = rule.get("speakers", {})
+        notes.append(f"Stage 01 split: {held} (speakers: " + ", ".join(f"{s} {k}" for s, k in n.items()) + ").")
+    return notes
 
 
 def load_dataset(folder: str | Path, *, check_source: bool = True) -> dict:

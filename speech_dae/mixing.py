@@ -18,7 +18,16 @@ import numpy as np
 
 from .errors import AudioError, ConfigError
 
-__all__ = ["Mixture", "fit_noise", "mix_at_snr", "peak_gain", "seeded_rng", "split_items", "snr_db_of"]
+__all__ = [
+    "Mixture",
+    "fit_noise",
+    "mix_at_snr",
+    "peak_gain",
+    "seeded_rng",
+    "split_items",
+    "hold_out_groups",
+    "snr_db_of",
+]
 
 T = TypeVar("T")
 
@@ -202,3 +211,47 @@ def split_items(items: Sequence[T], fractions: Sequence[float], *, seed: int, ke
         groups.append(order[start : start + c])
         start += c
     return groups
+
+
+def hold_out_groups(
+    items: Sequence[T], groups: Sequence[str], target: float, *, seed: int, key: str = ""
+) -> tuple[list[T], list[T]] | None:
+    """Hold out whole groups (speakers) holding about ``target`` of ``items``.
+
+    The groups are shuffled with ``seed``; each is taken while it brings the held-out count
+    closer to ``target`` (the first always, at least one group is always left).
+
+    Parameters
+    ----------
+    items : sequence
+    groups : sequence of str, same length
+        The group (speaker) of each item.
+    target : float >= 0
+        Items wanted in the held-out part.
+    seed : int
+    key : str
+        Distinguishes independent splits made with the same seed.
+
+    Returns
+    -------
+    (kept, held) : two lists in the order of ``items``, or None when there are fewer than two groups.
+    """
+    names = sorted(set(groups))
+    if len(names) < 2:
+        return None
+    counts = {n: 0 for n in names}
+    for g in groups:
+        counts[g] += 1
+    order = seeded_rng(seed, "split-groups", key).permutation(len(names))
+    held: set[str] = set()
+    n = 0
+    for i in order[:-1]:
+        c = counts[names[i]]
+        if held and abs(n + c - target) >= abs(n - target):
+            continue
+        held.add(names[i])
+        n += c
+        if n >= target:
+            break
+    kept = [it for it, g in zip(items, groups) if g not in held]
+    return kept, [it for it, g in zip(items, groups) if g in held]

@@ -36,7 +36,7 @@ from ..audio import file_stat_key, list_audio, load_audio, validate_audio, write
 from ..config import Config
 from ..errors import AudioError, ConfigError
 from ..features import FeatureExtractor
-from ..mixing import mix_at_snr, seeded_rng, snr_db_of, split_items
+from ..mixing import hold_out_groups, mix_at_snr, seeded_rng, snr_db_of, split_items
 from ..version import __version__
 
 __all__ = [
@@ -107,12 +107,99 @@ def _stem_id(path: Path, root: Path) -> str:
     return "-".join(rel.parts)
 
 
-def _speaker(path: Path, root: Path) -> str:
+#: VoiceBank / VCTK-style utterance names: ``p232_001`` is speaker ``p232``
+_SPEAKER_PREFIX = re.compile(r"^([A-Za-z]+\d+)_\d+$")
+
+#: A validation split held out by speaker may hold at most this multiple of ``mixing.val_fraction`` of the
+#: utterances; with fewer, bigger speakers it is cut by file from the training speakers instead.
+VAL_SPEAKER_SLACK = 1.5
+
+
+def speaker_of(path: Path, root: Path) -> str:
+    """The speaker of a speech file, from the layout: ``SPEAKER__utt.wav``, ``SPEAKER/utt.wav``
+    (first sub-folder under ``root``) or VoiceBank-style ``p232_001.wav``; ``unknown`` otherwise."""
     stem = path.stem
     if "__" in stem:
         return stem.split("__", 1)[0]
     rel = path.relative_to(root)
-    return rel.parts[0] if len(rel.parts) > 1 else "unknown"
+    if len(rel.parts) > 1:
+        return rel.parts[0]
+    m = _SPEAKER_PREFIX.match(stem)
+    return m.group(1) if m else "unknown"
+
+
+def split_by_speaker(
+    items: list, speakers: list[str], fractions: dict[str, float], *, seed: int, key: str
+) -> tuple[dict[str, list], dict]:
+    """Cut ``items`` into ``train`` and the held-out splits of ``fractions``, keeping each speaker in one split.
+
+    The test split (when asked for) takes whole speakers first, whatever their share, so that test scores
+    are on voices training never heard. The validation split takes whole speakers from the rest when its
+    share stays within :data:`VAL_SPEAKER_SLACK` x ``val_fraction``; otherwise it is cut by file from the
+    training speakers (it only steers early stopping). With a single speaker every split is by file,
+    exactly as :func:`speech_dae.mixing.split_items` cuts it, and a warning says so.
+
+    Parameters
+    ----------
+    items : list
+        Files or (noisy, clean) pairs.
+    speakers : list of str
+        The speaker of each item (:func:`speaker_of`).
+    fractions : dict
+        ``{"val": v}`` or ``{"val": v, "test": t}``: shares of all items.
+    seed : int
+    key : str
+        Distinguishes independent splits made with the same seed.
+
+    Returns
+    -------
+    groups : dict
+        ``{"train": [...], "val": [...], ("test": [...])}``, each in the order of ``items``.
+    rule : dict
+        ``{"val": "speaker"|"file", ("test": ...), "speakers": {split: number of speakers}}``.
+    """
+    held_names = [s for s in ("val", "test") if s in fractions]
+    n = len(items)
+    if len(set(speakers)) < 2:
+        if n:
+            log.warning("%s: one speaker (%s); the splits are by file", key, speakers[0] if speakers else "none")
+        cut = split_items(items, [fractions[s] for s in held_names], seed=seed, key=key)
+        groups = dict(zip(["train", *held_names], cut))
+        rule = {s: "file" for s in held_names}
+        rule["speakers"] = {s: int(bool(g)) for s, g in groups.items()}
+        return groups, rule
+    idx, spk = list(range(n)), list(speakers)
+    chosen: dict[str, list[int]] = {}
+    rule: dict = {}
+    for split in ("test", "val"):
+        if split not in fractions or fractions[split] <= 0:
+            if split in fractions:
+                chosen[split], rule[split] = [], "file"
+            continue
+        target = fractions[split] * n
+        res = hold_out_groups(idx, spk, target, seed=seed, key=f"{key}/{split}")
+        if res is not None and (split == "test" or len(res[1]) <= VAL_SPEAKER_SLACK * target):
+            idx, chosen[split], rule[split] = res[0], res[1], "speaker"
+        else:
+            n_spk = len(set(spk))
+            log.warning(
+                "%s: the %d remaining speaker(s) are too few to hold out %.0f%% of the utterances for %s by "
+                "speaker; that split is cut by file",
+                key,
+                n_spk,
+                100 * fractions[split],
+                split,
+            )
+            if len(idx) == n:  # nothing held out yet: the same cut as a layout without speakers
+                kept, held = split_items(idx, [fractions[split]], seed=seed, key=key)
+            else:
+                kept, held = split_items(idx, [min(target / len(idx), 0.9)], seed=seed, key=f"{key}/{split}")
+            idx, chosen[split], rule[split] = kept, held, "file"
+        spk = [speakers[i] for i in idx]
+    chosen["train"] = idx
+    groups = {s: [items[i] for i in sorted(chosen[s])] for s in ("train", *held_names)}
+    rule["speakers"] = {s: len({speakers[i] for i in chosen[s]}) for s in groups}
+    return groups, rule
 
 
 #: ``ch01``, ``CH1``, ``DKITCHEN_ch01``, ``mic-ch16`` (not ``beach1``: "ch" starts the name or follows _ - . or a space)
@@ -193,13 +280,15 @@ def _plan_mixed(cfg: Config, sources: dict[str, tuple[list[Path], list[Path], Pa
 
 def _unreferenced_jobs(cfg: Config, folder: Path, kind: str, left_out: list[dict]) -> list[_Job]:
     """Train / val jobs for every recording under ``folder`` (no clean reference, no test split)."""
-    files = noise_files(folder, cfg.audio.noise_channel, left_out) if kind == "noise_only" else list_audio(folder)
-    groups = split_items(files, [cfg.mixing.val_fraction], seed=cfg.seed, key=kind)
-    return [
-        _Job(split, None, folder, None, None, noisy=p, kind=kind)
-        for split, g in zip(("train", "val"), groups)
-        for p in g
-    ]
+    if kind == "noise_only":
+        files = noise_files(folder, cfg.audio.noise_channel, left_out)
+        groups = dict(zip(("train", "val"), split_items(files, [cfg.mixing.val_fraction], seed=cfg.seed, key=kind)))
+    else:
+        files = list_audio(folder)
+        groups, _ = split_by_speaker(
+            files, [speaker_of(p, folder) for p in files], {"val": cfg.mixing.val_fraction}, seed=cfg.seed, key=kind
+        )
+    return [_Job(split, None, folder, None, None, noisy=p, kind=kind) for split, g in groups.items() for p in g]
 
 
 def _discover(
@@ -284,7 +373,16 @@ def _discover_speech(
         tr_n, te_n = data / "train/noise", data / "test/noise"
         train_noises = _usable_noises(tr_n, noise_files(tr_n, channel, left_out), usable, skipped, "training")
         test_noises = _usable_noises(te_n, noise_files(te_n, channel, left_out), usable, skipped, "the test split")
-        tr_clean, va_clean = split_items(list_audio(data / "train/clean"), [m.val_fraction], seed=cfg.seed, key="clean")
+        cleans = list_audio(data / "train/clean")
+        by_spk, rule = split_by_speaker(
+            cleans,
+            [speaker_of(p, data / "train/clean") for p in cleans],
+            {"val": m.val_fraction},
+            seed=cfg.seed,
+            key="clean",
+        )
+        tr_clean, va_clean = by_spk["train"], by_spk["val"]
+        rule = {**rule, "test": "layout"}
         tr_noise, va_noise = split_items(train_noises, [m.val_fraction], seed=cfg.seed, key="noise")
         roots = {
             "train": (data / "train/clean", tr_n),
@@ -296,35 +394,63 @@ def _discover_speech(
             "val": (va_clean, va_noise or tr_noise),
             "test": (list_audio(data / "test/clean"), test_noises),
         }
+        shared = []
         if not va_noise and va_clean:
             log.warning("train/noise has too few usable recordings to hold some out; validation reuses training noises")
-        inputs = {"mode": "data", "data": str(data)}
+            shared = ["val"]
+        inputs = {"mode": "data", "data": str(data), "split": rule, "noise_shared": shared}
     elif noisy is not None:
         if clean is None:
             raise ConfigError("--noisy needs --clean: the clean references paired by relative path")
         if noise is not None:
             raise ConfigError("--noisy cannot be combined with --noise; use --noisy DIR --clean DIR")
         noisy, clean = Path(noisy), Path(clean)
-        tr, va, te = split_items(
-            _pairs(noisy, clean, skipped), [m.val_fraction, m.test_fraction], seed=cfg.seed, key="pairs"
+        pairs = _pairs(noisy, clean, skipped)
+        by_spk, rule = split_by_speaker(
+            pairs,
+            [speaker_of(c, clean) for _, c in pairs],
+            {"val": m.val_fraction, "test": m.test_fraction},
+            seed=cfg.seed,
+            key="pairs",
         )
-        jobs = [
-            _Job(split, c, clean, None, None, noisy=n, kind="paired")
-            for split, group in zip(SPLITS, (tr, va, te))
-            for n, c in group
-        ]
-        return jobs, {"mode": "paired", "noisy": str(noisy), "clean": str(clean)}
+        jobs = [_Job(split, c, clean, None, None, noisy=n, kind="paired") for split in SPLITS for n, c in by_spk[split]]
+        return jobs, {"mode": "paired", "noisy": str(noisy), "clean": str(clean), "split": rule, "noise_shared": []}
     elif clean is not None and noise is not None:
         clean, noise = Path(clean), Path(noise)
         noises = _usable_noises(noise, noise_files(noise, channel, left_out), usable, skipped, "any split")
-        c_groups = split_items(list_audio(clean), [m.val_fraction, m.test_fraction], seed=cfg.seed, key="clean")
+        cleans = list_audio(clean)
+        by_spk, rule = split_by_speaker(
+            cleans,
+            [speaker_of(p, clean) for p in cleans],
+            {"val": m.val_fraction, "test": m.test_fraction},
+            seed=cfg.seed,
+            key="clean",
+        )
         n_groups = split_items(noises, [m.val_fraction, m.test_fraction], seed=cfg.seed, key="noise")
-        if any(len(g) == 0 for g in n_groups):
-            log.warning("%s has too few usable recordings to give each split its own; the splits share them", noise)
+        shared = []
+        if cleans and any(len(g) == 0 for g, f in zip(n_groups, (1.0, m.val_fraction, m.test_fraction)) if f > 0):
+            need = 1 + sum(f > 0 for f in (m.val_fraction, m.test_fraction))
+            if not m.share_noise:
+                names = [s for s, f in zip(SPLITS, (1, m.val_fraction, m.test_fraction)) if f > 0]
+                raise ConfigError(
+                    f"--noise {noise} has {len(noises)} usable noise recording(s), too few for "
+                    f"{' / '.join(names)} to have their own: that needs at least {need} (one each for "
+                    f"{' and '.join(names[1:])}, the rest for training), so that test scores are on noises training "
+                    "never heard. Add recordings, or pass --share-noise (mixing.share_noise: true) to let the "
+                    "splits reuse them (recorded in params.json and printed in every summary.md)"
+                )
+            log.warning("%s: %d noise recording(s); the splits share them (--share-noise)", noise, len(noises))
+            shared = [s for s in SPLITS[1:]]
             n_groups = [noises] * 3
         roots = {s: (clean, noise) for s in SPLITS}
-        sources = dict(zip(SPLITS, zip(c_groups, n_groups)))
-        inputs = {"mode": "clean+noise", "clean": str(clean), "noise": str(noise)}
+        sources = {s: (by_spk[s], n) for s, n in zip(SPLITS, n_groups)}
+        inputs = {
+            "mode": "clean+noise",
+            "clean": str(clean),
+            "noise": str(noise),
+            "split": rule,
+            "noise_shared": shared,
+        }
     else:
         raise ConfigError("no input given: use --data DIR, or --clean DIR --noise DIR, or --noisy DIR --clean DIR")
     full = {s: (c, n, *roots[s]) for s, (c, n) in sources.items() if c}
@@ -524,7 +650,7 @@ class _Worker:
         res.row = {
             "id": uid,
             "split": job.split,
-            "speaker": _speaker(job.clean or job.noisy, job.clean_root),
+            "speaker": speaker_of(job.clean or job.noisy, job.clean_root),
             "clean_file": str(job.clean or ""),
             "noise_file": str(noise_path),
             "snr_db": "" if snr is None else round(float(snr), 3),
@@ -633,7 +759,7 @@ def extract_features(
 
     plan, inputs = _discover(cfg, data, clean, noise, noisy, skipped, usable_noise, noise_only, left_out)
     if not plan:
-        folders = ", ".join(str(v) for k, v in inputs.items() if k != "mode")
+        folders = ", ".join(str(v) for k, v in inputs.items() if k not in ("mode", "split", "noise_shared"))
         raise AudioError(
             f"no usable input in {folders}: "
             + (
