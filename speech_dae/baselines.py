@@ -29,6 +29,15 @@ left out so that zero-padded files do not drive the estimate to zero. The
 estimate is constant over the utterance, i.e. it assumes stationary noise;
 use ``noisereduce_nonstationary`` for noise whose level changes.
 
+Peers
+-----
+:func:`run_baseline` also runs the open neural denoisers of
+:mod:`speech_dae.peers`, ``deepfilternet3`` (DeepFilterNet3) and ``rnnoise``
+(RNNoise), which need the optional ``peers`` extra (``pip install -e
+'.[peers]'``). They are listed in :data:`speech_dae.peers.PEERS`, not in
+:data:`BASELINES`, which holds the classical baselines only (those always
+run).
+
 Every baseline takes a mono float waveform and returns a finite ``float32``
 array of exactly the same length. This module does not import TensorFlow.
 """
@@ -43,6 +52,7 @@ import numpy as np
 
 from .audio import as_waveform, check_sample_rate
 from .errors import AudioError, ConfigError
+from .peers import PEERS
 
 __all__ = [
     "BASELINES",
@@ -466,7 +476,7 @@ def run_baseline(name: str, y, *, sample_rate: int, **options) -> np.ndarray:
     Parameters
     ----------
     name : str
-        A key of :data:`BASELINES`.
+        A key of :data:`BASELINES` or of :data:`speech_dae.peers.PEERS`.
     y : np.ndarray [shape=(n_samples,)], float, mono
         Noisy waveform.
     sample_rate : int > 0 [Hz]
@@ -483,14 +493,16 @@ def run_baseline(name: str, y, *, sample_rate: int, **options) -> np.ndarray:
     ------
     ConfigError
         If ``name`` is not a known baseline (the message lists the valid
-        names), or an option is invalid.
+        names), or an option is invalid; :class:`speech_dae.peers.PeerUnavailable`
+        if ``name`` is a peer whose optional package is missing.
     AudioError
         If ``y`` is not a non-empty, finite, 1-D float array.
     """
     try:
-        func = BASELINES[name]
+        func = BASELINES[name] if name in BASELINES else PEERS[name]
     except (KeyError, TypeError):
-        raise ConfigError(f"unknown baseline {name!r}; valid names are {sorted(BASELINES)}.") from None
+        valid = sorted(BASELINES) + sorted(PEERS)
+        raise ConfigError(f"unknown baseline {name!r}; valid names are {valid}.") from None
     try:
         return func(y, sample_rate=sample_rate, **options)
     except TypeError as exc:

@@ -27,7 +27,9 @@ LAYERS = {
     "speech_dae.features": 1,
     "speech_dae.losses": 1,
     "speech_dae.metrics": 1,
+    "speech_dae.dnsmos": 1,
     "speech_dae.baselines": 1,
+    "speech_dae.peers": 1,
     "speech_dae.plots": 1,
     # 2 components
     "speech_dae.framing": 2,

@@ -13,11 +13,18 @@ mono, at the input's sample rate, in its format and subtype, and written
 atomically. ``engine="onnx"`` runs the run's ``model.onnx`` (``speech-dae
 export``) with onnxruntime; this module and the ones it imports never import
 TensorFlow or Keras themselves.
+
+``score=True`` (``speech-dae denoise --score``) then rates every input and its
+output with DNSMOS P.835 (:mod:`speech_dae.dnsmos`: SIG, BAK, OVRL, no clean
+reference needed), prints the before/after table with a mean row and writes it
+to ``<out>/dnsmos.csv``. Scoring reads each file whole (not in blocks) and costs
+0.2-0.3 s of CPU per second of audio, for the input and the output each.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +33,24 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from ..artifacts import atomic_path
-from ..audio import check_header, check_samples, list_audio, resample
+from ..artifacts import atomic_path, write_csv
+from ..audio import check_header, check_samples, list_audio, load_audio, resample
+from ..dnsmos import SAMPLE_RATE as DNSMOS_RATE
+from ..dnsmos import dnsmos, load_models
 from ..errors import AudioError
 from ..framing import block_plan
 from .engine import Denoiser
 
-__all__ = ["denoise_file", "denoise_paths", "DenoiseSummary"]
+__all__ = ["denoise_file", "denoise_paths", "DenoiseSummary", "SCORE_CSV", "dnsmos_scores", "dnsmos_table"]
 
 log = logging.getLogger(__name__)
+
+#: File name of the ``--score`` table, written into the output folder.
+SCORE_CSV = "dnsmos.csv"
+#: The DNSMOS scales of the ``--score`` table: (result key, column prefix, label).
+_SCALES = (("dnsmos_sig", "sig", "SIG"), ("dnsmos_bak", "bak", "BAK"), ("dnsmos_ovrl", "ovrl", "OVRL"))
+#: Columns of ``dnsmos.csv``: ``file`` (output path relative to the output folder, or ``mean``), ``input``.
+SCORE_FIELDS = ("file", "input", *(f"{c}_{when}" for _, c, _ in _SCALES for when in ("before", "after")))
 
 
 @dataclass
@@ -46,6 +62,10 @@ class DenoiseSummary:
     engine: str = "keras"
     load_s: float = 0.0
     warmup_s: float = 0.0
+    inputs: list = field(default_factory=list)  # the source of each of ``outputs``, same order
+    scores: list = field(default_factory=list)  # with score=True: dnsmos_scores() rows, then the mean row
+    score_csv: Path | None = None
+    score_s: float = 0.0
 
     def lines(self) -> list[str]:
         out = [f"skipped {why}" if why.startswith(f"{p}: ") else f"skipped {p}: {why}" for p, why in self.skipped]
@@ -58,6 +78,10 @@ class DenoiseSummary:
             f"denoised {len(self.outputs)} file(s), {self.audio_s / 60:.1f} min of audio in "
             f"{self.seconds:.1f} s ({rt:.0f}x real time)"
         )
+        if self.scores:
+            out.append(f"scored {len(self.outputs)} input(s) and output(s) with DNSMOS P.835 in {self.score_s:.1f} s")
+            out += dnsmos_table(self.scores)
+            out.append(f"wrote {self.score_csv}")
         return out
 
 
@@ -154,37 +178,48 @@ def denoise_paths(
     *,
     overwrite: bool = False,
     block_s: float = 30.0,
-    patch_hop: int = 1,
+    patch_hop: int | None = None,
     engine: str = "keras",
     progress: bool = True,
+    score: bool = False,
 ) -> DenoiseSummary:
     """Denoise files and folders (recursively) into ``out_dir``, keeping relative paths and file names.
 
     ``engine="onnx"`` runs the run's ``model.onnx`` (``speech-dae export``) with
-    onnxruntime; nothing imports TensorFlow or Keras then.
+    onnxruntime; nothing imports TensorFlow or Keras then. ``patch_hop`` None (default) uses the hop
+    the run was validated with (``run.json``), as stages 04 and 05 do, so the files are what was scored.
     Start-up is timed apart from the processing: ``DenoiseSummary.load_s`` (the
     engine's imports and model load) and ``warmup_s`` (one call on 0.5 s of
     quiet noise: lazy imports of the feature code, graph tracing), so that
     ``seconds`` and the real-time factor measure the steady state.
+    ``score=True`` then rates each input and its output with DNSMOS P.835
+    (:func:`dnsmos_scores`, timed apart in ``score_s``), keeps the rows and their
+    mean in ``DenoiseSummary.scores`` and writes them to ``out_dir/dnsmos.csv``
+    (:data:`SCORE_CSV`); ``lines()`` then ends with the table (:func:`dnsmos_table`).
 
     Raises
     ------
     ArtifactError
-        If ``model`` is not a complete stage-03 run, or has no ``model.onnx`` for ``engine="onnx"``.
+        If ``model`` is not a complete stage-03 run, or has no ``model.onnx`` for ``engine="onnx"``;
+        with ``score``, if the DNSMOS models (``speechmos``) are not installed.
     ConfigError
         For an unknown ``engine``.
     AudioError
-        If an input does not exist, or an output exists and ``overwrite`` is false.
+        If an input does not exist, or an output (with ``score``, also ``dnsmos.csv``) exists and
+        ``overwrite`` is false.
     """
     out_dir = Path(out_dir)
     jobs = _jobs([Path(p) for p in inputs], out_dir)
-    existing = [d for _, d in jobs if d.exists()]
+    existing = [d for _, d in jobs if d.exists()] + ([out_dir / SCORE_CSV] if score else [])
+    existing = [d for d in existing if d.exists()]
     if existing and not overwrite:
         raise AudioError(
             f"{len(existing)} output file(s) exist (first: {existing[0]}); pass --overwrite to replace them"
         )
     if any(s.resolve() == d.resolve() for s, d in jobs if d.exists()):
         raise AudioError("an output would replace its own input; choose another -o folder")
+    if score:
+        load_models()  # fail before the denoising if the DNSMOS models are unavailable
     den = Denoiser(model, patch_hop=patch_hop, engine=engine)
     t0 = time.perf_counter()
     n_warm = max(den.sample_rate // 2, 2 * den.fx.cfg.n_fft, 2 * den.context)
@@ -195,6 +230,7 @@ def denoise_paths(
         try:
             summary.audio_s += denoise_file(den, src, dst, block_s=block_s)
             summary.outputs.append(dst)
+            summary.inputs.append(src)
         except AudioError as exc:
             summary.skipped.append((src, str(exc)))
     summary.seconds = time.perf_counter() - t0
@@ -203,4 +239,77 @@ def denoise_paths(
             f"no file could be denoised ({len(summary.skipped)} skipped; first: "
             f"{summary.skipped[0][1] if summary.skipped else 'none'})"
         )
+    if score:
+        t0 = time.perf_counter()
+        summary.scores = dnsmos_scores(list(zip(summary.inputs, summary.outputs)), out_dir, progress=progress)
+        summary.score_s = time.perf_counter() - t0
+        csv_rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in summary.scores]
+        summary.score_csv = write_csv(out_dir / SCORE_CSV, csv_rows, SCORE_FIELDS)
     return summary
+
+
+def _rate(path: Path) -> dict[str, float]:
+    """DNSMOS of one file (read whole, at 16 kHz); NaN for each scale, with a warning, if it cannot be read."""
+    try:
+        y, _ = load_audio(path, sample_rate=DNSMOS_RATE)
+        return dnsmos(y, sample_rate=DNSMOS_RATE)
+    except AudioError as exc:
+        log.warning("DNSMOS of %s: %s; recording NaN", path, exc)
+        return {key: float("nan") for key, _, _ in _SCALES}
+
+
+def _mean(values) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def dnsmos_scores(pairs, out_dir: str | Path, *, progress: bool = True) -> list[dict]:
+    """DNSMOS P.835 (SIG, BAK, OVRL) of each input before and after denoising, plus a mean row.
+
+    Parameters
+    ----------
+    pairs : sequence of (Path, Path)
+        ``(input, output)`` audio files; each is read whole, folded to mono and resampled to 16 kHz.
+    out_dir : str or Path
+        The output folder: the ``file`` column is each output's path relative to it.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of dict
+        One row per pair with the keys of :data:`SCORE_FIELDS` (``file``, ``input`` and the float
+        columns ``sig_before``, ``sig_after``, ``bak_before``, ... on the 1-5 MOS scale), then a row
+        with ``file="mean"`` and the mean of each column over the files where it is finite. A file
+        that cannot be read or is shorter than 0.5 s gets NaN (see :func:`speech_dae.dnsmos.dnsmos`).
+    """
+    out_dir = Path(out_dir)
+    rows = []
+    for src, dst in tqdm(pairs, desc="dnsmos", unit="file", disable=not progress):
+        before, after = _rate(Path(src)), _rate(Path(dst))
+        dst = Path(dst)
+        row = {"file": (dst.relative_to(out_dir) if dst.is_relative_to(out_dir) else dst).as_posix(), "input": str(src)}
+        for key, col, _ in _SCALES:
+            row[f"{col}_before"], row[f"{col}_after"] = before[key], after[key]
+        rows.append(row)
+    mean = {"file": "mean", "input": ""}
+    mean.update({f: _mean(r[f] for r in rows) for f in SCORE_FIELDS[2:]})
+    return rows + [mean]
+
+
+def dnsmos_table(rows: list[dict]) -> list[str]:
+    """The lines of a plain-text table of :func:`dnsmos_scores` rows: a title, a header, one line per row.
+
+    Columns: the file, then ``before`` (the input) and ``after`` (the denoised output) for each of
+    SIG, BAK and OVRL, with two decimals (``nan`` where a score is missing).
+    """
+    header = ["file"] + [f"{label} {when}" for _, _, label in _SCALES for when in ("before", "after")]
+    cols = [f"{c}_{when}" for _, c, _ in _SCALES for when in ("before", "after")]
+    body = [[str(r["file"])] + [f"{r[c]:.2f}" for c in cols] for r in rows]
+    width = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+
+    def fmt(line: list[str]) -> str:
+        return "  ".join([line[0].ljust(width[0])] + [v.rjust(w) for v, w in zip(line[1:], width[1:])]).rstrip()
+
+    title = "DNSMOS P.835 (MOS 1-5, higher is better; before = input, after = denoised output)"
+    return [title, fmt(header), *(fmt(line) for line in body)]
