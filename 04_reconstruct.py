@@ -20,6 +20,12 @@ parser.add_argument("--clean", metavar="DIR", help="clean references for --input
 parser.add_argument("--outputs", metavar="DIR", default="outputs", help="root of the denoised WAVs (default: outputs)")
 parser.add_argument("--images", metavar="DIR", default="images", help="root of the images (default: images)")
 parser.add_argument(
+    "--patch-hop",
+    metavar="N",
+    type=int,
+    help="frames between inference patches (default: the hop each run was validated with, recorded in run.json)",
+)
+parser.add_argument(
     "--report-examples",
     metavar="N",
     type=int,
@@ -32,7 +38,7 @@ def main(args):
     from speech_dae.stages.reconstruct import reconstruct
 
     paths = dict(model_dir=args.model, inputs=args.input, out_root=args.outputs, images_root=args.images)
-    summary = reconstruct(cfg, **paths, **stage_options(args, "clean", "report_examples"))
+    summary = reconstruct(cfg, **paths, **stage_options(args, "clean", "report_examples", "patch_hop"))
     yield from summary.lines()
     yield (
         f"next: open {summary.report} in a browser (players, spectrograms, scores), and score it "

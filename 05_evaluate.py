@@ -6,6 +6,7 @@ from pathlib import Path
 
 from speech_dae.baselines import BASELINES
 from speech_dae.cli import config_from_args, make_parser, run, stage_options
+from speech_dae.peers import PEERS
 
 parser = make_parser(
     "05_evaluate.py",
@@ -19,7 +20,10 @@ parser = make_parser(
     ),
 )
 parser.add_argument("--models", metavar="DIR", nargs="*", default=[], help="run folders written by 03")
-baselines_help = f"all (default), none, or names: {' '.join(BASELINES)}"
+baselines_help = (
+    f"all (default), none, or names: {' '.join([*BASELINES, *PEERS])} "
+    "(deepfilternet3 and rnnoise need the 'peers' extra: pip install -e '.[peers]')"
+)
 parser.add_argument("--baselines", metavar="NAME", nargs="*", default=["all"], help=baselines_help)
 src = parser.add_argument_group("files to score (default: the test split the first model was trained on)")
 src.add_argument("--features", metavar="DIR", help="a folder written by 01: score its test mixtures")
@@ -31,6 +35,20 @@ parser.add_argument("--max-files", metavar="N", type=int, help="score at most N 
 parser.add_argument("--jobs", metavar="N", type=int, default=1, help="processes computing metrics (default: 1)")
 parser.add_argument("--save-audio", action="store_true", help="also write every system's output WAVs")
 parser.add_argument(
+    "--patch-hop",
+    metavar="N",
+    type=int,
+    help="frames between inference patches for every model (default: each run's own, recorded in run.json)",
+)
+parser.add_argument(
+    "--snr-bin",
+    metavar="DB",
+    type=float,
+    default=5.0,
+    dest="snr_bin_db",
+    help="paired recordings (01 --noisy/--clean): group their measured SNRs in bins this wide (default: 5 dB)",
+)
+parser.add_argument(
     "--report-examples",
     metavar="N",
     type=int,
@@ -38,7 +56,19 @@ parser.add_argument(
 )
 
 #: Options passed to ``evaluate`` under their own names.
-OPTIONS = ("models", "baselines", "features", "clean", "metrics", "max_files", "jobs", "save_audio", "force")
+OPTIONS = (
+    "models",
+    "baselines",
+    "features",
+    "clean",
+    "metrics",
+    "max_files",
+    "jobs",
+    "save_audio",
+    "force",
+    "patch_hop",
+    "snr_bin_db",
+)
 
 
 def main(args):

@@ -7,6 +7,7 @@ same files in the same order under the same ids.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
@@ -15,7 +16,7 @@ from .artifacts import STAGE01, read_csv
 from .audio import list_audio
 from .errors import ArtifactError, AudioError
 
-__all__ = ["Item", "manifest_items", "folder_items"]
+__all__ = ["Item", "manifest_items", "folder_items", "measured_snr", "snr_bin"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,33 @@ def manifest_items(features_dir: str | Path, split: str = "test") -> list[Item]:
         Item(r["id"], fdir / "mixtures" / f"{r['id']}.wav", fdir / "references" / f"{r['id']}.wav", r["snr_db"])
         for r in rows
     ]
+
+
+def measured_snr(features_dir: str | Path) -> bool:
+    """Whether the SNRs in a stage-01 manifest were measured per recording (paired ``--noisy/--clean``
+    data: every file its own value) rather than chosen from ``mixing.snr_db`` (mixtures)."""
+    path = Path(features_dir) / "manifest.csv"
+    return path.is_file() and any(r["kind"] == "paired" for r in read_csv(path, stage_hint=STAGE01))
+
+
+def snr_bin(snr_db: str, width_db: float) -> str:
+    """The bin of a measured SNR: the nearest multiple of ``width_db``, as a label (``"3.7"``, 5 -> ``"5"``).
+
+    Parameters
+    ----------
+    snr_db : str
+        An SNR in dB as written in a manifest; ``""`` (unknown) stays ``""``.
+    width_db : float > 0
+        Bin width in dB; bins are centred on its multiples (5 dB: [-2.5, 2.5) -> 0, [2.5, 7.5) -> 5).
+
+    Returns
+    -------
+    str
+    """
+    if snr_db in ("", None):
+        return ""
+    centre = math.floor(float(snr_db) / width_db + 0.5) * width_db
+    return f"{centre + 0.0:g}"
 
 
 def folder_items(inputs: str | Path, clean: str | Path | None = None) -> list[Item]:

@@ -8,24 +8,37 @@ NaN/Inf raises :class:`~speech_dae.errors.AudioError`.
 
 Summary
 -------
-=========  =================================================  ==============
-name       metric                                              better
-=========  =================================================  ==============
-snr        global signal-to-noise ratio (dB)                   higher
-segsnr     segmental SNR (dB), Quackenbush et al. 1988         higher
-si_sdr     scale-invariant SDR (dB), Le Roux et al. 2019       higher
-pesq       wide-band PESQ, ITU-T P.862.2 (MOS-LQO, 1.04-4.64)  higher
-stoi       STOI, Taal et al. 2011 (0-1)                        higher
-estoi      extended STOI, Jensen & Taal 2016                   higher
-mse        waveform mean squared error                         lower
-mae        waveform mean absolute error                        lower
-rmse       waveform root mean squared error                    lower
-pearson    waveform Pearson correlation (-1..1)                higher
-=========  =================================================  ==============
+===========  =================================================  ==============
+name         metric                                              better
+===========  =================================================  ==============
+snr          global signal-to-noise ratio (dB)                   higher
+segsnr       segmental SNR (dB), Quackenbush et al. 1988         higher
+si_sdr       scale-invariant SDR (dB), Le Roux et al. 2019       higher
+pesq         wide-band PESQ, ITU-T P.862.2 (MOS-LQO, 1.04-4.64)  higher
+stoi         STOI, Taal et al. 2011 (0-1)                        higher
+estoi        extended STOI, Jensen & Taal 2016                   higher
+mse          waveform mean squared error                         lower
+mae          waveform mean absolute error                        lower
+rmse         waveform root mean squared error                    lower
+pearson      waveform Pearson correlation (-1..1)                higher
+dnsmos_sig   DNSMOS P.835 speech quality SIG (MOS, 1-5)          higher
+dnsmos_bak   DNSMOS P.835 background noise BAK (MOS, 1-5)        higher
+dnsmos_ovrl  DNSMOS P.835 overall quality OVRL (MOS, 1-5)        higher
+===========  =================================================  ==============
 
-:func:`score` computes any subset of them at once and turns the failure of a
+The three DNSMOS scores (Reddy et al. 2022, :mod:`speech_dae.dnsmos`) are
+non-intrusive: :func:`score` rates the estimate alone (after :func:`align` has
+cropped it to the reference's length) and ignores the reference's samples. They
+are computed once per :func:`score` call however many of the three are asked for.
+
+A silent (all-zero) estimate of a real reference gets the worst value of each
+metric that would otherwise be 0/0 (:data:`SCORE_FLOORS`: SI-SDR -50 dB, PESQ 1.0,
+STOI / ESTOI / Pearson r 0), so that a system that outputs silence is averaged
+over the same files as the others, not flattered by dropping them.
+:func:`score` computes any subset of the metrics at once and turns the failure of a
 single metric into NaN (with a logged warning), so that one odd file never
-stops an evaluation run.
+stops an evaluation run; stage 05 averages every system over the files where
+no system's value is NaN, and counts the rest per metric.
 
 This module does not import TensorFlow; it is cheap to import.
 """
@@ -39,10 +52,14 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from .audio import as_waveform, check_sample_rate
+from .dnsmos import dnsmos
 from .errors import AudioError, ConfigError
 
 __all__ = [
     "METRICS",
+    "EXTRA_METRICS",
+    "SCORE_FLOORS",
+    "check_pesq_rate",
     "HIGHER_IS_BETTER",
     "resolve_metric_names",
     "align",
@@ -50,6 +67,7 @@ __all__ = [
     "segmental_snr",
     "si_sdr",
     "pesq_wb",
+    "pesq_nb",
     "stoi",
     "estoi",
     "mse",
@@ -74,10 +92,18 @@ METRICS: tuple = (
     "mae",
     "rmse",
     "pearson",
+    "dnsmos_sig",
+    "dnsmos_bak",
+    "dnsmos_ovrl",
 )
 
-#: For each name in :data:`METRICS`, whether a larger value means a better estimate.
+#: Names :func:`score` also accepts but does not compute by default: narrow-band PESQ (ITU-T P.862),
+#: the PESQ for telephone-band (8 kHz) material, where wide-band PESQ does not apply.
+EXTRA_METRICS: tuple = ("pesq_nb",)
+
+#: For each name in :data:`METRICS` and :data:`EXTRA_METRICS`, whether a larger value means a better estimate.
 HIGHER_IS_BETTER: dict = {
+    "pesq_nb": True,
     "snr": True,
     "segsnr": True,
     "si_sdr": True,
@@ -88,10 +114,20 @@ HIGHER_IS_BETTER: dict = {
     "mae": False,
     "rmse": False,
     "pearson": True,
+    "dnsmos_sig": True,
+    "dnsmos_bak": True,
+    "dnsmos_ovrl": True,
 }
+
+#: The score of a silent (all-zero) estimate of a non-silent reference, where the metric itself is 0/0
+#: (SI-SDR, PESQ, STOI, ESTOI, Pearson r): the worst value, so that every system is averaged over the
+#: same files instead of dropping the file where it failed. SI-SDR is also clipped to its floor.
+SCORE_FLOORS: dict = {"si_sdr": -50.0, "pesq": 1.0, "pesq_nb": 1.0, "stoi": 0.0, "estoi": 0.0, "pearson": 0.0}
 
 #: Sample rate wide-band PESQ (ITU-T P.862.2) runs at.
 PESQ_SAMPLE_RATE = 16000
+#: Sample rate narrow-band PESQ (ITU-T P.862) runs at.
+PESQ_NB_SAMPLE_RATE = 8000
 
 _EPS = np.finfo(np.float64).eps
 
@@ -185,41 +221,64 @@ def _si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     ref = ref - ref.mean()
     est = est - est.mean()
     ref_energy = np.dot(ref, ref)
+    if ref_energy > 0 and not np.any(est):
+        return SCORE_FLOORS["si_sdr"]  # a silent estimate: 0/0, scored as the floor
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.dot(est, ref) / ref_energy
     target = scale * ref
     residual = est - target
-    return _ratio_db(np.dot(target, target), np.dot(residual, residual))
+    value = _ratio_db(np.dot(target, target), np.dot(residual, residual))
+    return max(value, SCORE_FLOORS["si_sdr"]) if value == value else value
 
 
-def _pesq(ref, est, sample_rate) -> float:
+def check_pesq_rate(sample_rate: int, metric: str = "pesq") -> None:
+    """Refuse wide-band PESQ on audio sampled below 16 kHz.
+
+    Raises
+    ------
+    ConfigError
+        For ``metric == "pesq"`` and ``sample_rate < 16000``: such audio holds nothing above
+        ``sample_rate / 2``, and upsampling it would score telephone-band speech as wide-band speech
+        with its upper band missing. The message names ``pesq_nb``.
+    """
+    if metric == "pesq" and sample_rate < PESQ_SAMPLE_RATE:
+        raise ConfigError(
+            f"wide-band PESQ (ITU-T P.862.2) needs audio sampled at 16 kHz or more; this audio is at "
+            f"{sample_rate} Hz (nothing above {sample_rate // 2} Hz), and upsampling it would score it as "
+            "wide-band speech with its upper band missing. Use the narrow-band metric pesq_nb (ITU-T P.862) "
+            "instead, e.g. --metrics pesq_nb stoi estoi si_sdr"
+        )
+
+
+def _pesq(ref, est, sample_rate, mode: str = "wb") -> float:
     from pesq import pesq as _pesq_lib  # local import: keeps module import cheap
 
-    if sample_rate != PESQ_SAMPLE_RATE:
+    label = f"pesq_{mode}"
+    check_pesq_rate(sample_rate, "pesq" if mode == "wb" else label)
+    rate = PESQ_SAMPLE_RATE if mode == "wb" else PESQ_NB_SAMPLE_RATE
+    if sample_rate != rate:
         import soxr
 
-        logger.info(
-            "pesq_wb: resampling reference and estimate from %d Hz to %d Hz "
-            "(wide-band PESQ, ITU-T P.862.2, is defined at 16 kHz)",
-            sample_rate,
-            PESQ_SAMPLE_RATE,
-        )
-        ref = soxr.resample(ref, sample_rate, PESQ_SAMPLE_RATE)
-        est = soxr.resample(est, sample_rate, PESQ_SAMPLE_RATE)
-    if not np.any(ref) or not np.any(est):
-        which = "reference" if not np.any(ref) else "estimate"
-        logger.warning("pesq_wb: %s is all zeros (silence); PESQ undefined, returning NaN", which)
+        logger.info("%s: resampling reference and estimate from %d Hz to %d Hz", label, sample_rate, rate)
+        ref = soxr.resample(ref, sample_rate, rate)
+        est = soxr.resample(est, sample_rate, rate)
+    if not np.any(ref):
+        logger.warning("%s: reference is all zeros (silence); PESQ undefined, returning NaN", label)
         return float("nan")
+    if not np.any(est):
+        logger.info("%s: estimate is all zeros (silence); scored as the floor %.1f", label, SCORE_FLOORS["pesq"])
+        return SCORE_FLOORS["pesq"]
     try:
         with np.errstate(all="ignore"):
-            value = _pesq_lib(PESQ_SAMPLE_RATE, ref, est, "wb")
+            value = _pesq_lib(rate, ref, est, mode)
     except Exception as exc:  # the pesq C library signals every failure by raising
         logger.warning(
-            "pesq_wb: PESQ failed (%s: %s) on %d samples at %d Hz; returning NaN",
+            "%s: PESQ failed (%s: %s) on %d samples at %d Hz; returning NaN",
+            label,
             type(exc).__name__,
             exc,
             ref.size,
-            PESQ_SAMPLE_RATE,
+            rate,
         )
         return float("nan")
     return float(value)
@@ -232,6 +291,9 @@ def _stoi(ref, est, sample_rate, extended) -> float:
     if not np.any(ref):
         logger.warning("%s: reference is all zeros (silence); %s undefined, returning NaN", label, label.upper())
         return float("nan")
+    if not np.any(est):
+        logger.info("%s: estimate is all zeros (silence); scored as the floor %.1f", label, SCORE_FLOORS[label])
+        return SCORE_FLOORS[label]
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -246,18 +308,20 @@ def _stoi(ref, est, sample_rate, extended) -> float:
             sample_rate,
         )
         return float("nan")
-    for w in caught:
-        if "Not enough STFT frames" in str(w.message):
-            # pystoi then returns a placeholder 1e-5, which would silently bias averages
-            logger.warning(
-                "%s: signal too short or too silent for %s (%d samples at %d Hz; "
-                "needs >= 30 non-silent 25.6 ms frames); returning NaN",
-                label,
-                label.upper(),
-                ref.size,
-                sample_rate,
-            )
-            return float("nan")
+    too_short = [w for w in caught if "Not enough STFT frames" in str(w.message)]
+    for w in caught:  # every other warning of pystoi reaches the caller as it was raised
+        if w not in too_short:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if too_short:  # pystoi then returns a placeholder 1e-5, which would silently bias averages
+        logger.warning(
+            "%s: signal too short or too silent for %s (%d samples at %d Hz; "
+            "needs >= 30 non-silent 25.6 ms frames); returning NaN",
+            label,
+            label.upper(),
+            ref.size,
+            sample_rate,
+        )
+        return float("nan")
     return value
 
 
@@ -278,7 +342,9 @@ def _pearson(ref, est) -> float:
     e = est - est.mean()
     den = np.sqrt(np.dot(r, r) * np.dot(e, e))
     if den == 0.0:
-        logger.debug("pearson: constant input, correlation undefined; returning NaN")
+        if np.any(r):  # a silent (constant) estimate of a real reference: no correlation
+            return SCORE_FLOORS["pearson"]
+        logger.debug("pearson: constant reference, correlation undefined; returning NaN")
         return float("nan")
     return float(np.clip(np.dot(r, e) / den, -1.0, 1.0))
 
@@ -402,9 +468,10 @@ def si_sdr(reference, estimate) -> float:
     Returns
     -------
     float
-        SI-SDR in dB. ``+inf`` for an exact (scaled) copy of the reference,
-        ``-inf`` for an estimate orthogonal to it, ``nan`` for a constant
-        reference (no signal after removing the mean).
+        SI-SDR in dB, at least ``SCORE_FLOORS["si_sdr"]`` (-50 dB: a silent or
+        orthogonal estimate scores the floor). ``+inf`` for an exact (scaled) copy
+        of the reference, ``nan`` for a constant reference (no signal after
+        removing the mean).
 
     Raises
     ------
@@ -417,8 +484,9 @@ def si_sdr(reference, estimate) -> float:
 def pesq_wb(reference, estimate, *, sample_rate: int) -> float:
     """Wide-band PESQ (ITU-T P.862.2) MOS-LQO through the ``pesq`` package.
 
-    Signals not at 16 kHz are resampled to 16 kHz with ``soxr`` first (logged
-    at info level). PESQ is undefined for silence, for signals shorter than
+    Signals above 16 kHz are resampled to 16 kHz with ``soxr`` first (logged
+    at info level); signals below 16 kHz are refused (use :func:`pesq_nb`).
+    PESQ is undefined for a silent reference, for signals shorter than
     0.25 s and for some other degenerate inputs; in all those cases the
     library's exception is caught, one warning with the reason is logged, and
     NaN is returned, so this function never raises for such audio.
@@ -429,13 +497,52 @@ def pesq_wb(reference, estimate, *, sample_rate: int) -> float:
         Clean reference waveform.
     estimate : np.ndarray [shape=(n_samples,)], float, mono
         Degraded or enhanced waveform at the same sample rate.
-    sample_rate : int > 0 [Hz]
-        Sample rate of both signals (8000-48000 Hz is sensible).
+    sample_rate : int >= 16000 [Hz]
+        Sample rate of both signals.
 
     Returns
     -------
     float
-        MOS-LQO, roughly in [1.04, 4.64]; NaN when PESQ cannot be computed.
+        MOS-LQO, roughly in [1.04, 4.64]; 1.0 (``SCORE_FLOORS["pesq"]``) for a
+        silent estimate; NaN for a silent reference or when PESQ cannot be computed.
+
+    Raises
+    ------
+    AudioError
+        If a signal is empty, not 1-D or contains NaN/Inf.
+    ConfigError
+        If ``sample_rate`` is not a positive integer, or is below 16 kHz (:func:`check_pesq_rate`).
+
+    References
+    ----------
+    ITU-T Recommendation P.862.2 (2007), "Wideband extension to
+    Recommendation P.862 for the assessment of wideband telephone networks and
+    speech codecs".
+    """
+    sample_rate = check_sample_rate(sample_rate)
+    check_pesq_rate(sample_rate)
+    return _pesq(*align(reference, estimate), sample_rate)
+
+
+def pesq_nb(reference, estimate, *, sample_rate: int) -> float:
+    """Narrow-band PESQ (ITU-T P.862, raw MOS mapped by P.862.1) through the ``pesq`` package.
+
+    The PESQ of telephone-band material (8 kHz sampling). Signals at other rates are resampled to
+    8 kHz with ``soxr`` first. Silence and failures behave as in :func:`pesq_wb`.
+
+    Parameters
+    ----------
+    reference : np.ndarray [shape=(n_samples,)], float, mono
+        Clean reference waveform.
+    estimate : np.ndarray [shape=(n_samples,)], float, mono
+        Degraded or enhanced waveform at the same sample rate.
+    sample_rate : int > 0 [Hz]
+        Sample rate of both signals.
+
+    Returns
+    -------
+    float
+        MOS-LQO, roughly in [1.0, 4.5]; 1.0 for a silent estimate; NaN when PESQ cannot be computed.
 
     Raises
     ------
@@ -446,12 +553,11 @@ def pesq_wb(reference, estimate, *, sample_rate: int) -> float:
 
     References
     ----------
-    ITU-T Recommendation P.862.2 (2007), "Wideband extension to
-    Recommendation P.862 for the assessment of wideband telephone networks and
-    speech codecs".
+    ITU-T Recommendation P.862 (2001), "Perceptual evaluation of speech quality (PESQ)"; P.862.1 (2003),
+    "Mapping function for transforming P.862 raw result scores to MOS-LQO".
     """
     sample_rate = check_sample_rate(sample_rate)
-    return _pesq(*align(reference, estimate), sample_rate)
+    return _pesq(*align(reference, estimate), sample_rate, "nb")
 
 
 def stoi(reference, estimate, *, sample_rate: int, extended: bool = False) -> float:
@@ -477,7 +583,8 @@ def stoi(reference, estimate, *, sample_rate: int, extended: bool = False) -> fl
     Returns
     -------
     float
-        Intelligibility index (about 0-1, higher is better); NaN (with a
+        Intelligibility index (about 0-1, higher is better); 0.0 for a silent
+        estimate (``SCORE_FLOORS``); NaN (with a
         logged warning) for a silent reference, or a signal too short to give
         30 non-silent frames (about 0.4 s of speech), or any pystoi failure.
 
@@ -601,8 +708,9 @@ def pearson(reference, estimate) -> float:
     Returns
     -------
     float
-        Correlation in [-1, 1] (``pearson(x, -x) == -1``); NaN, without a
-        warning, if either signal is constant.
+        Correlation in [-1, 1] (``pearson(x, -x) == -1``); 0.0 for a constant
+        (silent) estimate of a varying reference; NaN, without a warning, for a
+        constant reference.
 
     Raises
     ------
@@ -667,6 +775,7 @@ def _metric_table(sample_rate: int) -> dict:
         "segsnr": lambda r, e: _segsnr(r, e, sr, 32.0, -10.0, 35.0),
         "si_sdr": _si_sdr,
         "pesq": lambda r, e: _pesq(r, e, sr),
+        "pesq_nb": lambda r, e: _pesq(r, e, sr, "nb"),
         "stoi": lambda r, e: _stoi(r, e, sr, False),
         "estoi": lambda r, e: _stoi(r, e, sr, True),
         "mse": _mse,
@@ -674,6 +783,26 @@ def _metric_table(sample_rate: int) -> dict:
         "rmse": _rmse,
         "pearson": _pearson,
     }
+    # DNSMOS rates the estimate alone, once per table (one score() call) for all three names;
+    # an exception is kept too, so a failure is not retried for each name.
+    memo: dict = {}
+
+    def _dnsmos(key: str) -> Callable:
+        def value(ref, est) -> float:
+            if memo.get("est") is not est:
+                memo.clear()
+                memo["est"] = est
+                try:
+                    memo["result"] = dnsmos(est, sample_rate=sr)
+                except Exception as exc:
+                    memo["error"] = exc
+            if "error" in memo:
+                raise memo["error"]
+            return memo["result"][key]
+
+        return value
+
+    table.update({name: _dnsmos(name) for name in ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")})
     return table
 
 
@@ -737,7 +866,8 @@ def score(
     sample_rate : int > 0 [Hz]
         Sample rate of both signals.
     metrics : str or iterable of str, optional
-        Names from :data:`METRICS`; ``None`` (default) computes all of them.
+        Names from :data:`METRICS` and :data:`EXTRA_METRICS`; ``None`` (default) computes all of
+        :data:`METRICS`.
 
     Returns
     -------
@@ -752,8 +882,10 @@ def score(
         If ``sample_rate`` is invalid, or a metric name is unknown (the
         message lists the valid names).
     """
-    names = resolve_metric_names(metrics)
+    names = resolve_metric_names(metrics, valid=(*METRICS, *EXTRA_METRICS)) if metrics is not None else METRICS
     sample_rate = check_sample_rate(sample_rate)
+    if "pesq" in names:
+        check_pesq_rate(sample_rate)
     ref, est = align(reference, estimate)
     table: dict[str, Callable] = _metric_table(sample_rate)
     result: dict = {}

@@ -462,6 +462,7 @@ def evaluation_report(
     notes: Sequence[str] = (),
     n_files: int = 0,
     skipped: Sequence[str] = (),
+    by_snr_title: str = BY_SNR_TITLE,
 ) -> Path:
     """Write ``out_dir/report.html`` of stage 05: the tables of ``summary.md``, example players, the SNR plot.
 
@@ -480,6 +481,8 @@ def evaluation_report(
         Files scored (for the note above the examples).
     skipped : sequence of str
         Files left out and why, listed at the end.
+    by_snr_title : str
+        Heading of the per-SNR tables (:func:`speech_dae.scores.by_snr_title`).
 
     Returns
     -------
@@ -503,7 +506,7 @@ def evaluation_report(
         ]
     by_snr = by_snr_tables(summary, main + rest)
     if by_snr:
-        body += [f"<h2>{_esc(BY_SNR_TITLE)}</h2>", '<div class="grid">']
+        body += [f"<h2>{_esc(by_snr_title)}</h2>", '<div class="grid">']
         for t in by_snr:
             body += [
                 f"<div><h3>{_esc(t.title)}</h3>",

@@ -49,6 +49,11 @@ class RunInfo:
         Values per frame.
     target : str
         ``mapping`` or ``mask``.
+    patch_hop : int
+        Frames between inference patches the run was validated with (``reconstruct.patch_hop`` of its
+        training config: the hop of stage 03's validation denoising). Every inference path (stages 04 and
+        05, ``speech-dae denoise``, streaming, export checks) uses it unless told otherwise. Ignored for
+        waveform runs (their chunks overlap by half).
     schema_version : int
         :data:`SCHEMA_VERSION` of the writer.
     history : dict
@@ -67,6 +72,7 @@ class RunInfo:
     context: int
     n_bins: int
     target: str = "mapping"
+    patch_hop: int = 1
     schema_version: int = SCHEMA_VERSION
     stage: str = "03_train_autoencoder"
     fingerprint: str = ""

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .metrics import HIGHER_IS_BETTER, METRICS, resolve_metric_names
+from .metrics import EXTRA_METRICS, HIGHER_IS_BETTER, METRICS, resolve_metric_names
 
 __all__ = [
     "ALL_METRICS",
+    "DEFAULT_METRICS",
     "MAIN_METRICS",
     "HIGHER",
     "LABELS",
@@ -32,6 +33,7 @@ __all__ = [
     "OTHER_TITLE",
     "DELTA_TITLE",
     "BY_SNR_TITLE",
+    "by_snr_title",
     "ScoreTable",
     "resolve_metrics",
     "shown_metrics",
@@ -40,6 +42,7 @@ __all__ = [
     "format_stat",
     "ci95",
     "summarise",
+    "count_notes",
     "best_system",
     "snr_key",
     "means_by_snr",
@@ -51,9 +54,22 @@ __all__ = [
 ]
 
 #: Every metric stage 05 can report: the waveform metrics of :mod:`speech_dae.metrics` and ``feature_mse``.
-ALL_METRICS: tuple = (*METRICS, "feature_mse")
+ALL_METRICS: tuple = (*METRICS, *EXTRA_METRICS, "feature_mse")
+#: What stage 05 computes when no metric is named: all but the extra ones (``pesq_nb``).
+DEFAULT_METRICS: tuple = tuple(m for m in ALL_METRICS if m not in EXTRA_METRICS)
 #: The metrics shown first (tables, plots, console).
-MAIN_METRICS: tuple = ("pesq", "stoi", "estoi", "si_sdr", "snr", "segsnr")
+MAIN_METRICS: tuple = (
+    "pesq",
+    "pesq_nb",
+    "stoi",
+    "estoi",
+    "si_sdr",
+    "dnsmos_sig",
+    "dnsmos_bak",
+    "dnsmos_ovrl",
+    "snr",
+    "segsnr",
+)
 #: For each name in :data:`ALL_METRICS`, whether a larger value is better.
 HIGHER: dict = {**HIGHER_IS_BETTER, "feature_mse": False}
 #: Column label of each metric (the unit in brackets where it has one).
@@ -62,12 +78,16 @@ LABELS: dict = {
     "segsnr": "segSNR (dB)",
     "si_sdr": "SI-SDR (dB)",
     "pesq": "PESQ-WB",
+    "pesq_nb": "PESQ-NB",
     "stoi": "STOI",
     "estoi": "ESTOI",
     "mse": "MSE",
     "mae": "MAE",
     "rmse": "RMSE",
     "pearson": "Pearson r",
+    "dnsmos_sig": "DNSMOS SIG",
+    "dnsmos_bak": "DNSMOS BAK",
+    "dnsmos_ovrl": "DNSMOS OVRL",
     "feature_mse": "feature MSE",
 }
 #: System name of the unprocessed noisy input (the reference of the paired improvement).
@@ -78,6 +98,17 @@ OVERALL_TITLE = "Overall (mean ± 95 % CI over files; best in bold)"
 OTHER_TITLE = "Other metrics (mean ± 95 % CI over files)"
 DELTA_TITLE = "Improvement over the noisy input (paired, same files; mean ± 95 % CI)"
 BY_SNR_TITLE = "By input SNR (mean ± 95 % CI; best per column in bold)"
+
+
+def by_snr_title(snr_bin_db: float | None = None) -> str:
+    """Heading of the per-SNR tables: :data:`BY_SNR_TITLE`, or, for measured SNRs grouped in bins of
+    ``snr_bin_db`` dB (paired recordings), a heading that says so."""
+    if not snr_bin_db:
+        return BY_SNR_TITLE
+    return (
+        f"By input SNR, measured per recording and grouped in {snr_bin_db:g} dB bins (column = bin centre; "
+        "mean ± 95 % CI; best per column in bold)"
+    )
 
 
 @dataclass
@@ -112,7 +143,7 @@ def resolve_metrics(metrics: str | Iterable[str] | None) -> list[str]:
     ----------
     metrics : str or iterable of str or None
         Names from :data:`ALL_METRICS`; each item may be a comma-separated list (``"pesq,stoi"``).
-        None: all of them.
+        None: :data:`DEFAULT_METRICS`.
 
     Returns
     -------
@@ -124,6 +155,8 @@ def resolve_metrics(metrics: str | Iterable[str] | None) -> list[str]:
     ConfigError
         For an unknown name or an empty list (the message lists the valid names).
     """
+    if metrics is None:
+        return list(DEFAULT_METRICS)
     return list(resolve_metric_names(metrics, valid=ALL_METRICS))
 
 
@@ -139,8 +172,10 @@ def shown_metrics(metrics: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def digits(metric: str) -> int:
-    """Decimals shown for ``metric``: 3 for PESQ, STOI, ESTOI and Pearson r, 2 for the dB metrics, else 5."""
-    return 3 if metric in ("pesq", "stoi", "estoi", "pearson") else (2 if metric in ("snr", "segsnr", "si_sdr") else 5)
+    """Decimals shown for ``metric``: 3 for PESQ, STOI, ESTOI, Pearson r and DNSMOS, 2 for the dB metrics, else 5."""
+    if metric in ("pesq", "pesq_nb", "stoi", "estoi", "pearson", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"):
+        return 3
+    return 2 if metric in ("snr", "segsnr", "si_sdr") else 5
 
 
 def fmt_number(v, digits: int = 2) -> str:
@@ -219,7 +254,13 @@ def ci95(values) -> tuple[float, float, int]:
 
 
 def summarise(rows: Sequence[Mapping], metrics: Sequence[str]) -> dict:
-    """Aggregate ``results.csv`` rows per system.
+    """Aggregate ``results.csv`` rows per system, every system over the same files.
+
+    For each metric, a file enters the means (overall, per input SNR and paired) only where every
+    system has a finite value for it; a file where any system's value is NaN (the metric could not be
+    computed, e.g. too short for STOI) is left out for all of them and counted, so that no system is
+    flattered by dropping the files where it failed. (A silent estimate is not NaN: the metrics give it
+    their floor, :data:`speech_dae.metrics.SCORE_FLOORS`.)
 
     Parameters
     ----------
@@ -231,13 +272,25 @@ def summarise(rows: Sequence[Mapping], metrics: Sequence[str]) -> dict:
     Returns
     -------
     dict
-        ``{system: {"kind", "n_files", "x_real_time", "overall": {metric: [mean, ci95, n]},
-        "by_snr": {snr: {metric: [mean, ci95, n]}}, "delta": {metric: [mean, ci95, n]}}}``, systems in
-        order of appearance, SNRs ascending. ``x_real_time`` is audio seconds / processing seconds (None
-        when no time was spent); ``delta`` is the paired difference to the :data:`NOISY` row of the same
-        file (absent for the noisy input itself, or when there is no noisy row).
+        ``{system: {"kind", "n_files", "x_real_time", "failed": {metric: n}, "overall": {metric: [mean,
+        ci95, n]}, "by_snr": {snr: {metric: [mean, ci95, n]}}, "delta": {metric: [mean, ci95, n]}}}``,
+        systems in order of appearance, SNRs ascending. ``n`` of ``overall`` is the files averaged for that
+        metric (the same for every system); ``failed`` counts this system's files whose value is NaN.
+        ``x_real_time`` is audio seconds / processing seconds (None when no time was spent); ``delta`` is the
+        paired difference to the :data:`NOISY` row of the same file (absent for the noisy input itself, or
+        when there is no noisy row).
     """
     systems = list(dict.fromkeys(r["system"] for r in rows))
+    value = {(r["id"], r["system"]): r for r in rows}
+    ids = list(dict.fromkeys(r["id"] for r in rows))
+
+    def finite(r, m) -> bool:
+        try:
+            return r is not None and math.isfinite(float(r[m]))
+        except (KeyError, TypeError, ValueError):
+            return False
+
+    common = {m: {i for i in ids if all(finite(value.get((i, s)), m) for s in systems)} for m in metrics}
     noisy = {r["id"]: r for r in rows if r["system"] == NOISY}
     snrs = sorted({str(r["snr_db"]) for r in rows if str(r["snr_db"]) != ""}, key=float)
     out = {}
@@ -245,23 +298,60 @@ def summarise(rows: Sequence[Mapping], metrics: Sequence[str]) -> dict:
         mine = [r for r in rows if r["system"] == name]
 
         def stats(sub, m):
-            return list(ci95(np.array([float(r[m]) for r in sub], dtype=np.float64)))
+            return list(ci95(np.array([float(r[m]) for r in sub if r["id"] in common[m]], dtype=np.float64)))
 
         secs = sum(float(r["seconds"]) for r in mine)
         entry = {
             "kind": mine[0]["kind"],
             "n_files": len(mine),
             "x_real_time": (sum(float(r["audio_s"]) for r in mine) / secs) if secs > 0 else None,
+            "failed": {m: sum(not finite(r, m) for r in mine) for m in metrics},
             "overall": {m: stats(mine, m) for m in metrics},
             "by_snr": {s: {m: stats([r for r in mine if str(r["snr_db"]) == s], m) for m in metrics} for s in snrs},
         }
         if noisy and name != NOISY:
             paired = [r for r in mine if r["id"] in noisy]
             entry["delta"] = {
-                m: list(ci95(np.array([float(r[m]) - float(noisy[r["id"]][m]) for r in paired]))) for m in metrics
+                m: list(
+                    ci95(np.array([float(r[m]) - float(noisy[r["id"]][m]) for r in paired if r["id"] in common[m]]))
+                )
+                for m in metrics
             }
         out[name] = entry
     return out
+
+
+def count_notes(summary: Mapping, metrics: Sequence[str]) -> list[str]:
+    """Lines saying how many files each metric's means are over, and which systems could not be scored.
+
+    Parameters
+    ----------
+    summary : dict
+        :func:`summarise` output.
+    metrics : sequence of str
+
+    Returns
+    -------
+    list of str
+        One line ``"Files averaged per metric: PESQ-WB 40, STOI 38, ..."``, then, for each metric that some
+        system could not be computed on, ``"STOI: not computable on 2 file(s) (noisy 2, m 2); those files
+        are left out of every system's mean"``. Empty for an empty summary.
+    """
+    if not summary:
+        return []
+    first = next(iter(summary.values()))
+    n_files = first["n_files"]
+    lines = ["Files averaged per metric: " + ", ".join(f"{LABELS[m]} {first['overall'][m][2]}" for m in metrics)]
+    for m in metrics:
+        failed = {s: e.get("failed", {}).get(m, 0) for s, e in summary.items()}
+        left_out = n_files - first["overall"][m][2]
+        if left_out:
+            who = ", ".join(f"{s} {k}" for s, k in failed.items() if k)
+            lines.append(
+                f"{LABELS[m]}: not computable on {left_out} of {n_files} file(s) ({who}); "
+                "those files are left out of every system's mean"
+            )
+    return lines
 
 
 def best_system(summary: Mapping, metric: str, *, snr: str | None = None) -> str | None:

@@ -7,10 +7,15 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from conftest import TINY_SETS, build_corpus, error_line, run_script
+
+from speech_dae.inference import Denoiser
 
 # every test runs stage 03/04 in a subprocess on another Keras backend: `make test-all` only
 pytestmark = pytest.mark.slow
@@ -58,6 +63,45 @@ def test_train_then_reconstruct_on_backend(backend, backend_env, built, tmp_path
     assert len(rows) == 2  # the tiny corpus's test split: one utterance at two SNRs
     assert all(np.isfinite(float(v)) for r in rows for k, v in r.items() if "si_sdr" in k)
     assert len(list((tmp_path / "outputs" / "r").glob("*_denoised.wav"))) == 2
+    # the model.keras saved under this backend loads under TensorFlow (this process) and predicts the same
+    x = _noisy_clip(tmp_path)
+    np.testing.assert_allclose(Denoiser(tmp_path / "models" / "r")(x), _predict_in(backend, tmp_path), atol=1e-4)
+
+
+def _noisy_clip(folder):
+    from conftest import noise_clip, speech_clip
+
+    x = (speech_clip(0, 1.0) + 0.3 * noise_clip(1, 1.0)).astype(np.float32)
+    np.save(folder / "x.npy", x)
+    return x
+
+
+def _predict_in(backend, folder, run=None):
+    """``Denoiser(run)(x.npy)`` computed in a fresh process on ``backend`` (run: ``folder/models/r``)."""
+    code = (
+        "import sys, numpy as np, keras; from speech_dae.inference import Denoiser; "
+        "assert keras.backend.backend() == sys.argv[1], keras.backend.backend(); "
+        "np.save(sys.argv[3], Denoiser(sys.argv[2])(np.load(sys.argv[4])))"
+    )
+    run = run or folder / "models" / "r"
+    env = {**os.environ, "KERAS_BACKEND": backend, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, backend, str(run), str(folder / "y.npy"), str(folder / "x.npy")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return np.load(folder / "y.npy")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_model_saved_under_tensorflow_loads_and_predicts_the_same_on_backend(backend, tiny_run, tmp_path):
+    """Issue 16 (9): the README's claim that a model.keras saved under one backend loads under the others."""
+    x = _noisy_clip(tmp_path)
+    on_tf = Denoiser(tiny_run.run_dir)(x)
+    assert np.std(on_tf) > 0
+    np.testing.assert_allclose(_predict_in(backend, tmp_path, tiny_run.run_dir), on_tf, atol=1e-4)
 
 
 @pytest.fixture(scope="module")

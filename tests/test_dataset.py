@@ -118,12 +118,32 @@ def test_norm_stats_come_from_the_training_split_only(built):
         x_mean, x_std, y_mean, y_std = (z[k] for k in ("x_mean", "x_std", "y_mean", "y_std"))
     np.testing.assert_allclose(x_mean, x_train.mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(x_std, np.maximum(x_train.std(0), 1e-3), rtol=1e-4, atol=1e-5)
-    # targets: their own train statistics ("separate"), or the noisy ones (shared scaling)
-    own = np.allclose(y_mean, y_train.mean(0), atol=1e-4) and np.allclose(
-        y_std, np.maximum(y_train.std(0), 1e-3), rtol=1e-4, atol=1e-5
-    )
-    shared = np.array_equal(y_mean, x_mean) and np.array_equal(y_std, x_std)
-    assert own or shared
+    # the tiny config's mode, "shared": the clean targets are scaled with the noisy statistics
+    assert built.cfg.dataset.normalise == "shared"
+    np.testing.assert_array_equal(y_mean, x_mean)
+    np.testing.assert_array_equal(y_std, x_std)
+    assert not np.allclose(y_mean, y_train.mean(0), atol=1e-2)  # which differ from the targets' own
+
+
+@pytest.mark.parametrize("mode", ["separate", "none"])
+def test_the_other_normalisation_modes_give_what_they_say(built, mode, tmp_path):
+    """Issue 16 (9): "separate" gives the targets their own training statistics; "none" the identity."""
+    from speech_dae.stages.dataset import build_dataset
+
+    out = tmp_path / mode
+    build_dataset(built.cfg.replace(**{"dataset.normalise": mode}), features=built.features, out=out, progress=False)
+    x_train, y_train = _train_frames(built, "noisy"), _train_frames(built, "clean")
+    norm = Normaliser.load(out / "norm.npz")
+    if mode == "separate":
+        np.testing.assert_allclose(norm.x_mean, x_train.mean(0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(norm.y_mean, y_train.mean(0), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(norm.y_std, np.maximum(y_train.std(0), 1e-3), rtol=1e-4, atol=1e-5)
+        assert not np.allclose(norm.y_mean, norm.x_mean, atol=1e-2)
+    else:
+        x = np.load(out / "x_train.npy")
+        utts = _rows(out / "utterances_train.csv")
+        first = np.load(built.features / "noisy" / f"{utts[0]['id']}.npy")
+        np.testing.assert_array_equal(x[: first.shape[0]], first)  # stored as they are
     # the check above can tell leakage apart: the statistics of all splits differ
     rows = _rows(built.features / "manifest.csv")
     x_all = np.concatenate([np.load(built.features / "noisy" / f"{r['id']}.npy") for r in rows]).astype(np.float64)

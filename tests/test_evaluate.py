@@ -50,11 +50,14 @@ def ident(tmp_path_factory, cfg):
 
 
 def test_resolve_baselines():
+    from speech_dae.peers import available_peers
+
     assert resolve_baselines("all") == [
         "spectral_subtraction",
         "wiener",
         "noisereduce_stationary",
         "noisereduce_nonstationary",
+        *available_peers(),  # deepfilternet3, rnnoise where the 'peers' extra is installed
     ]
     assert resolve_baselines(["none"]) == [] and resolve_baselines(None) == []
     assert resolve_baselines(["wiener,spectral_subtraction", "wiener"]) == ["wiener", "spectral_subtraction"]
@@ -85,18 +88,24 @@ def test_summarise_mean_ci_and_paired_delta_by_hand():
         for s, v in vals.items()
         for i in range(4)
     ]
-    rows[5]["si_sdr"] = float("nan")  # m on f1: a failed metric is dropped, not averaged
+    rows[5]["si_sdr"] = float("nan")  # m on f1: not computable, so f1 leaves every system's mean
     out = summarise(rows, ["si_sdr"])
     m = out["m"]
     ok = np.array([3.0, 7.0, 9.0])
     half = student_t.ppf(0.975, 2) * ok.std(ddof=1) / math.sqrt(3)
     np.testing.assert_allclose(m["overall"]["si_sdr"], [ok.mean(), half, 3])
+    # issue 16 (1): the noisy input is averaged over the same 3 files, not over all 4
+    np.testing.assert_allclose(out["noisy"]["overall"]["si_sdr"][0], np.mean([1.0, 4.0, 5.0]))
+    assert out["noisy"]["overall"]["si_sdr"][2] == 3 and out["noisy"]["n_files"] == 4
+    assert m["failed"] == {"si_sdr": 1} and out["noisy"]["failed"] == {"si_sdr": 0}
     np.testing.assert_allclose(out["noisy"]["by_snr"]["5"]["si_sdr"][:2], [4.5, student_t.ppf(0.975, 1) * 0.5])
     np.testing.assert_allclose(m["delta"]["si_sdr"][0], np.mean([2.0, 3.0, 4.0]))
     assert m["x_real_time"] == pytest.approx(4.0) and "delta" not in out["noisy"]
     md = summary_markdown(out, ["si_sdr"], title="t")
     assert f"**{ok.mean():.2f} ± {half:.2f}**" in md  # best system in bold
     assert "| m | **3.00** | **8.00 ± 12.71** |" in md  # per SNR: one valid file has no CI
+    assert "Files averaged per metric: SI-SDR (dB) 3" in md
+    assert "SI-SDR (dB): not computable on 1 of 4 file(s) (m 1); those files are left out of every system's mean" in md
 
 
 def test_clean_input_scores_perfectly_and_identity_model_changes_nothing(pairs, ident, cfg, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -203,27 +204,80 @@ def test_stoi_silence_and_too_short_is_nan(caplog):
     assert "NaN" in caplog.text
 
 
+def test_stoi_passes_on_pystoi_warnings_other_than_too_few_frames(speech, monkeypatch):
+    """Issue 16 (8): only pystoi's too-few-frames warning is turned into NaN; any other warning is not hidden."""
+    import pystoi
+
+    def fake_stoi(ref, est, fs, extended=False):
+        warnings.warn("resampling changed the signal energy", RuntimeWarning, stacklevel=1)
+        return 0.75
+
+    monkeypatch.setattr(pystoi, "stoi", fake_stoi)
+    y, sr = speech
+    with pytest.warns(RuntimeWarning, match="resampling changed the signal energy"):
+        assert M.stoi(y, y, sample_rate=sr) == 0.75
+
+
 def test_pesq_of_speech_against_itself(speech):
     y, sr = speech
     assert M.pesq_wb(y, y, sample_rate=sr) > 4.5
 
 
-def test_pesq_resamples_other_rates(speech):
+def test_pesq_of_a_degraded_pair_is_the_same_at_48_and_16_khz(speech, rng):
+    """Issue 16 (9): the 48 kHz path resamples to 16 kHz; a degraded pair must score as it does at 16 kHz."""
     import soxr
 
     y, sr = speech
-    y48 = soxr.resample(y, sr, 48000)
-    assert M.pesq_wb(y48, y48, sample_rate=48000) > 4.5
+    noisy = y + 0.05 * np.std(y) * rng.standard_normal(y.size)
+    at16 = M.pesq_wb(y, noisy, sample_rate=sr)
+    at48 = M.pesq_wb(soxr.resample(y, sr, 48000), soxr.resample(noisy, sr, 48000), sample_rate=48000)
+    assert 1.2 < at16 < 3.5  # really degraded, not a ceiling score
+    assert at48 == pytest.approx(at16, abs=0.05)
 
 
-def test_pesq_silence_and_short_are_nan(caplog, rng):
+def test_wide_band_pesq_refuses_narrow_band_audio_and_pesq_nb_scores_it(speech, rng):
+    """Issue 16 (7): 8 kHz audio is not upsampled and scored wide-band; narrow-band PESQ scores it."""
+    import soxr
+
+    y, sr = speech
+    y8 = soxr.resample(y, sr, 8000)
+    noisy8 = y8 + 0.2 * np.std(y8) * rng.standard_normal(y8.size)
+    with pytest.raises(ConfigError, match=r"wide-band PESQ .* 8000 Hz .* Use the narrow-band metric pesq_nb"):
+        M.pesq_wb(y8, noisy8, sample_rate=8000)
+    with pytest.raises(ConfigError, match="pesq_nb"):
+        M.score(y8, noisy8, sample_rate=8000, metrics=["pesq"])
+    clean_score = M.pesq_nb(y8, y8, sample_rate=8000)
+    noisy_score = M.pesq_nb(y8, noisy8, sample_rate=8000)
+    assert clean_score > 4.0 and 1.0 < noisy_score < clean_score - 1.0
+    assert M.score(y8, noisy8, sample_rate=8000, metrics=["pesq_nb"])["pesq_nb"] == pytest.approx(noisy_score)
+    # at 16 kHz, pesq_nb runs on the signals resampled to 8 kHz: the same pair, the same score
+    assert M.pesq_nb(y, y + (soxr.resample(noisy8 - y8, 8000, sr)[: y.size]), sample_rate=sr) == pytest.approx(
+        noisy_score, abs=0.15
+    )
+
+
+def test_pesq_silent_reference_and_short_are_nan(caplog, rng):
     with caplog.at_level(logging.WARNING, logger="speech_dae.metrics"):
         assert math.isnan(M.pesq_wb(np.zeros(SR), np.zeros(SR), sample_rate=SR))
-        noise = 0.1 * rng.standard_normal(SR)
-        assert math.isnan(M.pesq_wb(noise, np.zeros(SR), sample_rate=SR))
         short = 0.1 * rng.standard_normal(1000)  # < 0.25 s
         assert math.isnan(M.pesq_wb(short, short, sample_rate=SR))
-    assert caplog.text.count("NaN") >= 3
+    assert caplog.text.count("NaN") >= 2
+
+
+def test_a_silent_estimate_scores_the_floor_not_nan(speech):
+    """Issue 16 (1): a system that outputs silence gets the worst value, so it is averaged over every file."""
+    y, sr = speech
+    silent = np.zeros_like(y)
+    got = M.score(y, silent, sample_rate=sr, metrics=["si_sdr", "pesq", "stoi", "estoi", "pearson", "snr"])
+    assert got == {"si_sdr": -50.0, "pesq": 1.0, "stoi": 0.0, "estoi": 0.0, "pearson": 0.0, "snr": 0.0}
+    assert got["si_sdr"] == M.SCORE_FLOORS["si_sdr"] and got["pesq"] == M.SCORE_FLOORS["pesq"]
+    # SI-SDR is clipped at the floor: an estimate orthogonal to the reference is no worse than silence
+    rng = np.random.default_rng(0)
+    other = rng.standard_normal(y.size)
+    other -= np.dot(other, y - y.mean()) / np.dot(y - y.mean(), y - y.mean()) * (y - y.mean())
+    assert M.si_sdr(y, other) == -50.0
+    # a silent *reference* is still undefined (stage 05 skips such files before scoring)
+    assert math.isnan(M.si_sdr(np.zeros(100), np.ones(100)))
 
 
 # ---------------------------------------------------------------- score
@@ -232,7 +286,7 @@ def test_score_all_metrics(speech, rng):
     noisy = y + 0.3 * np.std(y) * rng.standard_normal(y.size)
     result = M.score(y, noisy[:-100], sample_rate=sr)  # lengths differ: aligned
     assert tuple(result) == M.METRICS
-    assert set(M.HIGHER_IS_BETTER) == set(M.METRICS)
+    assert set(M.HIGHER_IS_BETTER) == set(M.METRICS) | set(M.EXTRA_METRICS)
     assert all(isinstance(v, float) and math.isfinite(v) for v in result.values())
     assert result["snr"] == pytest.approx(M.snr(y[:-100], noisy[:-100]))
     assert 1.0 < result["pesq"] < 4.5

@@ -169,14 +169,15 @@ def test_summarise_orders_snrs_numerically():
 
 
 def test_resolve_metrics():
-    assert resolve_metrics(None) == list(ALL_METRICS)
+    assert resolve_metrics(None) == [m for m in ALL_METRICS if m != "pesq_nb"]  # narrow-band PESQ only on request
+    assert resolve_metrics("pesq_nb") == ["pesq_nb"]
     assert resolve_metrics("pesq, stoi") == ["pesq", "stoi"]
     assert resolve_metrics(["stoi,stoi", "feature_mse", "stoi"]) == ["stoi", "feature_mse"]
     with pytest.raises(ConfigError) as err:
         resolve_metrics(["pesq", "loudness"])
     assert str(err.value) == (
         "unknown metric loudness; choose from snr, segsnr, si_sdr, pesq, stoi, estoi, mse, mae, rmse, pearson, "
-        "feature_mse"
+        "dnsmos_sig, dnsmos_bak, dnsmos_ovrl, pesq_nb, feature_mse"
     )
     with pytest.raises(ConfigError, match=r"unknown metric \(none given\); choose from snr"):
         resolve_metrics([" , "])

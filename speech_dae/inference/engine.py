@@ -39,9 +39,11 @@ class Denoiser:
     ----------
     run_dir : str or Path
         ``models/<run>/`` written by stage 03.
-    patch_hop : int
-        Frames between inference patches (1 = a patch at every frame). Waveform
-        runs always use chunks every ``chunk_size // 2`` samples.
+    patch_hop : int or None
+        Frames between inference patches (1 = a patch at every frame). None
+        (default): the hop the run was validated with (``run.json``
+        ``patch_hop``), so that every inference path gives the audio that was
+        scored. Waveform runs always use chunks every ``chunk_size // 2`` samples.
     batch_size : int
         Patches per forward pass.
     max_gain : float or None
@@ -77,7 +79,7 @@ class Denoiser:
         self,
         run_dir: str | Path,
         *,
-        patch_hop: int = 1,
+        patch_hop: int | None = None,
         batch_size: int = 1024,
         max_gain: float | None = 1.0,
         engine: str = "keras",
@@ -117,8 +119,9 @@ class Denoiser:
                 ) from None
         self.load_seconds = time.perf_counter() - t_start
 
-    def _configure(self, *, patch_hop: int, batch_size: int, max_gain: float | None) -> None:
-        """Framing, target and patching from ``self.info``."""
+    def _configure(self, *, patch_hop: int | None, batch_size: int, max_gain: float | None) -> None:
+        """Framing, target and patching from ``self.info`` (``patch_hop`` None: the run's own)."""
+        patch_hop = self.info.patch_hop if patch_hop is None else patch_hop
         self.sample_rate = int(self.info.sample_rate)
         self.fx = FeatureExtractor(FeatureConfig(**self.info.features), self.sample_rate)
         self.context = int(self.info.context)
@@ -140,7 +143,7 @@ class Denoiser:
         info: RunInfo,
         norm: Normaliser,
         *,
-        patch_hop: int = 1,
+        patch_hop: int | None = None,
         batch_size: int = 1024,
         max_gain: float | None = 1.0,
     ) -> Denoiser:

@@ -37,7 +37,7 @@ Latency
 -------
 Output sample ``t`` is returned once input sample ``t + latency_samples`` has
 been fed (after ``N`` input samples, all outputs before ``N - latency_samples``
-are out). With ``patch_hop = 1`` (the :class:`Denoiser` default):
+are out). With ``patch_hop = 1``:
 
 ``latency = max((context - 1) * hop_length + R_analysis, R_stft) + L_synthesis - 1``
 

@@ -42,11 +42,11 @@ from ..baselines import BASELINES, run_baseline
 from ..config import Config
 from ..errors import AudioError, ConfigError
 from ..features import FeatureExtractor
-from ..folders import trained_on_items
+from ..folders import split_notes, trained_on_items
 from ..framing import even_indices
 from ..inference import Denoiser
-from ..inputs import Item, folder_items, manifest_items
-from ..metrics import feature_mse, score
+from ..inputs import Item, folder_items, manifest_items, measured_snr, snr_bin
+from ..metrics import PESQ_SAMPLE_RATE, check_pesq_rate, feature_mse, score
 from ..scores import (
     BY_SNR_TITLE,
     LABELS,
@@ -55,6 +55,8 @@ from ..scores import (
     OVERALL_TITLE,
     ScoreTable,
     by_snr_tables,
+    by_snr_title,
+    count_notes,
     delta_table,
     format_stat,
     overall_table,
@@ -97,13 +99,21 @@ class System:
 
 
 def resolve_baselines(names: str | Iterable[str] | None) -> list[str]:
-    """``"all"`` -> every baseline; ``None``/``"none"`` -> none; else validated names (comma lists allowed).
+    """Baseline names to run: ``"all"``, ``None``/``"none"``, or names (comma lists allowed), validated.
+
+    ``"all"`` is every classical baseline (:data:`speech_dae.baselines.BASELINES`) followed by every
+    peer (:data:`speech_dae.peers.PEERS`: ``deepfilternet3``, ``rnnoise``) whose optional package
+    loads. A peer whose package is missing, whether named or part of ``"all"``, is left out with a
+    one-line warning (``skipping deepfilternet3: needs the optional 'peers' extra (pip install -e
+    '.[peers]')``) and the evaluation goes on without it.
 
     Raises
     ------
     ConfigError
         For an unknown name (the message lists the valid ones).
     """
+    from ..peers import PEERS, PeerUnavailable, check_peer
+
     if names is None:
         return []
     if isinstance(names, str):
@@ -112,11 +122,22 @@ def resolve_baselines(names: str | Iterable[str] | None) -> list[str]:
     if flat == ["none"] or not flat:
         return []
     if "all" in flat:
-        return list(BASELINES)
-    unknown = [n for n in flat if n not in BASELINES]
+        flat = list(BASELINES) + list(PEERS)
+    unknown = [n for n in flat if n not in BASELINES and n not in PEERS]
     if unknown:
-        raise ConfigError(f"unknown baseline {', '.join(unknown)}; choose from all, none, {', '.join(BASELINES)}")
-    return list(dict.fromkeys(flat))
+        raise ConfigError(
+            f"unknown baseline {', '.join(unknown)}; choose from all, none, {', '.join([*BASELINES, *PEERS])}"
+        )
+    out = []
+    for name in dict.fromkeys(flat):
+        if name in PEERS:
+            try:
+                check_peer(name)
+            except PeerUnavailable as exc:
+                log.warning("%s", exc.skip_message)
+                continue
+        out.append(name)
+    return out
 
 
 def select_items(items: Sequence[Item], max_files: int | None) -> list[Item]:
@@ -154,7 +175,9 @@ def _table(t: ScoreTable) -> list[str]:
     ]
 
 
-def summary_markdown(summary: dict, metrics: Sequence[str], *, title: str, notes: Sequence[str] = ()) -> str:
+def summary_markdown(
+    summary: dict, metrics: Sequence[str], *, title: str, notes: Sequence[str] = (), snr_title: str = BY_SNR_TITLE
+) -> str:
     """The ``summary.md`` text: overall table, paired improvement, one table per metric by input SNR.
 
     Parameters
@@ -166,10 +189,14 @@ def summary_markdown(summary: dict, metrics: Sequence[str], *, title: str, notes
         The ``#`` heading.
     notes : sequence of str
         Markdown lines under the heading.
+    snr_title : str
+        Heading of the per-SNR tables (:func:`speech_dae.scores.by_snr_title`).
 
     Returns
     -------
     str
+        Includes, under the overall tables, the number of files averaged per metric and the metrics some
+        system could not be computed on (:func:`speech_dae.scores.count_notes`).
     """
     main, rest = shown_metrics(metrics)
     md = [f"# {title}", "", *notes, ""]
@@ -179,12 +206,13 @@ def summary_markdown(summary: dict, metrics: Sequence[str], *, title: str, notes
     ):
         if t is not None:
             md += [f"## {t.title}", "", *_table(t), ""]
+    md += [*(f"{line}  " for line in count_notes(summary, metrics)), ""]
     delta = delta_table(summary, main)
     if delta is not None:
         md += [f"## {delta.title}", "", *_table(delta)]
     by_snr = by_snr_tables(summary, main + rest)
     if by_snr:
-        md += ["", f"## {BY_SNR_TITLE}"]
+        md += ["", f"## {snr_title}"]
         for t in by_snr:
             md += ["", f"### {t.title}", "", *_table(t)]
     return "\n".join(md) + "\n"
@@ -213,13 +241,14 @@ class EvalSummary:
             vals = ", ".join(f"{LABELS[m]} {format_stat(e['overall'][m], m)}" for m in shown)
             rt = "" if e["x_real_time"] is None or e["kind"] == "input" else f", {e['x_real_time']:.0f}x real time"
             head.append(f"  {name:<{width}}  {vals}{rt}")
+        head += [f"  {line}" for line in count_notes(self.summary, self.metrics)[1:]]  # metrics not computable
         head.append(f"wrote {self.out}/results.csv, summary.md and metrics_by_snr.png")
         return head
 
 
-def _model_systems(model_dirs: Sequence[str | Path], cfg: Config) -> list:
+def _model_systems(model_dirs: Sequence[str | Path], cfg: Config, patch_hop: int | None) -> list:
     r = cfg.reconstruct
-    dens = [Denoiser(d, patch_hop=r.patch_hop, batch_size=r.batch_size, max_gain=r.max_gain) for d in model_dirs]
+    dens = [Denoiser(d, patch_hop=patch_hop, batch_size=r.batch_size, max_gain=r.max_gain) for d in model_dirs]
     names = [d.name for d in dens]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -250,7 +279,10 @@ def _items(features, inputs, clean, dens) -> list[Item]:
 
 
 def _fingerprint(cfg, dens, baselines, metrics, items, sr) -> str:
-    models = [(str(d.run_dir.resolve()), file_stat_key(d.run_dir / "model.keras"), d.info.fingerprint) for d in dens]
+    models = [
+        (str(d.run_dir.resolve()), file_stat_key(d.run_dir / "model.keras"), d.info.fingerprint, d.patch_hop)
+        for d in dens
+    ]
     files = [
         (it.uid, it.snr_db, file_stat_key(it.noisy), file_stat_key(it.clean) if it.clean else None) for it in items
     ]
@@ -284,6 +316,8 @@ def evaluate(
     force: bool = False,
     progress: bool = True,
     report_examples: int | None = None,
+    patch_hop: int | None = None,
+    snr_bin_db: float = 5.0,
 ) -> EvalSummary:
     """Run stage 05: denoise every file with every system, score, summarise, plot and write ``report.html``.
 
@@ -315,6 +349,13 @@ def evaluate(
         reference as players and spectrograms (default: one per input SNR, at most 8, see
         :func:`speech_dae.report.pick_examples`; 0: tables only). Not part of the fingerprint: an
         up-to-date evaluation keeps its report (``force`` rebuilds it).
+    patch_hop : int, optional
+        Frames between inference patches for every model; default: each run's own (``run.json``
+        ``patch_hop``, the hop it was validated with), so each model is scored as it will be used.
+    snr_bin_db : float > 0
+        Paired recordings (stage 01 ``--noisy/--clean``) have a measured SNR per file: they are grouped
+        in bins of this width (dB, centred on multiples of it) for the per-SNR tables, the plot and
+        ``max_files``. Default 5 dB.
 
     Returns
     -------
@@ -332,11 +373,22 @@ def evaluate(
     """
     base_names = resolve_baselines(baselines)
     metric_names = resolve_metrics(metrics)
-    dens = _model_systems(models, cfg)
+    if not snr_bin_db or snr_bin_db <= 0:
+        raise ConfigError(f"snr_bin_db={snr_bin_db} must be a positive width in dB, e.g. 5")
+    dens = _model_systems(models, cfg, patch_hop)
     if not dens and not base_names:
         raise ConfigError("nothing to score: pass --models models/RUN ... and/or --baselines all")
     sr = dens[0].sample_rate if dens else cfg.audio.sample_rate
+    if "pesq" in metric_names and sr < PESQ_SAMPLE_RATE:
+        if metrics is not None:
+            check_pesq_rate(sr)  # raises: PESQ-WB of narrow-band audio was asked for by name
+        metric_names = ["pesq_nb" if m == "pesq" else m for m in metric_names]
+        log.info("scoring at %d Hz: narrow-band PESQ (pesq_nb, ITU-T P.862) instead of wide-band", sr)
     all_items = _items(features, inputs, clean, dens)
+    source_dir = features if features is not None else (dens[0].info.features_dir if inputs is None else None)
+    binned = source_dir is not None and measured_snr(source_dir)
+    if binned:
+        all_items = [it._replace(snr_db=snr_bin(it.snr_db, snr_bin_db)) for it in all_items]
     skipped = [f"{it.noisy}: no clean reference" for it in all_items if it.clean is None]
     items = select_items([it for it in all_items if it.clean is not None], max_files)
     if not items:
@@ -437,15 +489,41 @@ def evaluate(
         "`× real time` = audio seconds / processing seconds of that system on this machine (one file at a "
         "time, whole file per call, warm-up excluded).",
         f"feature MSE is measured on {cfg.features.type} features of the waveforms." if fx else "",
+        *(
+            [
+                "Models at their own patch_hop (recorded in run.json): "
+                + ", ".join(f"{d.name} {d.patch_hop}" for d in dens if not d.waveform)
+                + "."
+            ]
+            if patch_hop is None and any(not d.waveform for d in dens)
+            else ([f"Every model at patch_hop {patch_hop} (--patch-hop)."] if dens else [])
+        ),
+        *(split_notes(source_dir) if source_dir is not None else []),
     ]
+    notes = [n for n in notes if n]
     if skipped:
         notes += ["", f"Skipped {len(skipped)} file(s):", *(f"- {s}" for s in skipped)]
     (work / "summary.md").write_text(
-        summary_markdown(summary, metric_names, title=f"Evaluation: {Path(out).name}", notes=notes), encoding="utf-8"
+        summary_markdown(
+            summary,
+            metric_names,
+            title=f"Evaluation: {Path(out).name}",
+            notes=notes,
+            snr_title=by_snr_title(snr_bin_db if binned else None),
+        ),
+        encoding="utf-8",
     )
     write_json(
         work / "summary.json",
-        {"systems": summary, "metrics": metric_names, "n_files": n_files, "skipped": skipped, "sample_rate": sr},
+        {
+            "systems": summary,
+            "metrics": metric_names,
+            "n_files": n_files,
+            "skipped": skipped,
+            "sample_rate": sr,
+            "snr_bin_db": snr_bin_db if binned else None,
+            "patch_hop": {d.name: d.patch_hop for d in dens},
+        },
     )
     report.plot_metrics_by_snr(summary, metric_names, work / "metrics_by_snr.png")
     by_key = {(r["id"], r["system"]): r for r in rows}
@@ -458,9 +536,10 @@ def evaluate(
         metric_names,
         sorted(shown, key=lambda e: e["k"]),
         title=f"Evaluation: {Path(out).name}",
-        notes=notes[:3],
+        notes=[n for n in notes if not n.startswith("- ") and not n.startswith("Skipped ")],
         n_files=n_files,
         skipped=skipped,
+        by_snr_title=by_snr_title(snr_bin_db if binned else None),
     )
     write_json(
         work / "evaluation.json",

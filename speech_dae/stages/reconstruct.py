@@ -92,6 +92,7 @@ def reconstruct(
     images_root: str | Path = "images",
     progress: bool = True,
     report_examples: int | None = None,
+    patch_hop: int | None = None,
 ) -> ReconstructSummary:
     """Run stage 04: denoise files with a trained run, write WAVs, images, metrics and ``report.html``.
 
@@ -109,6 +110,8 @@ def reconstruct(
     report_examples : int, optional
         Files shown with noisy / denoised / clean players and spectrograms in ``report.html``
         (default: one per input SNR, see :func:`speech_dae.report.pick_examples`; 0: none).
+    patch_hop : int, optional
+        Frames between inference patches; default: the hop the run was validated with (``run.json``).
 
     Returns
     -------
@@ -127,7 +130,7 @@ def reconstruct(
         If ``report_examples`` is negative.
     """
     r = cfg.reconstruct
-    den = Denoiser(model_dir, patch_hop=r.patch_hop, batch_size=r.batch_size, max_gain=r.max_gain)
+    den = Denoiser(model_dir, patch_hop=patch_hop, batch_size=r.batch_size, max_gain=r.max_gain)
     items = (
         trained_on_items(den.info.features_dir, run=den.name, instead="--input WAV_OR_DIR (and --clean DIR to score)")
         if inputs is None

@@ -266,6 +266,7 @@ def tensorboard_scalars(
         context=int(info["context"]),
         n_bins=int(info["n_bins"]),
         target=cfg.training.target,
+        patch_hop=cfg.reconstruct.patch_hop,
     )
     den = Denoiser.from_model(
         model,

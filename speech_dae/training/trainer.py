@@ -384,6 +384,7 @@ def fit_run(
         hparams=hparams,
         input_shape=[context, n_bins],
         target=t.target,
+        patch_hop=cfg.reconstruct.patch_hop,
         loss=t.loss,
         loss_weights=list(parse_loss(t.loss, t.loss_weights)[1]),
         optimizer={
