@@ -180,3 +180,15 @@ def test_denoise_score_prints_before_after_and_writes_the_csv(clean, tiny_cfg, t
         assert float(rows[1][f"{s}_before"]) == pytest.approx(row[f"{s}_before"], abs=1e-4)
     assert main(args) == 2  # outputs and dnsmos.csv exist: --overwrite needed
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_scores_equal_the_speechmos_reference_run(clean):
+    """Skipping the P.808 model (not part of P.835) changes nothing: SIG/BAK/OVRL equal speechmos.dnsmos.run's."""
+    from speechmos import dnsmos as reference
+
+    y = np.clip(np.asarray(clean, dtype=np.float32), -1, 1)
+    want = reference.run(y, 16000)
+    got = D.dnsmos(y, sample_rate=16000)
+    assert got["dnsmos_sig"] == pytest.approx(want["sig_mos"], abs=1e-5)
+    assert got["dnsmos_bak"] == pytest.approx(want["bak_mos"], abs=1e-5)
+    assert got["dnsmos_ovrl"] == pytest.approx(want["ovrl_mos"], abs=1e-5)
