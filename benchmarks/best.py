@@ -134,16 +134,15 @@ def scores(args, work: Path, runs: dict[str, Path], references: dict[str, Path])
 
 
 def real_time_factors(work: Path, models: dict[str, Path], own: set[str], n_files: int = 20) -> dict[str, float]:
-    """x real time of each model alone on ``n_files`` test mixtures (best of 3); the ``own`` runs at the
-    patch_hop of configs/best.yaml, the others at the default one."""
+    """x real time of each model alone on ``n_files`` test mixtures (best of 3), each at its own recorded
+    patch_hop (``own`` is kept for the callers; the hop now comes from run.json)."""
     mixtures = sorted((work / "features" / "best" / "mixtures").glob("*.wav"))
     test = [p for p in mixtures if p.stem in _test_ids(work)][:: max(1, len(mixtures) // 200)][:n_files]
     audio = [load_audio(p, sample_rate=16000)[0] for p in test]
     seconds = sum(a.size for a in audio) / 16000
     out = {}
     for name, folder in models.items():
-        hop = load_config(CONFIG if name in own else None).reconstruct.patch_hop
-        out[name] = seconds / time_run(folder, audio, patch_hop=hop, repeats=3)
+        out[name] = seconds / time_run(folder, audio, patch_hop=None, repeats=3)
         print(f"{name}: {out[name]:.0f}x real time", flush=True)
     return out
 

@@ -2,7 +2,7 @@
 """Inference real-time factor of trained runs, measured alone on the machine (one process, no metric workers).
 
 For each run, the whole-file ``Denoiser`` (features -> one batched predict ->
-overlap-average -> inverse, ``reconstruct.patch_hop`` as in stage 04/05)
+overlap-average -> inverse, each run at its own recorded patch_hop, as in stage 04/05)
 denoises the same ``--files`` test mixtures; the best of ``--repeats`` passes
 is kept (the first call also traces the model, so it is excluded). Writes
 section ``rtf-<name>`` of ``benchmarks/BENCHMARKS.md``.
@@ -26,12 +26,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._report import machine_line, publish  # noqa: E402
 from benchmarks.speed import best_time  # noqa: E402
 from speech_dae.audio import load_audio  # noqa: E402
-from speech_dae.config import load_config  # noqa: E402
 from speech_dae.inference import Denoiser  # noqa: E402
 
 
-def time_run(run: Path, audio: list, *, patch_hop: int, repeats: int) -> float:
-    """Best-of-``repeats`` seconds to denoise every signal in ``audio`` with ``run``."""
+def time_run(run: Path, audio: list, *, patch_hop: int | None, repeats: int) -> float:
+    """Best-of-``repeats`` seconds to denoise every signal in ``audio`` with ``run`` (``patch_hop`` None: the
+    run's own, recorded in run.json)."""
     den = Denoiser(run, patch_hop=patch_hop)
     den(audio[0])  # trace / warm up on one file, not the whole set
     return best_time(lambda: [den(y) for y in audio], repeats, warmup=False)
@@ -51,10 +51,9 @@ def main() -> int:
         ids = [r["id"] for r in csv.DictReader(f) if r["split"] == "test"][: args.files]
     audio = [load_audio(features / "mixtures" / f"{i}.wav", sample_rate=16000)[0] for i in ids]
     seconds = sum(y.size for y in audio) / 16000
-    patch_hop = load_config().reconstruct.patch_hop
     rows = []
     for run in sorted(Path(r) for r in args.runs if (Path(r) / "model.keras").is_file()):
-        t = time_run(run, audio, patch_hop=patch_hop, repeats=args.repeats)
+        t = time_run(run, audio, patch_hop=None, repeats=args.repeats)
         rows.append(f"| {run.name} | {seconds / t:.0f} |")
         print(rows[-1], flush=True)
     cmd = (
@@ -68,7 +67,7 @@ def main() -> int:
             f"Command: `{cmd}`  ",
             f"Machine: {machine_line()}  ",
             f"Whole-file denoising of {len(audio)} test mixtures ({seconds:.0f} s of audio), "
-            f"patch_hop {patch_hop}, best of {args.repeats}; TensorFlow's own threads only.",
+            f"each run at its own patch_hop (run.json), best of {args.repeats}; TensorFlow's own threads only.",
             "",
             "| run | × real time |",
             "|---|---|",
