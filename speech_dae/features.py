@@ -339,6 +339,11 @@ class FeatureExtractor:
         is spread to STFT bins through the column-normalised filterbank
         (:func:`mel_gain_to_stft_gain`, :attr:`mel_weights`), its square root,
         capped at ``max_gain``, multiplies the noisy STFT, and the result is inverted.
+        For fbank this is an approximation: the gains come from the seed's 16 ms rectangular
+        frames and are applied to the 32 ms Hann STFT (``win_length``) of the synthesis. With
+        oracle (clean) features on the corpus it gives 1.4 dB less SI-SDR and 0.28 less PESQ-WB than
+        the band gains of the synthesis frames themselves, and a 16 ms synthesis window is worse
+        (``benchmarks/fbank_inverse.py``, BENCHMARKS.md section "fbank-inverse").
         waveform: ``denoised[:, 0]`` cropped or zero-padded to ``noisy.size``
         (overlap-adding the model's chunks is the caller's business).
         """
