@@ -47,8 +47,41 @@ def update_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> Path:
     return path
 
 
+#: Folders of a work tree: a path through one of them is written ``WORK/<folder>/...``.
+WORK_FOLDERS = ("features", "datasets", "models", "model_logs", "reports", "outputs", "images")
+
+
+def portable(text: str, paths: list[str] | None = None) -> str:
+    """``text`` with this machine's folders replaced by names a reader can map to their own.
+
+    Every absolute path among ``paths`` (default: the script's arguments) becomes: ``CORPUS`` for a
+    corpus (a folder with ``train/`` and ``test/``), a path relative to the repository for one inside it,
+    ``WORK/...`` from the first work-tree folder on (:data:`WORK_FOLDERS`), else ``WORK`` for the folder
+    itself; the prefixes found are replaced wherever else they occur in ``text``.
+    """
+    labels: dict[str, str] = {}
+    for arg in paths if paths is not None else sys.argv[1:]:
+        p = Path(arg)
+        if not p.is_absolute():
+            continue
+        if (p / "train").is_dir() and (p / "test").is_dir():
+            labels[str(p)] = "CORPUS"
+        elif p.resolve().is_relative_to(ROOT):
+            labels[str(p)] = str(p.resolve().relative_to(ROOT)) or "."
+        else:
+            parts = p.parts
+            cut = next((i for i, part in enumerate(parts) if part in WORK_FOLDERS), None)
+            root = Path(*parts[:cut]) if cut else p
+            labels[str(root)] = "WORK"
+    for old in sorted(labels, key=len, reverse=True):
+        text = text.replace(old, labels[old])
+    return text
+
+
 def publish(name: str, text: str, *, write: bool = True) -> None:
-    """Print a benchmark's ``text`` and, when ``write``, replace its ``name`` section of BENCHMARKS.md."""
+    """Print a benchmark's ``text`` and, when ``write``, replace its ``name`` section of BENCHMARKS.md
+    (machine folders replaced by ``CORPUS`` / ``WORK``, :func:`portable`)."""
+    text = portable(text)
     print(text)
     if write:
         print(f"wrote the {name} section of {update_section(name, text)}")

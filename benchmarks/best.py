@@ -15,8 +15,8 @@
 
 Writes section ``best`` of ``benchmarks/BENCHMARKS.md``.
 
-    python benchmarks/best.py --data /work/corpus --work /work/bench8 --max-files 40 --jobs 2 \\
-        --references fbank_type2=/work/bench2/models/fbank_type2 logmel_dense_ln=/work/bench2/models/logmel_dense_ln
+    python benchmarks/best.py --data CORPUS --work WORK --max-files 40 --jobs 2 \\
+        --references fbank_type2=WORK/models/fbank_type2 logmel_dense_ln=WORK/models/logmel_dense_ln
 """
 
 from __future__ import annotations

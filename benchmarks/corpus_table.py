@@ -156,8 +156,8 @@ def markdown(args, work: Path, ev: dict, rtf: dict, started: str) -> str:
         f"system trained on), {args.max_files} per input SNR of {', '.join(f'{float(s):+g}' for s in snrs)} dB; "
         "16 kHz. DeepFilterNet3 and RNNoise run at 48 kHz on the resampled input and are shifted back by "
         "their fixed delay. Every model at its own recorded patch_hop: "
-        + ", ".join(f"{n} {ev['patch_hop'].get(n, '–')}" for n in infos)
-        + ".",
+        + ", ".join(f"{n} {ev['patch_hop'].get(n, '–')}" for n, i in infos.items() if not i.waveform)
+        + " (waveform runs overlap-add their chunks by half).",
         "",
         "Mean ± 95 % CI over the files (the same files for every system and metric: "
         + ", ".join(f"{LABELS[m]} {next(iter(summary.values()))['overall'][m][2]}" for m in METRICS)

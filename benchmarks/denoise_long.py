@@ -6,8 +6,8 @@ stage-01 folder (looped), denoises it with ``python -m speech_dae denoise`` in a
 child process, and reports the child's peak RSS (``getrusage``), its wall time
 and real-time factor. Writes section ``denoise-long`` of ``benchmarks/BENCHMARKS.md``.
 
-    python benchmarks/denoise_long.py --model /work/bench2/models/fbank_type2 \\
-        --features /work/bench2/features/fbank --minutes 60
+    python benchmarks/denoise_long.py --model WORK/models/fbank_type2 \\
+        --features WORK/features/fbank --minutes 60
 """
 
 from __future__ import annotations

@@ -43,7 +43,6 @@ from benchmarks.denoise_long import write_long  # noqa: E402
 from speech_dae.inference.export import export_run  # noqa: E402
 from speech_dae.runinfo import RunInfo  # noqa: E402
 
-DEFAULT_RUNS = ["/work/bench2/models/fbank_type2", "/work/bench2/models/logmel_dense_ln"]
 FORMATS = ("onnx", "tflite")
 
 
@@ -148,7 +147,7 @@ def table(rows: list[dict], minutes: float) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, help="models/<run>/ folders written by stage 03")
+    ap.add_argument("--runs", nargs="+", required=True, help="models/<run>/ folders written by stage 03")
     ap.add_argument("--minutes", type=float, default=2.0, help="length of the real-time-factor recording")
     ap.add_argument("--repeats", type=int, default=3, help="cold starts per engine (the best is reported)")
     ap.add_argument("--in-place", action="store_true", help="export into the run folders instead of copies")

@@ -36,6 +36,7 @@ from benchmarks._report import machine_line, publish  # noqa: E402
 from speech_dae.audio import read_mono  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
 from speech_dae.features import FeatureExtractor, mel_gain_to_stft_gain  # noqa: E402
+from speech_dae.framing import even_indices  # noqa: E402
 from speech_dae.metrics import pesq_wb, si_sdr  # noqa: E402
 from speech_dae.scores import ci95  # noqa: E402
 
@@ -64,8 +65,12 @@ def main() -> int:
     args = ap.parse_args()
     fdir = Path(args.features)
     with open(fdir / "manifest.csv", newline="") as fh:
-        ids = [r["id"] for r in csv.DictReader(fh) if r["split"] == "test"]
-    ids = ids[:: max(1, len(ids) // args.files)][: args.files]
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
+    by_snr: dict[str, list[str]] = {}
+    for r in rows:
+        by_snr.setdefault(r["snr_db"], []).append(r["id"])
+    per = max(1, args.files // len(by_snr))  # the same number of mixtures at every input SNR, evenly spaced
+    ids = [g[i] for g in by_snr.values() for i in even_indices(len(g), per)]
     cfg = load_config(overrides=["features.type=fbank"]).features
     fx = FeatureExtractor(cfg, 16000)
     fx16 = FeatureExtractor(dataclasses.replace(cfg, win_length=cfg.fbank_win_length), 16000)
@@ -89,7 +94,8 @@ def main() -> int:
         f"Command: `python benchmarks/fbank_inverse.py --features WORK/features/best --files {args.files}` "
         "(the corpus's stage-01 folder of `benchmarks/corpus_table.py`)  ",
         f"Machine: {machine_line()}  ",
-        f"{len(ids)} test mixtures of the corpus (−5 to +10 dB), each reconstructed from the clean fbank features "
+        f"{len(ids)} test mixtures of the corpus ({per} at each input SNR of "
+        f"{', '.join(f'{float(k):+g}' for k in by_snr)} dB), each reconstructed from the clean fbank features "
         "(40 bands, 16 ms rectangular frames, 8 ms hop) with the noisy phase; `max_gain` unbounded. Mean ± 95 % CI.",
         "",
         "| gains applied | SI-SDR (dB) | PESQ-WB |",

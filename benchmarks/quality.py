@@ -7,7 +7,7 @@ stages are reused, so an interrupted run continues), prints markdown tables and
 writes them into ``benchmarks/BENCHMARKS.md`` (section ``quality-<name>``).
 
     # the corpus of ../shared/tools/build_corpus.sh (train/ and test/ with clean/ and noise/)
-    python benchmarks/quality.py --data /work/corpus --name corpus --work /work/bench --epochs 6 \\
+    python benchmarks/quality.py --data CORPUS --name corpus --work WORK --epochs 6 \\
         --max-files 60 --jobs 2
     # the README's table on data_sample
     python benchmarks/quality.py --data data_sample --name sample --work /tmp/speech-dae-bench

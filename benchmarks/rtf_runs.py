@@ -7,8 +7,8 @@ denoises the same ``--files`` test mixtures; the best of ``--repeats`` passes
 is kept (the first call also traces the model, so it is excluded). Writes
 section ``rtf-<name>`` of ``benchmarks/BENCHMARKS.md``.
 
-    python benchmarks/rtf_runs.py --name zoo --features /work/bench2/features/fbank \\
-        --runs /work/bench2/models/*
+    python benchmarks/rtf_runs.py --name zoo --features WORK/features/fbank \\
+        --runs WORK/models/*
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ seconds), the per-block compute time (mean, p99, max) against the block's
 duration, and max |Δ| of the streamed output against ``Denoiser(signal)`` on the
 whole signal. Writes section ``streaming`` of ``benchmarks/BENCHMARKS.md``.
 
-    python benchmarks/streaming.py --models /work/bench2/models/fbank_type2 \\
-        /work/bench2/models/logmel_dense_ln --corpus /work/corpus --seconds 60
+    python benchmarks/streaming.py --models WORK/models/fbank_type2 \\
+        WORK/models/logmel_dense_ln --corpus CORPUS --seconds 60
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def stream(den: Denoiser, x: np.ndarray, block: int) -> tuple[np.ndarray, np.nda
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", required=True, help="models/<run>/ folders written by stage 03")
-    ap.add_argument("--corpus", default="/work/corpus", help="a --data corpus with test/clean and test/noise")
+    ap.add_argument("--corpus", required=True, help="CORPUS: a --data corpus with test/clean and test/noise")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--snr", type=float, default=5.0, help="mixing SNR in dB")
     ap.add_argument("--blocks-ms", type=float, nargs="+", default=[10.0, 20.0, 32.0])

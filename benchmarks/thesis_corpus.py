@@ -11,8 +11,8 @@ With ``configs/thesis.yaml`` (single 1024-sample |STFT| frames, Lusterman 2016):
 3. 05's evaluation scores all of them (plus ``--compare`` runs, e.g. the model zoo's, and the baselines)
    on the corpus's unseen test split, using the clean references only to score.
 
-    python benchmarks/thesis_corpus.py --data /work/corpus --work /work/bench3 --minutes 4 --max-files 25 \\
-        --jobs 2 --compare /work/bench2/models/fbank_type2
+    python benchmarks/thesis_corpus.py --data CORPUS --work WORK --minutes 4 --max-files 25 \\
+        --jobs 2 --compare WORK/models/fbank_type2
 
 Writes section ``quality-thesis`` of ``benchmarks/BENCHMARKS.md``.
 """
