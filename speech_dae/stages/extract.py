@@ -137,7 +137,8 @@ def split_by_speaker(
     are on voices training never heard. The validation split takes whole speakers from the rest when its
     share stays within :data:`VAL_SPEAKER_SLACK` x ``val_fraction``; otherwise it is cut by file from the
     training speakers (it only steers early stopping). With a single speaker every split is by file,
-    exactly as :func:`speech_dae.mixing.split_items` cuts it, and a warning says so.
+    exactly as :func:`speech_dae.mixing.split_items` cuts it, and a warning says so (no warning when the
+    layout names no speaker at all, ``unknown``).
 
     Parameters
     ----------
@@ -161,8 +162,8 @@ def split_by_speaker(
     held_names = [s for s in ("val", "test") if s in fractions]
     n = len(items)
     if len(set(speakers)) < 2:
-        if n:
-            log.warning("%s: one speaker (%s); the splits are by file", key, speakers[0] if speakers else "none")
+        if n and speakers[0] != "unknown":  # a layout without speakers has nothing to warn about
+            log.warning("%s: one speaker (%s); the splits are by file", key, speakers[0])
         cut = split_items(items, [fractions[s] for s in held_names], seed=seed, key=key)
         groups = dict(zip(["train", *held_names], cut))
         rule = {s: "file" for s in held_names}
@@ -182,7 +183,7 @@ def split_by_speaker(
             idx, chosen[split], rule[split] = res[0], res[1], "speaker"
         else:
             n_spk = len(set(spk))
-            log.warning(
+            log.debug(  # the documented rule (recorded in params.json and summary.md), not a problem
                 "%s: the %d remaining speaker(s) are too few to hold out %.0f%% of the utterances for %s by "
                 "speaker; that split is cut by file",
                 key,
