@@ -26,6 +26,13 @@ parser.add_argument(
     help="frames between inference patches (default: the hop each run was validated with, recorded in run.json)",
 )
 parser.add_argument(
+    "--atten-lim-db",
+    metavar="DB",
+    type=float,
+    help="strength: attenuate no frequency bin by more than DB dB (keeps some noise, loses less speech; "
+    "default: reconstruct.atten_lim_db, no limit)",
+)
+parser.add_argument(
     "--report-examples",
     metavar="N",
     type=int,
@@ -34,7 +41,9 @@ parser.add_argument(
 
 
 def main(args):
-    cfg = config_from_args(args)
+    cfg = config_from_args(
+        args, [f"reconstruct.atten_lim_db={args.atten_lim_db}"] if args.atten_lim_db is not None else []
+    )
     from speech_dae.stages.reconstruct import reconstruct
 
     paths = dict(model_dir=args.model, inputs=args.input, out_root=args.outputs, images_root=args.images)

@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         "recorded in run.json; 1 = a patch at every frame, slower)",
     )
     d.add_argument(
+        "--atten-lim-db",
+        type=float,
+        metavar="DB",
+        help="strength: attenuate no frequency bin by more than DB dB, e.g. 12 (keeps some noise, loses less "
+        "speech; default: no limit)",
+    )
+    d.add_argument(
         "--engine",
         choices=("keras", "onnx"),
         default="keras",
@@ -115,6 +122,7 @@ def _denoise(args):
         overwrite=args.overwrite,
         block_s=args.block_seconds,
         patch_hop=args.patch_hop,
+        atten_lim_db=args.atten_lim_db,
         engine=args.engine,
         progress=not args.no_progress,
         score=args.score,

@@ -405,9 +405,14 @@ class ReconstructConfig:
     batch_size: int
     image_max_s: float
     max_gain: float | None
+    atten_lim_db: float | None = None
 
     def __post_init__(self):
         _ints("reconstruct", self, "patch_hop", "batch_size")
+        _check(
+            self.atten_lim_db is None or (_number(self.atten_lim_db) and self.atten_lim_db >= 0),
+            f"reconstruct.atten_lim_db={self.atten_lim_db!r} must be >= 0 dB (or null for no limit)",
+        )
         _check(
             self.max_gain is None or self.max_gain > 0,
             f"reconstruct.max_gain={self.max_gain} must be > 0 (or null for no bound)",

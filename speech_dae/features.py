@@ -301,6 +301,7 @@ class FeatureExtractor:
         *,
         noisy_features: np.ndarray | None = None,
         max_gain: float | None = 1.0,
+        min_gain: float | None = None,
     ) -> np.ndarray:
         """Turn denoised features back into a waveform, borrowing the noisy signal's phase.
 
@@ -317,6 +318,11 @@ class FeatureExtractor:
             Upper bound of the per-bin magnitude gain over the noisy STFT
             (1 = never louder than the input in any bin; None = unbounded).
             Not used by waveform.
+        min_gain : float in (0, 1] or None
+            Lower bound of that gain: the attenuation limit (``10 ** (-atten_lim_db / 20)``, as
+            DeepFilterNet's ``--atten-lim``): no bin is attenuated by more than this, so some of the
+            noise stays and less of the speech is lost. Waveform runs mix instead:
+            ``(1 - min_gain) * denoised + min_gain * noisy`` (dry/wet). None (default): no limit.
 
         Returns
         -------
@@ -358,6 +364,8 @@ class FeatureExtractor:
             out = np.zeros(noisy.size, np.float32)
             n = min(d.size, noisy.size)
             out[:n] = d[:n]
+            if min_gain is not None:
+                out = ((1.0 - min_gain) * out + min_gain * noisy).astype(np.float32)
             return out
         S_noisy = self.stft(noisy)
         if denoised.shape != (S_noisy.shape[0], self.n_bins):
@@ -369,6 +377,8 @@ class FeatureExtractor:
             magnitude = self._linear_magnitude(denoised)
             if max_gain is not None:
                 magnitude = np.minimum(magnitude, max_gain * np.abs(S_noisy))
+            if min_gain is not None:
+                magnitude = np.maximum(magnitude, min_gain * np.abs(S_noisy))
             S = magnitude * np.exp(1j * np.angle(S_noisy))
         else:
             if noisy_features is None:
@@ -377,7 +387,8 @@ class FeatureExtractor:
             e_denoised = np.maximum(np.exp(denoised.astype(np.float64)) - self.cfg.eps, 0.0)
             mel_gain = np.where(e_noisy > 0, e_denoised / np.maximum(e_noisy, 1e-30), 1.0)
             gain = np.sqrt(mel_gain_to_stft_gain(mel_gain, self.mel_weights))
-            S = S_noisy * (gain if max_gain is None else np.minimum(gain, max_gain))
+            gain = gain if max_gain is None else np.minimum(gain, max_gain)
+            S = S_noisy * (gain if min_gain is None else np.maximum(gain, min_gain))
         return self.istft(S, length=noisy.size)
 
     def _linear_magnitude(self, x: np.ndarray) -> np.ndarray:

@@ -26,7 +26,27 @@ from ..framing import Normaliser, gather_patches, overlap_average, patch_starts
 from ..runinfo import RunInfo
 from .runtimes import FORMATS, load_runtime
 
-__all__ = ["Denoiser", "ENGINES"]
+__all__ = ["Denoiser", "ENGINES", "attenuation_floor"]
+
+
+def attenuation_floor(atten_lim_db: float | None) -> float | None:
+    """The gain floor ``10 ** (-atten_lim_db / 20)`` of an attenuation limit in dB (None: no limit).
+
+    Raises
+    ------
+    ConfigError
+        For a negative or non-finite limit.
+    """
+    if atten_lim_db is None:
+        return None
+    try:
+        lim = float(atten_lim_db)
+    except (TypeError, ValueError):
+        raise ConfigError(f"atten_lim_db must be a number of dB, got {atten_lim_db!r}") from None
+    if not (np.isfinite(lim) and lim >= 0):
+        raise ConfigError(f"atten_lim_db={atten_lim_db} must be >= 0 dB (e.g. 12: keep noise at most 12 dB down)")
+    return float(10.0 ** (-lim / 20.0))
+
 
 #: What runs the network: Keras on ``model.keras``, or an export of ``speech-dae export``.
 ENGINES = ("keras", "onnx", "tflite")
@@ -49,6 +69,10 @@ class Denoiser:
     max_gain : float or None
         Bound on the per-bin magnitude gain over the noisy STFT (see
         :meth:`FeatureExtractor.to_audio`).
+    atten_lim_db : float >= 0 or None
+        Strength control: no bin is attenuated by more than this many dB (the gain over the
+        noisy STFT is floored at ``10 ** (-atten_lim_db / 20)``, DeepFilterNet's attenuation
+        limit; waveform runs mix that share of the noisy input back in). None (default): no limit.
     engine : {"keras", "onnx", "tflite"}
         Runs ``model.keras`` with Keras, or ``model.onnx`` / ``model.tflite``
         (``speech-dae export``) with onnxruntime (without importing TensorFlow
@@ -83,6 +107,7 @@ class Denoiser:
         batch_size: int = 1024,
         max_gain: float | None = 1.0,
         engine: str = "keras",
+        atten_lim_db: float | None = None,
     ):
         """See the class docstring. ``self.model`` is the Keras model, or for the exported engines a
         runtime of :mod:`speech_dae.inference.runtimes` called the same way (``model(x, training=False)``);
@@ -96,7 +121,7 @@ class Denoiser:
         self.run_dir = Path(run_dir)
         self.info = RunInfo.load(self.run_dir)
         self.norm = Normaliser.load(self.run_dir / "norm.npz")
-        self._configure(patch_hop=patch_hop, batch_size=batch_size, max_gain=max_gain)
+        self._configure(patch_hop=patch_hop, batch_size=batch_size, max_gain=max_gain, atten_lim_db=atten_lim_db)
         if engine != "keras":
             path = self.run_dir / FORMATS[engine]
             if not path.exists():
@@ -119,7 +144,9 @@ class Denoiser:
                 ) from None
         self.load_seconds = time.perf_counter() - t_start
 
-    def _configure(self, *, patch_hop: int | None, batch_size: int, max_gain: float | None) -> None:
+    def _configure(
+        self, *, patch_hop: int | None, batch_size: int, max_gain: float | None, atten_lim_db: float | None = None
+    ) -> None:
         """Framing, target and patching from ``self.info`` (``patch_hop`` None: the run's own)."""
         patch_hop = self.info.patch_hop if patch_hop is None else patch_hop
         self.sample_rate = int(self.info.sample_rate)
@@ -135,6 +162,7 @@ class Denoiser:
             self.window = None
         self.batch_size = int(batch_size)
         self.max_gain = max_gain
+        self.atten_lim_db, self.min_gain = atten_lim_db, attenuation_floor(atten_lim_db)
 
     @classmethod
     def from_model(
@@ -146,6 +174,7 @@ class Denoiser:
         patch_hop: int | None = None,
         batch_size: int = 1024,
         max_gain: float | None = 1.0,
+        atten_lim_db: float | None = None,
     ) -> Denoiser:
         """A Denoiser around an in-memory Keras model, e.g. during training (no run folder yet).
 
@@ -159,7 +188,7 @@ class Denoiser:
         """
         den = cls.__new__(cls)
         den.engine, den.run_dir, den.info, den.norm, den.model, den.load_seconds = "call", None, info, norm, model, 0.0
-        den._configure(patch_hop=patch_hop, batch_size=batch_size, max_gain=max_gain)
+        den._configure(patch_hop=patch_hop, batch_size=batch_size, max_gain=max_gain, atten_lim_db=atten_lim_db)
         return den
 
     @property
@@ -270,7 +299,9 @@ class Denoiser:
         np.ndarray [shape=(n_samples,)], float32
         """
         feats = self.fx(noisy)
-        return self.fx.to_audio(self.denoise_features(feats), noisy, noisy_features=feats, max_gain=self.max_gain)
+        return self.fx.to_audio(
+            self.denoise_features(feats), noisy, noisy_features=feats, max_gain=self.max_gain, min_gain=self.min_gain
+        )
 
     # ------------------------------------------------------------ streaming (logic: inference.streaming)
     @property

@@ -179,6 +179,7 @@ def denoise_paths(
     overwrite: bool = False,
     block_s: float = 30.0,
     patch_hop: int | None = None,
+    atten_lim_db: float | None = None,
     engine: str = "keras",
     progress: bool = True,
     score: bool = False,
@@ -188,6 +189,7 @@ def denoise_paths(
     ``engine="onnx"`` runs the run's ``model.onnx`` (``speech-dae export``) with
     onnxruntime; nothing imports TensorFlow or Keras then. ``patch_hop`` None (default) uses the hop
     the run was validated with (``run.json``), as stages 04 and 05 do, so the files are what was scored.
+    ``atten_lim_db`` limits the attenuation of every bin (strength control, see :class:`Denoiser`).
     Start-up is timed apart from the processing: ``DenoiseSummary.load_s`` (the
     engine's imports and model load) and ``warmup_s`` (one call on 0.5 s of
     quiet noise: lazy imports of the feature code, graph tracing), so that
@@ -220,7 +222,7 @@ def denoise_paths(
         raise AudioError("an output would replace its own input; choose another -o folder")
     if score:
         load_models()  # fail before the denoising if the DNSMOS models are unavailable
-    den = Denoiser(model, patch_hop=patch_hop, engine=engine)
+    den = Denoiser(model, patch_hop=patch_hop, engine=engine, atten_lim_db=atten_lim_db)
     t0 = time.perf_counter()
     n_warm = max(den.sample_rate // 2, 2 * den.fx.cfg.n_fft, 2 * den.context)
     den(np.random.default_rng(0).normal(0.0, 1e-3, n_warm).astype(np.float32))

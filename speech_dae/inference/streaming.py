@@ -298,7 +298,7 @@ class Streamer:
         denoised[t0 - f0 : t1 + 1 - f0] = (
             den.fx.apply_mask(noisy, frames) if den.target == "mask" else den.norm.denorm_y(frames)
         )
-        y = den.fx.to_audio(denoised, seg, noisy_features=feats, max_gain=den.max_gain)
+        y = den.fx.to_audio(denoised, seg, noisy_features=feats, max_gain=den.max_gain, min_gain=den.min_gain)
         keep = self._pstarts >= self._first_frame(end) - ctx + 1
         self._pstarts, self._ppred = self._pstarts[keep], self._ppred[keep]
         return self._done(y[self._emitted - r0 : end - r0], end)

@@ -130,7 +130,9 @@ def reconstruct(
         If ``report_examples`` is negative.
     """
     r = cfg.reconstruct
-    den = Denoiser(model_dir, patch_hop=patch_hop, batch_size=r.batch_size, max_gain=r.max_gain)
+    den = Denoiser(
+        model_dir, patch_hop=patch_hop, batch_size=r.batch_size, max_gain=r.max_gain, atten_lim_db=r.atten_lim_db
+    )
     items = (
         trained_on_items(den.info.features_dir, run=den.name, instead="--input WAV_OR_DIR (and --clean DIR to score)")
         if inputs is None
