@@ -1,6 +1,7 @@
 """``speech-dae`` / ``python -m speech_dae``: commands for using trained runs.
 
-speech-dae denoise IN... -o OUT --model models/RUN [--engine keras|onnx] [--overwrite] [--block-seconds 30] [--score]
+speech-dae denoise IN... -o OUT [--model models/RUN] [--engine keras|onnx] [--overwrite] [--block-seconds 30]
+    [--score] [--atten-lim-db DB]     (no --model: the pretrained model shipped in the package)
 speech-dae export --model models/RUN --format onnx|tflite|savedmodel [--audio FILE]
 """
 
@@ -25,12 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Denoise files or folders (recursively) with a run trained by "
         "03_train_autoencoder.py. Outputs keep the input's name, sample rate, format "
         "and subtype (mono); long recordings are processed in blocks, in flat memory.",
-        epilog="example:\n  speech-dae denoise recordings/ -o denoised/ --model models/fbank_type2",
+        epilog="examples:\n  speech-dae denoise recordings/ -o denoised/            # the pretrained model\n"
+        "  speech-dae denoise recordings/ -o denoised/ --model models/fbank_type2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d.add_argument("inputs", nargs="+", metavar="IN", help="audio files or folders (WAV, FLAC, OGG, any rate)")
     d.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
-    d.add_argument("--model", required=True, metavar="RUN_DIR", help="models/<run>/ written by stage 03")
+    d.add_argument(
+        "--model",
+        metavar="RUN_DIR",
+        help="models/<run>/ written by stage 03 (default: the pretrained model shipped in the package, "
+        "configs/best.yaml trained on the 1-hour corpus; 16 kHz)",
+    )
     d.add_argument("--overwrite", action="store_true", help="replace existing output files")
     d.add_argument(
         "--block-seconds",

@@ -26,7 +26,7 @@ from ..framing import Normaliser, gather_patches, overlap_average, patch_starts
 from ..runinfo import RunInfo
 from .runtimes import FORMATS, load_runtime
 
-__all__ = ["Denoiser", "ENGINES", "attenuation_floor"]
+__all__ = ["Denoiser", "ENGINES", "PRETRAINED", "attenuation_floor"]
 
 
 def attenuation_floor(atten_lim_db: float | None) -> float | None:
@@ -48,6 +48,11 @@ def attenuation_floor(atten_lim_db: float | None) -> float | None:
     return float(10.0 ** (-lim / 20.0))
 
 
+#: The pretrained default run shipped in the package (``configs/best.yaml`` trained on the corpus of
+#: ``build_corpus.sh``; ``speech_dae/pretrained/CREDITS.md``): what ``Denoiser()`` and ``speech-dae denoise``
+#: without ``--model`` use.
+PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
+
 #: What runs the network: Keras on ``model.keras``, or an export of ``speech-dae export``.
 ENGINES = ("keras", "onnx", "tflite")
 
@@ -57,8 +62,10 @@ class Denoiser:
 
     Parameters
     ----------
-    run_dir : str or Path
-        ``models/<run>/`` written by stage 03.
+    run_dir : str or Path, optional
+        ``models/<run>/`` written by stage 03. Default: the pretrained model shipped in the package
+        (:data:`PRETRAINED`: ``configs/best.yaml`` trained on the corpus, 16 kHz; its training data and
+        licences in ``speech_dae/pretrained/CREDITS.md``).
     patch_hop : int or None
         Frames between inference patches (1 = a patch at every frame). None
         (default): the hop the run was validated with (``run.json``
@@ -101,7 +108,7 @@ class Denoiser:
 
     def __init__(
         self,
-        run_dir: str | Path,
+        run_dir: str | Path | None = None,
         *,
         patch_hop: int | None = None,
         batch_size: int = 1024,
@@ -117,6 +124,7 @@ class Denoiser:
             raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         self.engine = engine
         needed = ["model.keras"] if engine == "keras" else []
+        run_dir = PRETRAINED if run_dir is None else run_dir
         run_dir = require_files(run_dir, needed + ["run.json", "norm.npz"], stage_hint=STAGE03)
         self.run_dir = Path(run_dir)
         self.info = RunInfo.load(self.run_dir)

@@ -172,7 +172,7 @@ def _jobs(inputs: list[Path], out_dir: Path) -> list[tuple[Path, Path]]:
 
 
 def denoise_paths(
-    model: str | Path,
+    model: str | Path | None,
     inputs: list[str | Path],
     out_dir: str | Path,
     *,
