@@ -3,7 +3,7 @@
 
 import sys
 
-from speech_dae.cli import config_from_args, make_parser, run, stage_options
+from speech_dae.cli import add_inference_options, config_from_args, make_parser, run, stage_options
 
 parser = make_parser(
     "04_reconstruct.py",
@@ -19,18 +19,10 @@ parser.add_argument("--input", metavar="WAV_OR_DIR", help="noisy audio file or f
 parser.add_argument("--clean", metavar="DIR", help="clean references for --input, matched by relative path")
 parser.add_argument("--outputs", metavar="DIR", default="outputs", help="root of the denoised WAVs (default: outputs)")
 parser.add_argument("--images", metavar="DIR", default="images", help="root of the images (default: images)")
-parser.add_argument(
-    "--patch-hop",
-    metavar="N",
-    type=int,
-    help="frames between inference patches (default: the hop each run was validated with, recorded in run.json)",
-)
-parser.add_argument(
-    "--atten-lim-db",
-    metavar="DB",
-    type=float,
-    help="strength: attenuate no frequency bin by more than DB dB (keeps some noise, loses less speech; "
-    "default: reconstruct.atten_lim_db, no limit)",
+add_inference_options(
+    parser,
+    patch_hop_default="default: the hop the run was validated with, recorded in run.json",
+    atten_lim_default="default: reconstruct.atten_lim_db, no limit",
 )
 parser.add_argument(
     "--report-examples",

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from speech_dae.baselines import BASELINES
-from speech_dae.cli import config_from_args, make_parser, run, stage_options
+from speech_dae.cli import add_inference_options, config_from_args, make_parser, run, stage_options
 from speech_dae.peers import PEERS
 
 parser = make_parser(
@@ -34,11 +34,10 @@ parser.add_argument("--metrics", metavar="NAME", nargs="+", help="subset of the 
 parser.add_argument("--max-files", metavar="N", type=int, help="score at most N files per input SNR, evenly spaced")
 parser.add_argument("--jobs", metavar="N", type=int, default=1, help="processes computing metrics (default: 1)")
 parser.add_argument("--save-audio", action="store_true", help="also write every system's output WAVs")
-parser.add_argument(
-    "--patch-hop",
-    metavar="N",
-    type=int,
-    help="frames between inference patches for every model (default: each run's own, recorded in run.json)",
+add_inference_options(
+    parser,
+    patch_hop_default="for every model; default: each run's own, recorded in run.json",
+    atten_lim_default=None,
 )
 parser.add_argument(
     "--snr-bin",
@@ -56,19 +55,8 @@ parser.add_argument(
 )
 
 #: Options passed to ``evaluate`` under their own names.
-OPTIONS = (
-    "models",
-    "baselines",
-    "features",
-    "clean",
-    "metrics",
-    "max_files",
-    "jobs",
-    "save_audio",
-    "force",
-    "patch_hop",
-    "snr_bin_db",
-)
+OPTIONS = ("models", "baselines", "features", "clean", "metrics", "max_files", "jobs", "save_audio", "force")
+OPTIONS += ("patch_hop", "snr_bin_db")
 
 
 def main(args):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import run
+from .cli import add_inference_options, run
 
 __all__ = ["main", "build_parser"]
 
@@ -46,19 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds of audio per block (bounds memory; default 30)",
     )
-    d.add_argument(
-        "--patch-hop",
-        type=int,
-        metavar="N",
-        help="frames between inference patches (default: the hop the run was validated and scored with, "
-        "recorded in run.json; 1 = a patch at every frame, slower)",
-    )
-    d.add_argument(
-        "--atten-lim-db",
-        type=float,
-        metavar="DB",
-        help="strength: attenuate no frequency bin by more than DB dB, e.g. 12 (keeps some noise, loses less "
-        "speech; default: no limit)",
+    add_inference_options(
+        d,
+        patch_hop_default="default: the hop the run was validated and scored with, recorded in run.json",
+        atten_lim_default="default: no limit",
     )
     d.add_argument(
         "--engine",
@@ -120,8 +111,8 @@ def _denoise(args):
     from .errors import ConfigError
     from .inference.files import denoise_paths
 
-    if args.block_seconds <= 0 or (args.patch_hop is not None and args.patch_hop < 1):
-        raise ConfigError("--block-seconds must be > 0 and --patch-hop >= 1")
+    if args.block_seconds <= 0:
+        raise ConfigError("--block-seconds must be > 0")
     summary = denoise_paths(
         args.model,
         args.inputs,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from .config import Config, load_config
 from .errors import SpeechDAEError
 
-__all__ = ["make_parser", "run", "config_from_args", "stage_options"]
+__all__ = ["make_parser", "add_inference_options", "run", "config_from_args", "stage_options"]
 
 
 def make_parser(prog: str, description: str, *, epilog: str | None = None) -> argparse.ArgumentParser:
@@ -41,6 +41,33 @@ def make_parser(prog: str, description: str, *, epilog: str | None = None) -> ar
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     common.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
+
+
+def add_inference_options(parser, *, patch_hop_default: str, atten_lim_default: str | None) -> None:
+    """``--patch-hop N`` and ``--atten-lim-db DB``: how a trained run denoises (stage 04, 05, speech-dae denoise).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser or argument group
+    patch_hop_default, atten_lim_default : str
+        What happens without the option, for the help text; ``atten_lim_default`` None: no
+        ``--atten-lim-db`` (stage 05 takes it as ``--set reconstruct.atten_lim_db=DB``).
+    """
+    parser.add_argument(
+        "--patch-hop",
+        metavar="N",
+        type=int,
+        help=f"frames between inference patches ({patch_hop_default}; 1 = a patch at every frame, slower)",
+    )
+    if atten_lim_default is None:
+        return
+    parser.add_argument(
+        "--atten-lim-db",
+        metavar="DB",
+        type=float,
+        help="strength: attenuate no frequency bin by more than DB dB, e.g. 12 (keeps some noise, loses less "
+        f"speech; {atten_lim_default})",
+    )
 
 
 def config_from_args(args: argparse.Namespace, extra: Iterable[str] = ()) -> Config:

@@ -231,17 +231,17 @@ def _si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     return max(value, SCORE_FLOORS["si_sdr"]) if value == value else value
 
 
-def check_pesq_rate(sample_rate: int, metric: str = "pesq") -> None:
+def check_pesq_rate(sample_rate: int) -> None:
     """Refuse wide-band PESQ on audio sampled below 16 kHz.
 
     Raises
     ------
     ConfigError
-        For ``metric == "pesq"`` and ``sample_rate < 16000``: such audio holds nothing above
+        For ``sample_rate < 16000``: such audio holds nothing above
         ``sample_rate / 2``, and upsampling it would score telephone-band speech as wide-band speech
         with its upper band missing. The message names ``pesq_nb``.
     """
-    if metric == "pesq" and sample_rate < PESQ_SAMPLE_RATE:
+    if sample_rate < PESQ_SAMPLE_RATE:
         raise ConfigError(
             f"wide-band PESQ (ITU-T P.862.2) needs audio sampled at 16 kHz or more; this audio is at "
             f"{sample_rate} Hz (nothing above {sample_rate // 2} Hz), and upsampling it would score it as "
@@ -253,8 +253,9 @@ def check_pesq_rate(sample_rate: int, metric: str = "pesq") -> None:
 def _pesq(ref, est, sample_rate, mode: str = "wb") -> float:
     from pesq import pesq as _pesq_lib  # local import: keeps module import cheap
 
-    label = f"pesq_{mode}"
-    check_pesq_rate(sample_rate, "pesq" if mode == "wb" else label)
+    label, name = f"pesq_{mode}", ("pesq" if mode == "wb" else "pesq_nb")  # log label, metric name
+    if mode == "wb":
+        check_pesq_rate(sample_rate)
     rate = PESQ_SAMPLE_RATE if mode == "wb" else PESQ_NB_SAMPLE_RATE
     if sample_rate != rate:
         import soxr
@@ -266,8 +267,8 @@ def _pesq(ref, est, sample_rate, mode: str = "wb") -> float:
         logger.warning("%s: reference is all zeros (silence); PESQ undefined, returning NaN", label)
         return float("nan")
     if not np.any(est):
-        logger.info("%s: estimate is all zeros (silence); scored as the floor %.1f", label, SCORE_FLOORS["pesq"])
-        return SCORE_FLOORS["pesq"]
+        logger.info("%s: estimate is all zeros (silence); scored as the floor %.1f", label, SCORE_FLOORS[name])
+        return SCORE_FLOORS[name]
     try:
         with np.errstate(all="ignore"):
             value = _pesq_lib(rate, ref, est, mode)
@@ -519,9 +520,7 @@ def pesq_wb(reference, estimate, *, sample_rate: int) -> float:
     Recommendation P.862 for the assessment of wideband telephone networks and
     speech codecs".
     """
-    sample_rate = check_sample_rate(sample_rate)
-    check_pesq_rate(sample_rate)
-    return _pesq(*align(reference, estimate), sample_rate)
+    return _pesq(*align(reference, estimate), check_sample_rate(sample_rate))
 
 
 def pesq_nb(reference, estimate, *, sample_rate: int) -> float:

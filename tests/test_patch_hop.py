@@ -64,3 +64,14 @@ def test_stage_05_scores_each_model_at_its_own_hop(tiny_run, tmp_path):
     for run in (a, b):
         y, _ = sf.read(res.out / "audio" / run.name / "f.wav", dtype="float32")
         np.testing.assert_allclose(y, Denoiser(run)(x), atol=1e-4)
+
+
+def test_a_hop_below_one_is_refused_by_every_path(tiny_run):
+    """The Denoiser checks the hop, so 04 / 05 --patch-hop 0 end with one error line, not a division by zero."""
+    import pytest
+
+    from speech_dae.errors import ConfigError
+
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ConfigError, match=r"patch_hop=.* must be a whole number of frames >= 1"):
+            Denoiser(tiny_run.run_dir, patch_hop=bad)

@@ -157,6 +157,8 @@ class Denoiser:
     ) -> None:
         """Framing, target and patching from ``self.info`` (``patch_hop`` None: the run's own)."""
         patch_hop = self.info.patch_hop if patch_hop is None else patch_hop
+        if isinstance(patch_hop, bool) or not isinstance(patch_hop, (int, np.integer)) or patch_hop < 1:
+            raise ConfigError(f"patch_hop={patch_hop!r} must be a whole number of frames >= 1 (e.g. --patch-hop 4)")
         self.sample_rate = int(self.info.sample_rate)
         self.fx = FeatureExtractor(FeatureConfig(**self.info.features), self.sample_rate)
         self.context = int(self.info.context)

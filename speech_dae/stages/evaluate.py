@@ -281,6 +281,20 @@ def _items(features, inputs, clean, dens) -> list[Item]:
     return manifest_items(features)
 
 
+def _hop_note(dens: Sequence[Denoiser], patch_hop: int | None) -> str:
+    """The ``summary.md`` line saying at which patch_hop the models were scored ("" without patch models)."""
+    patched = [d for d in dens if not d.waveform]
+    if not patched:
+        return ""
+    if patch_hop is not None:
+        return f"Every model at patch_hop {patch_hop} (--patch-hop)."
+    return (
+        "Models at their own patch_hop (recorded in run.json): "
+        + ", ".join(f"{d.name} {d.patch_hop}" for d in patched)
+        + "."
+    )
+
+
 def _fingerprint(cfg, dens, baselines, metrics, items, sr) -> str:
     models = [
         (str(d.run_dir.resolve()), file_stat_key(d.run_dir / "model.keras"), d.info.fingerprint, d.patch_hop)
@@ -492,27 +506,19 @@ def evaluate(
         "`× real time` = audio seconds / processing seconds of that system on this machine (one file at a "
         "time, whole file per call, warm-up excluded).",
         f"feature MSE is measured on {cfg.features.type} features of the waveforms." if fx else "",
-        *(
-            [
-                "Models at their own patch_hop (recorded in run.json): "
-                + ", ".join(f"{d.name} {d.patch_hop}" for d in dens if not d.waveform)
-                + "."
-            ]
-            if patch_hop is None and any(not d.waveform for d in dens)
-            else ([f"Every model at patch_hop {patch_hop} (--patch-hop)."] if dens else [])
-        ),
+        _hop_note(dens, patch_hop),
         *(split_notes(source_dir) if source_dir is not None else []),
     ]
     notes = [n for n in notes if n]
-    if skipped:
-        notes += ["", f"Skipped {len(skipped)} file(s):", *(f"- {s}" for s in skipped)]
+    skipped_lines = ["", f"Skipped {len(skipped)} file(s):", *(f"- {s}" for s in skipped)] if skipped else []
+    snr_title = by_snr_title(snr_bin_db if binned else None)
     (work / "summary.md").write_text(
         summary_markdown(
             summary,
             metric_names,
             title=f"Evaluation: {Path(out).name}",
-            notes=notes,
-            snr_title=by_snr_title(snr_bin_db if binned else None),
+            notes=notes + skipped_lines,
+            snr_title=snr_title,
         ),
         encoding="utf-8",
     )
@@ -539,10 +545,10 @@ def evaluate(
         metric_names,
         sorted(shown, key=lambda e: e["k"]),
         title=f"Evaluation: {Path(out).name}",
-        notes=[n for n in notes if not n.startswith("- ") and not n.startswith("Skipped ")],
+        notes=notes,
         n_files=n_files,
         skipped=skipped,
-        by_snr_title=by_snr_title(snr_bin_db if binned else None),
+        by_snr_title=snr_title,
     )
     write_json(
         work / "evaluation.json",
