@@ -21,7 +21,6 @@ Writes section ``corpus`` of ``benchmarks/BENCHMARKS.md``.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shlex
 import subprocess
@@ -39,8 +38,10 @@ from benchmarks.speed import best_time  # noqa: E402
 from speech_dae.artifacts import read_json  # noqa: E402
 from speech_dae.audio import load_audio  # noqa: E402
 from speech_dae.baselines import run_baseline  # noqa: E402
+from speech_dae.inputs import manifest_items  # noqa: E402
 from speech_dae.runinfo import RunInfo  # noqa: E402
 from speech_dae.scores import LABELS, digits, format_stat  # noqa: E402
+from speech_dae.stages.evaluate import select_items  # noqa: E402
 
 METRICS = ("pesq", "stoi", "estoi", "si_sdr", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
 REF_SETS = [
@@ -116,11 +117,10 @@ def run(cmd: list[str], work: Path) -> None:
 
 
 def test_audio(work: Path, n: int) -> list:
-    """``n`` test mixtures of features/best, evenly spaced over the manifest (all SNRs)."""
-    with open(work / "features" / "best" / "manifest.csv", newline="") as fh:
-        ids = [r["id"] for r in csv.DictReader(fh) if r["split"] == "test"]
-    picked = ids[:: max(1, len(ids) // n)][:n]
-    return [load_audio(work / "features" / "best" / "mixtures" / f"{i}.wav", sample_rate=16000)[0] for i in picked]
+    """About ``n`` test mixtures of features/best, as many at every input SNR, evenly spaced (as 05 picks)."""
+    test = manifest_items(work / "features" / "best")
+    per = max(1, n // len({it.snr_db for it in test}))
+    return [load_audio(it.noisy, sample_rate=16000)[0] for it in select_items(test, per)]
 
 
 def alone_rtf(work: Path, summary: dict, n_files: int) -> dict[str, float]:

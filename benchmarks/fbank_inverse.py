@@ -22,7 +22,6 @@ alone does not remove it. Writes section ``fbank-inverse`` of ``benchmarks/BENCH
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import sys
 from pathlib import Path
@@ -36,9 +35,10 @@ from benchmarks._report import machine_line, publish  # noqa: E402
 from speech_dae.audio import read_mono  # noqa: E402
 from speech_dae.config import load_config  # noqa: E402
 from speech_dae.features import FeatureExtractor, mel_gain_to_stft_gain  # noqa: E402
-from speech_dae.framing import even_indices  # noqa: E402
+from speech_dae.inputs import manifest_items  # noqa: E402
 from speech_dae.metrics import pesq_wb, si_sdr  # noqa: E402
 from speech_dae.scores import ci95  # noqa: E402
+from speech_dae.stages.evaluate import select_items  # noqa: E402
 
 VARIANTS = (
     "fbank gains on the 32 ms Hann STFT (the inverse as it is)",
@@ -64,13 +64,10 @@ def main() -> int:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     fdir = Path(args.features)
-    with open(fdir / "manifest.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
-    by_snr: dict[str, list[str]] = {}
-    for r in rows:
-        by_snr.setdefault(r["snr_db"], []).append(r["id"])
-    per = max(1, args.files // len(by_snr))  # the same number of mixtures at every input SNR, evenly spaced
-    ids = [g[i] for g in by_snr.values() for i in even_indices(len(g), per)]
+    test = manifest_items(fdir)
+    snrs = sorted({it.snr_db for it in test}, key=float)
+    per = max(1, args.files // len(snrs))  # the same number of mixtures at every input SNR, evenly spaced
+    ids = [it.uid for it in select_items(test, per)]
     cfg = load_config(overrides=["features.type=fbank"]).features
     fx = FeatureExtractor(cfg, 16000)
     fx16 = FeatureExtractor(dataclasses.replace(cfg, win_length=cfg.fbank_win_length), 16000)
@@ -95,7 +92,7 @@ def main() -> int:
         "(the corpus's stage-01 folder of `benchmarks/corpus_table.py`)  ",
         f"Machine: {machine_line()}  ",
         f"{len(ids)} test mixtures of the corpus ({per} at each input SNR of "
-        f"{', '.join(f'{float(k):+g}' for k in by_snr)} dB), each reconstructed from the clean fbank features "
+        f"{', '.join(f'{float(k):+g}' for k in snrs)} dB), each reconstructed from the clean fbank features "
         "(40 bands, 16 ms rectangular frames, 8 ms hop) with the noisy phase; `max_gain` unbounded. Mean ± 95 % CI.",
         "",
         "| gains applied | SI-SDR (dB) | PESQ-WB |",
