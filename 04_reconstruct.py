@@ -3,7 +3,14 @@
 
 import sys
 
-from speech_dae.cli import add_inference_options, config_from_args, make_parser, run, stage_options
+from speech_dae.cli import (
+    add_inference_options,
+    config_from_args,
+    inference_overrides,
+    make_parser,
+    run,
+    stage_options,
+)
 
 parser = make_parser(
     "04_reconstruct.py",
@@ -33,9 +40,7 @@ parser.add_argument(
 
 
 def main(args):
-    cfg = config_from_args(
-        args, [f"reconstruct.atten_lim_db={args.atten_lim_db}"] if args.atten_lim_db is not None else []
-    )
+    cfg = config_from_args(args, inference_overrides(args))
     from speech_dae.stages.reconstruct import reconstruct
 
     paths = dict(model_dir=args.model, inputs=args.input, out_root=args.outputs, images_root=args.images)

@@ -5,7 +5,14 @@ import sys
 from pathlib import Path
 
 from speech_dae.baselines import BASELINES
-from speech_dae.cli import add_inference_options, config_from_args, make_parser, run, stage_options
+from speech_dae.cli import (
+    add_inference_options,
+    config_from_args,
+    inference_overrides,
+    make_parser,
+    run,
+    stage_options,
+)
 from speech_dae.peers import PEERS
 
 parser = make_parser(
@@ -60,7 +67,7 @@ OPTIONS += ("patch_hop", "snr_bin_db")
 
 
 def main(args):
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, inference_overrides(args))
     from speech_dae.stages.evaluate import evaluate
 
     out = args.out or f"reports/{Path(args.models[0] if args.models else args.features or args.input or '.').name}"

@@ -32,6 +32,7 @@ __all__ = [
     "write_csv",
     "read_csv",
     "fingerprint",
+    "file_sha256",
     "StagedOutput",
     "clear_temporaries",
     "require_files",
@@ -142,6 +143,15 @@ def fingerprint(*parts: Any) -> str:
     """Stable 16-hex-digit SHA-1 of JSON-serialisable ``parts``."""
     blob = json.dumps(parts, sort_keys=True, default=_json_default).encode()
     return hashlib.sha1(blob).hexdigest()[:16]
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB pieces)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            h.update(piece)
+    return h.hexdigest()
 
 
 def clear_temporaries(folder: str | Path) -> int:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from .config import Config, load_config
 from .errors import SpeechDAEError
 
-__all__ = ["make_parser", "add_inference_options", "run", "config_from_args", "stage_options"]
+__all__ = ["make_parser", "add_inference_options", "inference_overrides", "run", "config_from_args", "stage_options"]
 
 
 def make_parser(prog: str, description: str, *, epilog: str | None = None) -> argparse.ArgumentParser:
@@ -44,7 +44,7 @@ def make_parser(prog: str, description: str, *, epilog: str | None = None) -> ar
 
 
 def add_inference_options(parser, *, patch_hop_default: str, atten_lim_default: str | None) -> None:
-    """``--patch-hop N`` and ``--atten-lim-db DB``: how a trained run denoises (stage 04, 05, speech-dae denoise).
+    """``--inference``, ``--patch-hop N`` and ``--atten-lim-db DB``: how a trained run denoises (04, 05, denoise).
 
     Parameters
     ----------
@@ -54,10 +54,17 @@ def add_inference_options(parser, *, patch_hop_default: str, atten_lim_default: 
         ``--atten-lim-db`` (stage 05 takes it as ``--set reconstruct.atten_lim_db=DB``).
     """
     parser.add_argument(
+        "--inference",
+        choices=("auto", "sequence", "patch"),
+        help="auto (default, reconstruct.inference): models that take any number of frames (tcn, type1) run on "
+        "whole sequences, every frame through the network once; the others on overlap-averaged patches; "
+        "sequence / patch force one",
+    )
+    parser.add_argument(
         "--patch-hop",
         metavar="N",
         type=int,
-        help=f"frames between inference patches ({patch_hop_default}; 1 = a patch at every frame, slower)",
+        help=f"patch inference: frames between patches ({patch_hop_default}; 1 = a patch at every frame, slower)",
     )
     if atten_lim_default is None:
         return
@@ -68,6 +75,17 @@ def add_inference_options(parser, *, patch_hop_default: str, atten_lim_default: 
         help="strength: attenuate no frequency bin by more than DB dB, e.g. 12 (keeps some noise, loses less "
         f"speech; {atten_lim_default})",
     )
+
+
+def inference_overrides(args: argparse.Namespace) -> list[str]:
+    """Config overrides from the options of :func:`add_inference_options`: ``--inference`` ->
+    ``reconstruct.inference``, ``--atten-lim-db`` -> ``reconstruct.atten_lim_db`` (``--patch-hop`` is passed as is)."""
+    out = []
+    if getattr(args, "inference", None):
+        out.append(f"reconstruct.inference={args.inference}")
+    if getattr(args, "atten_lim_db", None) is not None:
+        out.append(f"reconstruct.atten_lim_db={args.atten_lim_db}")
+    return out
 
 
 def config_from_args(args: argparse.Namespace, extra: Iterable[str] = ()) -> Config:

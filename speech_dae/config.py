@@ -406,9 +406,14 @@ class ReconstructConfig:
     image_max_s: float
     max_gain: float | None
     atten_lim_db: float | None = None
+    inference: str = "auto"
 
     def __post_init__(self):
         _ints("reconstruct", self, "patch_hop", "batch_size")
+        _check(
+            self.inference in ("auto", "sequence", "patch"),
+            f"reconstruct.inference={self.inference!r} must be auto, sequence or patch",
+        )
         _check(
             self.atten_lim_db is None or (_number(self.atten_lim_db) and self.atten_lim_db >= 0),
             f"reconstruct.atten_lim_db={self.atten_lim_db!r} must be >= 0 dB (or null for no limit)",

@@ -1,7 +1,7 @@
 """Feature extractors and their inverses back to audio.
 
 All STFT-based features share one frame grid: frame ``t`` is centred on sample
-``t * hop_length`` (``librosa.stft(center=True)``), so a signal of ``n``
+``t * hop_length`` (:func:`speech_dae.stft.stft`, equal to ``librosa.stft(center=True)``), so a signal of ``n``
 samples has ``1 + n // hop_length`` frames whatever the spectral feature. The
 same framing parameters (``n_fft``, ``hop_length``, ``win_length``, ``window``)
 are used forward and inverse; they travel in ``params.json`` and ``run.json``.
@@ -14,14 +14,14 @@ fbank      log mel filterbank energies,                     mel-domain gain (den
            ``python_speech_features.fbank`` (the seed's     spread to STFT bins through the same
            ``logfbank``), n_mels bands                       filterbank, applied to the noisy STFT, ISTFT
 logmag     ``log(|STFT| + eps)``, n_fft // 2 + 1 bins       ``exp(x) - eps`` with the noisy phase
-           (libdse's production feature)                    ("phase borrowing"), ``librosa.istft``
+           (libdse's production feature)                    ("phase borrowing"), ISTFT
 logmel     ``log(mel power + eps)``: ``|STFT|**2``          as fbank: mel-domain power gain spread to
            through ``librosa.filters.mel``, n_mels bands    STFT bins through the same librosa
            (libdse's log-mel variant)                       filterbank, noisy STFT, ISTFT
 power      ``|STFT|**2``, uncompressed, n_fft // 2 + 1      ``sqrt(max(x, 0))`` with the noisy phase,
-           bins (libdse's power variant)                    ``librosa.istft``
+           bins (libdse's power variant)                    ISTFT
 magnitude  ``|STFT|``, uncompressed, n_fft // 2 + 1         ``max(x, 0)`` with the noisy phase,
-           bins (the thesis's input: Lusterman 2016;        ``librosa.istft``
+           bins (the thesis's input: Lusterman 2016;        ISTFT
            Liu, Smaragdis & Kim 2014)
 waveform   the samples themselves, shape (n_samples, 1)     the model output's single channel, cropped
            (Conv1D audio-restoration design; the model      or zero-padded to the noisy length
@@ -48,6 +48,7 @@ import python_speech_features as psf
 
 from .config import FeatureConfig
 from .errors import AudioError, ConfigError
+from .stft import istft, stft
 
 __all__ = ["FeatureExtractor", "mel_gain_to_stft_gain", "SPECTRAL_TYPES"]
 
@@ -142,15 +143,7 @@ class FeatureExtractor:
         np.ndarray [shape=(..., n_frames, n_fft // 2 + 1)], complex64
         """
         c = self.cfg
-        S = librosa.stft(
-            np.asarray(y, dtype=np.float32),
-            n_fft=c.n_fft,
-            hop_length=c.hop_length,
-            win_length=c.win_length,
-            window=c.window,
-            center=True,
-        )
-        return np.swapaxes(S, -1, -2)
+        return stft(y, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=c.window)
 
     def from_stft(self, S: np.ndarray) -> np.ndarray:
         """The features of a signal whose :meth:`stft` is ``S`` (every STFT-based type: not fbank or waveform).
@@ -194,16 +187,9 @@ class FeatureExtractor:
         np.ndarray [shape=(length,)], float32
         """
         c = self.cfg
-        y = librosa.istft(
-            np.ascontiguousarray(S.T),
-            n_fft=c.n_fft,
-            hop_length=c.hop_length,
-            win_length=c.win_length,
-            window=c.window,
-            center=True,
-            length=int(length),
+        return istft(
+            S, length=int(length), n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=c.window
         )
-        return y.astype(np.float32, copy=False)
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
         """Features of ``y``.
@@ -234,14 +220,25 @@ class FeatureExtractor:
             if y.ndim != 1 or y.size == 0:
                 raise AudioError(f"waveform features need a non-empty 1-D signal, got shape {y.shape}")
             return y[:, None].copy()
-        min_len = self.cfg.fbank_win_length if self.kind == "fbank" else self.cfg.win_length
-        if y.ndim != 1 or y.size < min_len:
-            raise AudioError(
-                f"signal of shape {y.shape} is shorter than one analysis window ({min_len} samples); use longer clips"
-            )
+        self.check_length(y)
         if self.kind == "fbank":
             return np.log(self._fbank_energies(y) + self.cfg.eps).astype(np.float32)
         return self.from_stft(self.stft(y))
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest signal with features: one analysis window (fbank: ``fbank_win_length``; waveform: 1)."""
+        if self.kind == "waveform":
+            return 1
+        return self.cfg.fbank_win_length if self.kind == "fbank" else self.cfg.win_length
+
+    def check_length(self, y: np.ndarray) -> None:
+        """Raise AudioError unless ``y`` is 1-D and at least :attr:`min_samples` long (spectral types)."""
+        if y.ndim != 1 or y.size < self.min_samples:
+            raise AudioError(
+                f"signal of shape {y.shape} is shorter than one analysis window ({self.min_samples} samples); "
+                "use longer clips"
+            )
 
     def _logmel_from_stft(self, S: np.ndarray) -> np.ndarray:
         """``log(|S|**2 @ mel_weights.T + eps)``, float32 ``(n_frames, n_mels)`` (libdse's log-mel power)."""
@@ -337,7 +334,7 @@ class FeatureExtractor:
         Notes
         -----
         logmag: ``|S| = exp(x) - eps`` (clipped at 0) with the noisy STFT phase
-        ("phase borrowing", as libdse's inference with ``librosa.istft``), bounded
+        ("phase borrowing", as libdse's inference with ``librosa.istft``; here :func:`speech_dae.stft.istft`), bounded
         by ``max_gain * |S_noisy|``.
         power: ``|S| = sqrt(max(x, 0))``, magnitude: ``|S| = max(x, 0)``, with the
         noisy phase, bounded the same way.
@@ -373,23 +370,109 @@ class FeatureExtractor:
                 f"denoised features have shape {denoised.shape}, expected "
                 f"{(S_noisy.shape[0], self.n_bins)} for {noisy.size} samples"
             )
+        if self.kind == "fbank" and noisy_features is None:
+            noisy_features = self(noisy)
+        S = self.denoised_stft(denoised, S_noisy, noisy_features=noisy_features, max_gain=max_gain, min_gain=min_gain)
+        return self.istft(S, length=noisy.size)
+
+    def denoised_stft(
+        self,
+        denoised: np.ndarray,
+        S_noisy: np.ndarray,
+        *,
+        noisy_features: np.ndarray | None = None,
+        max_gain: float | None = 1.0,
+        min_gain: float | None = None,
+    ) -> np.ndarray:
+        """The STFT that :meth:`to_audio` inverts: denoised features on the noisy STFT (phase borrowing).
+
+        Works on any run of frames (a whole signal, or the newest frames of a stream).
+
+        Parameters
+        ----------
+        denoised : np.ndarray [shape=(n_frames, n_bins)], float32
+        S_noisy : np.ndarray [shape=(n_frames, n_fft // 2 + 1)], complex
+            :meth:`stft` of the noisy signal, the same frames.
+        noisy_features : np.ndarray [shape=(n_frames, n_bins)], optional
+            The noisy features of those frames; required for ``fbank`` (computed from ``S_noisy`` for logmel).
+        max_gain, min_gain : float or None
+            As :meth:`to_audio`.
+
+        Returns
+        -------
+        np.ndarray [shape=(n_frames, n_fft // 2 + 1)], complex
+
+        Raises
+        ------
+        ConfigError
+            For ``fbank`` without ``noisy_features`` (its frames are not the STFT's), and for ``waveform``.
+        """
+        self._require_spectral("denoised_stft")
         if self.kind not in _MEL_TYPES:
             magnitude = self._linear_magnitude(denoised)
             if max_gain is not None:
                 magnitude = np.minimum(magnitude, max_gain * np.abs(S_noisy))
             if min_gain is not None:
                 magnitude = np.maximum(magnitude, min_gain * np.abs(S_noisy))
-            S = magnitude * np.exp(1j * np.angle(S_noisy))
-        else:
+            return magnitude * np.exp(1j * np.angle(S_noisy))
+        if noisy_features is None:
+            if self.kind == "fbank":
+                raise ConfigError("fbank needs the noisy features of the same frames (noisy_features=)")
+            noisy_features = self._logmel_from_stft(S_noisy)
+        e_noisy = np.exp(noisy_features.astype(np.float64)) - self.cfg.eps
+        e_denoised = np.maximum(np.exp(denoised.astype(np.float64)) - self.cfg.eps, 0.0)
+        mel_gain = np.where(e_noisy > 0, e_denoised / np.maximum(e_noisy, 1e-30), 1.0)
+        gain = np.sqrt(mel_gain_to_stft_gain(mel_gain, self.mel_weights))
+        gain = gain if max_gain is None else np.minimum(gain, max_gain)
+        return S_noisy * (gain if min_gain is None else np.maximum(gain, min_gain))
+
+    def masked_stft(
+        self,
+        S_noisy: np.ndarray,
+        mask: np.ndarray,
+        *,
+        noisy_features: np.ndarray | None = None,
+        max_gain: float | None = 1.0,
+        min_gain: float | None = None,
+    ) -> np.ndarray:
+        """``denoised_stft(apply_mask(noisy_features, mask), S_noisy)`` in one step where that is exact.
+
+        For the STFT magnitude types (logmag, power, magnitude) the denoised magnitude is ``mask * |S|``,
+        so the result is ``S_noisy * max(min(clip(mask, 0, 1), max_gain), min_gain)`` in float32: one
+        multiply instead of the log / exp round trip (same values up to float rounding, tested). The mel
+        types take the round trip through :meth:`apply_mask` and :meth:`denoised_stft`.
+
+        Parameters
+        ----------
+        S_noisy : np.ndarray [shape=(n_frames, n_fft // 2 + 1)], complex64
+        mask : np.ndarray [shape=(n_frames, n_bins)], float32
+            The model's gain.
+        noisy_features : np.ndarray [shape=(n_frames, n_bins)], optional
+            Mel types: the noisy features of those frames (fbank: required).
+        max_gain, min_gain : float or None
+            As :meth:`to_audio`.
+
+        Returns
+        -------
+        np.ndarray [shape=(n_frames, n_fft // 2 + 1)], complex64 (mel types: complex128)
+        """
+        if self.kind in _MEL_TYPES or self.kind == "waveform":
+            if noisy_features is None and self.kind == "logmel":
+                noisy_features = self._logmel_from_stft(S_noisy)
             if noisy_features is None:
-                noisy_features = self._logmel_from_stft(S_noisy) if self.kind == "logmel" else self(noisy)
-            e_noisy = np.exp(noisy_features.astype(np.float64)) - self.cfg.eps
-            e_denoised = np.maximum(np.exp(denoised.astype(np.float64)) - self.cfg.eps, 0.0)
-            mel_gain = np.where(e_noisy > 0, e_denoised / np.maximum(e_noisy, 1e-30), 1.0)
-            gain = np.sqrt(mel_gain_to_stft_gain(mel_gain, self.mel_weights))
-            gain = gain if max_gain is None else np.minimum(gain, max_gain)
-            S = S_noisy * (gain if min_gain is None else np.maximum(gain, min_gain))
-        return self.istft(S, length=noisy.size)
+                raise ConfigError(f"{self.kind} needs the noisy features of the same frames (noisy_features=)")
+            return self.denoised_stft(
+                self.apply_mask(noisy_features, mask),
+                S_noisy,
+                noisy_features=noisy_features,
+                max_gain=max_gain,
+                min_gain=min_gain,
+            )
+        # max(min(clip(mask, 0, 1), max_gain), min_gain) as one clip (min_gain wins where the bounds cross)
+        lo = 0.0 if min_gain is None else max(0.0, float(min_gain))
+        hi = max(lo, 1.0 if max_gain is None else min(1.0, float(max_gain)))
+        gain = np.minimum(np.maximum(np.asarray(mask, dtype=np.float32), np.float32(lo)), np.float32(hi))
+        return S_noisy * gain
 
     def _linear_magnitude(self, x: np.ndarray) -> np.ndarray:
         """The ``|STFT|`` that logmag / power / magnitude features encode, float64, >= 0."""

@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "speech_dae"
 LAYERS = {
     "speech_dae.version": 0,
     "speech_dae.errors": 0,
+    "speech_dae.stft": 0,
     # 1 basics
     "speech_dae.config": 1,
     "speech_dae.artifacts": 1,

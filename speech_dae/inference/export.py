@@ -20,7 +20,15 @@ left as it was, and :class:`~speech_dae.errors.ArtifactError` is raised.
 
 Every model is exported with a dynamic batch axis: input ``(batch, context,
 n_bins)`` float32 (waveform runs: ``(batch, chunk_size, 1)``), output of the
-same shape. :class:`~speech_dae.inference.runtimes.OnnxEngine` runs
+same shape. ONNX exports of sequence models (:func:`speech_dae.models.sequence_context`)
+take any number of frames ``(batch, T, n_bins)``; for causal ones (``tcn``) the file is
+the stateful frame step (:func:`speech_dae.models.build_step`: ``frames`` plus one
+``state{i}`` per dilated block in, outputs and new states out), which serves both
+whole files (zero state) and frame-by-frame streaming, and its parity check also
+steps a sequence through it in pieces of 1-5 frames carrying the state. The file's
+metadata records the context frames and the SHA-256 of the ``model.keras`` it
+came from (``engine="auto"`` uses it only while they match).
+:class:`~speech_dae.inference.runtimes.OnnxEngine` runs
 ``model.onnx`` with onnxruntime alone (``speech-dae denoise --engine onnx``
 starts without TensorFlow or Keras); this module imports them only when it exports.
 """
@@ -103,7 +111,7 @@ def export_model(model, path: str | Path, fmt: str) -> Path:
     Parameters
     ----------
     model : keras.Model
-        Input ``(None, *shape)``, one input and one output.
+        Input ``(None, *shape)`` (a free frame axis stays free), or a frame step with state inputs and outputs.
     path : str or Path
         File (onnx, tflite) or folder (savedmodel) to create.
     fmt : {"onnx", "tflite", "savedmodel"}
@@ -120,8 +128,9 @@ def export_model(model, path: str | Path, fmt: str) -> Path:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     path = Path(path)
     _quiet_tf_logs()
-    shape = tuple(int(d) for d in model.input_shape[1:])
-    model(np.zeros((1, *shape), np.float32), training=False)
+    # one call on zeros (a free frame axis: 8 frames; states: their own shapes)
+    dummy = [np.zeros((1, *(8 if d is None else int(d) for d in t.shape[1:])), np.float32) for t in model.inputs]
+    model(dummy if len(dummy) > 1 else dummy[0], training=False)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -138,6 +147,42 @@ def export_model(model, path: str | Path, fmt: str) -> Path:
             f"({type(exc).__name__}: {reason}); try --format {others}"
         ) from None
     return path
+
+
+def _write_step_onnx(den, path: Path) -> None:
+    import onnx
+
+    from .. import models
+
+    onnx.save(models.build_step_onnx(den.info.model, den._patch_model, den.info.hparams), str(path))
+
+
+def _write_onnx_metadata(path: Path, den) -> None:
+    """Record the sequence context and the source ``model.keras``'s SHA-256 in an exported ONNX file."""
+    import onnx
+
+    from ..artifacts import file_sha256
+    from .runtimes import META_FUTURE, META_PAST, META_SHA256
+
+    model = onnx.load(str(path))
+    meta = {META_SHA256: file_sha256(den.run_dir / "model.keras")}
+    if den.sequence is not None:
+        meta.update({META_PAST: str(den.sequence[0]), META_FUTURE: str(den.sequence[1])})
+    onnx.helper.set_model_props(model, meta)
+    onnx.save(model, str(path))
+
+
+def _stream_diff(engine, den, patches: np.ndarray, n_patches: int = 8) -> float:
+    """Largest ``|step - keras|`` over the first patches laid end to end, stepped in pieces of 1, 2, 3, ... frames."""
+    seq = np.ascontiguousarray(patches[:n_patches].reshape(1, -1, patches.shape[-1]))
+    ref = den.predict_batch(seq)[0]
+    state, outs, i, k = engine.initial_state(1), [], 0, 1
+    while i < seq.shape[1]:
+        y, state = engine.step(seq[:, i : i + k], state)
+        outs.append(y[0])
+        i, k = i + k, k % 5 + 1
+    got = np.concatenate(outs)
+    return float(np.max(np.abs(got.astype(np.float64) - ref))) if got.shape == ref.shape else float("inf")
 
 
 # ------------------------------------------------------------------ parity data
@@ -315,19 +360,32 @@ def export_run(
         raise ConfigError(f"--patches must be >= 1, got {n_patches}")
     den = Denoiser(run_dir, engine="keras")
     patches, source = parity_patches(den, audio=audio, n=n_patches)
+    # ONNX: the frame step of a causal model (_write_step_onnx), or the free-length graph of a sequence model;
+    # other formats (and patch models) the trained fixed-patch graph
+    if fmt == "onnx" and den.sequence is not None:
+        model = den.model
+    else:
+        model = getattr(den, "_patch_model", den.model)
     final = den.run_dir / FORMATS[fmt]
     stem, _, suffix = FORMATS[fmt].partition(".")
     tmp = den.run_dir / f".{stem}.tmp-{os.getpid()}{'.' + suffix if suffix else ''}"
     _remove(tmp)
     try:
         t0 = time.perf_counter()
-        export_model(den.model, tmp, fmt)
+        if fmt == "onnx" and den.stateful:  # written from the weights: half the nodes of the converter's graph
+            _write_step_onnx(den, tmp)
+        else:
+            export_model(model, tmp, fmt)
+        if fmt == "onnx":
+            _write_onnx_metadata(tmp, den)
         export_s = time.perf_counter() - t0
         engine = load_runtime(tmp, fmt, input_shape=(den.context, den.fx.n_bins))
         got = np.asarray(engine(patches), dtype=np.float32)
         ref = den.predict_batch(patches)
         # NaN anywhere (or another shape) fails the check: nan < tol is False
         diff = float(np.max(np.abs(got.astype(np.float64) - ref))) if got.shape == ref.shape else float("inf")
+        if fmt == "onnx" and den.stateful:  # the step, fed in pieces with its state, against one Keras call
+            diff = max(diff, _stream_diff(engine, den, patches))
         keras_s = _best_time(lambda: den.model(patches, training=False), repeats)
         engine_s = _best_time(lambda: engine(patches), repeats)
         engine = None  # release the file before it is moved

@@ -61,6 +61,24 @@ emission rule itself, for any configuration.
 Waveform runs stream too: chunks of ``chunk_size`` samples every
 ``chunk_size // 2``, Hann overlap-added; the latency is ``chunk_size - 1``
 samples (2047 samples, 127.9 ms, for the default 2048-sample chunks).
+
+Sequence inference without a frame step (e.g. a non-causal ``tcn``) emits
+like waveform runs, recomputing the segment from ``margin`` samples back; its
+patch lookahead ``(context - 1) * hop_length`` becomes the model's future
+context ``future * hop_length``.
+
+Frame-synchronous streaming
+---------------------------
+Causal models with a frame step (``Denoiser.stateful``: a causal ``tcn`` with
+STFT features) stream through :class:`FrameStreamer` instead: every STFT frame
+is computed as soon as its window is in, goes through the network's frame step
+once, with the dilated convolutions' past frames carried as state
+(:func:`speech_dae.models.build_step`; under onnxruntime the exported step
+itself, without TensorFlow), and is overlap-added
+(:class:`speech_dae.stft.OverlapAdd`). The latency is one STFT window:
+``n_fft - 1`` samples (511 samples, 31.9 ms, at n_fft 512 and 16 kHz), as
+in RNNoise and DeepFilterNet (which add look-ahead frames on top), and the
+outputs equal ``Denoiser(signal)`` to float rounding.
 """
 
 from __future__ import annotations
@@ -69,8 +87,9 @@ import numpy as np
 
 from ..errors import AudioError
 from ..framing import gather_patches, overlap_average
+from ..stft import OverlapAdd, stft_frames
 
-__all__ = ["Streamer"]
+__all__ = ["Streamer", "FrameStreamer"]
 
 #: Longest piece of one block denoised in one segment (samples); longer blocks are split.
 MAX_PIECE = 1 << 18
@@ -112,7 +131,9 @@ class Streamer:
             l_feat = c.fbank_win_length // 2 + 1 if fbank else self._l_synth  # fbank: + 1 for the pre-emphasis
             self._lead = max(l_feat, self._l_synth)  # a frame's features and STFT start this far before its centre
             # the first frame reaching a sample, the first patch covering that frame, its first analysis window
-            left = self._r_stft + max((den.context - 1) * c.hop_length + l_feat, self._l_synth)
+            # frames of context before an output frame: the patch's (patches), or the model's past (sequence)
+            back = den.sequence[0] if den.sequence is not None else den.context - 1
+            left = self._r_stft + max(back * c.hop_length + l_feat, self._l_synth)
         # the block margin of `speech-dae denoise` also fits (it is symmetric, so larger): take the tight one
         self.margin = min(grid_margin, -(-left // self.align) * self.align)
         n0 = 8 * (self.margin + self.align + den.context * den.fx.cfg.hop_length)
@@ -182,6 +203,9 @@ class Streamer:
     def _last_frame(self, n: int) -> int:
         """Last frame whose model output no later input can change (-1: none yet); spectral runs."""
         hop, ph, ctx = self.den.fx.cfg.hop_length, self.den.patch_hop, self.den.context
+        if self.den.sequence is not None:  # the frame's future context and its STFT window are received
+            t = min((n - self._r_feat) // hop - self.den.sequence[1], (n - self._r_stft) // hop)
+            return t if n >= self._min_len else -1
         a = (n - self._r_feat) // hop - ctx + 1  # last patch start whose frames are all received
         if n < self._min_len or a < 0:
             return -1
@@ -225,7 +249,8 @@ class Streamer:
             self._n += piece.size
             end = self.final_end(self._n)
             if end > self._emitted:
-                outs.append(self._emit(end) if self.den.waveform else self._emit_frames(end))
+                patches = not self.den.waveform and self.den.sequence is None
+                outs.append(self._emit_frames(end) if patches else self._emit(end))
         return np.concatenate(outs) if outs else np.zeros(0, np.float32)
 
     def flush(self) -> np.ndarray:
@@ -258,7 +283,8 @@ class Streamer:
     def _emit(self, end: int) -> np.ndarray:
         """Denoise ``[read start, samples fed)`` with ``Denoiser.__call__``; return its part ``[emitted, end)``.
 
-        Waveform runs, and every run's :meth:`flush` (the end of the signal: end patch, end padding).
+        Waveform runs, sequence inference without a frame step, and every run's :meth:`flush`
+        (the end of the signal: end patch, end padding).
         """
         r0 = self._read_start(self._emitted)
         y = self.den(self._buf[r0 - self._start :])
@@ -307,7 +333,7 @@ class Streamer:
         """Advance to ``end`` and trim the buffer to what the next outputs (and :meth:`flush`) need."""
         self._emitted = end
         keep = self._read_start(end)
-        if not self.den.waveform:
+        if not self.den.waveform and self.den.sequence is None:
             keep = min(
                 keep,
                 max(
@@ -321,6 +347,110 @@ class Streamer:
             self._buf = self._buf[keep - self._start :].copy()
             self._start = keep
         return np.ascontiguousarray(out, dtype=np.float32)
+
+
+class FrameStreamer:
+    """Frame-synchronous streaming of a causal model with a frame step (one stream at a time).
+
+    Frame ``t`` (centred on sample ``t * hop_length``) is computed once input sample
+    ``t * hop_length + n_fft // 2 - 1`` is in; all frames a block completes go through
+    :meth:`Denoiser.step <speech_dae.inference.engine.Denoiser.step>` in one call with the
+    carried state, and the overlap-add returns every sample no later frame reaches.
+    Same interface as :class:`Streamer`.
+
+    Parameters
+    ----------
+    den : Denoiser
+        A run with ``den.stateful`` (causal sequence model, STFT features).
+
+    Attributes
+    ----------
+    latency_samples : int
+        ``n_fft - 1``: output sample ``t`` is returned once input sample ``t + n_fft - 1`` is in.
+
+    Raises
+    ------
+    ConfigError
+        If ``den`` has no frame step.
+    """
+
+    def __init__(self, den):
+        den.initial_state()  # raises ConfigError for a run without a frame step
+        self.den = den
+        c = den.fx.cfg
+        self.n_fft, self.hop = int(c.n_fft), int(c.hop_length)
+        self._stft = dict(n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=c.window)
+        self.latency_samples = self.n_fft - 1
+        self.max_buffered_samples = self.n_fft + MAX_PIECE
+        self._ola = OverlapAdd(**self._stft)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the current stream; the next block starts a new one at sample 0."""
+        self._pad = np.zeros(self.n_fft // 2, np.float32)  # the padded signal from padded index self._p0 on
+        self._p0 = 0
+        self._frames = 0  # frames computed
+        self._n = 0
+        self._emitted = 0
+        self._state = self.den.initial_state()
+        self._ola.reset()
+
+    @property
+    def buffered_samples(self) -> int:
+        """Input samples held now (less than ``n_fft`` between calls)."""
+        return int(self._pad.size)
+
+    @property
+    def samples_in(self) -> int:
+        return self._n
+
+    @property
+    def samples_out(self) -> int:
+        return self._emitted
+
+    def process(self, block) -> np.ndarray:
+        """Feed ``block`` and return the output samples that became final (see :meth:`Streamer.process`)."""
+        x = _check_block(block)
+        outs = []
+        for i in range(0, x.size, MAX_PIECE):
+            piece = x[i : i + MAX_PIECE]
+            self._pad = np.concatenate([self._pad, piece])
+            self._n += piece.size
+            outs.append(self._run((self._n + self.n_fft // 2 - self.n_fft) // self.hop + 1))  # windows all in
+        out = np.concatenate(outs) if outs else np.zeros(0, np.float32)
+        self._emitted += out.size
+        return out
+
+    def flush(self) -> np.ndarray:
+        """Return the rest of the output (end of stream) and reset (see :meth:`Streamer.flush`)."""
+        try:
+            if self._n == 0:
+                return np.zeros(0, np.float32)
+            if self._n < self.den.fx.min_samples:
+                raise AudioError(
+                    f"the stream ended after {self._n} samples, shorter than one analysis window "
+                    f"({self.den.fx.min_samples} samples); nothing to denoise"
+                )
+            self._pad = np.concatenate([self._pad, np.zeros(self.n_fft // 2, np.float32)])  # the end padding
+            out = [self._run(1 + self._n // self.hop), self._ola.finish(self._n)]
+            return np.concatenate(out)
+        finally:
+            self.reset()
+
+    def _run(self, n_frames: int) -> np.ndarray:
+        """Compute frames ``[computed, n_frames)`` (their windows are in ``self._pad``); return new final samples."""
+        if n_frames <= self._frames:
+            return np.zeros(0, np.float32)
+        p = self._frames * self.hop - self._p0  # first new frame, in the buffer
+        seg = self._pad[p : p + (n_frames - self._frames - 1) * self.hop + self.n_fft]
+        S = stft_frames(seg, **self._stft)
+        feats = self.den.fx.from_stft(S)
+        out, self._state = self.den.step(self.den.norm.norm_x(feats), self._state)
+        y = self._ola.add(self.den.denoised_stft(S, feats, out))
+        self._frames = n_frames
+        drop = self._frames * self.hop - self._p0  # the next frame starts here
+        self._pad, self._p0 = self._pad[drop:].copy(), self._p0 + drop
+        return y
 
 
 def _check_block(block) -> np.ndarray:

@@ -52,7 +52,7 @@ from .autoencoders import build_type1, build_type2
 from .blocks import SPECTRAL_TARGETS
 from .libdse import build_dense_ln
 from .spectrogram import build_cnn2d, build_unet
-from .tcn import build_tcn
+from .tcn import build_tcn, build_tcn_step, tcn_context, tcn_step_onnx
 from .thesis import SEMI_SUPERVISED, build_curro, build_partitioned, build_shallow
 from .waveform import WAVEFORM_TARGETS, build_conv1d_time
 
@@ -63,8 +63,13 @@ __all__ = [
     "SEMI_SUPERVISED",
     "SPECTRAL_FEATURES",
     "build_model",
+    "build_step",
+    "build_step_onnx",
+    "free_length",
+    "has_step",
     "hparam_names",
     "model_names",
+    "sequence_context",
 ]
 
 MODELS: dict[str, Callable] = {
@@ -137,3 +142,94 @@ def build_model(name: str, input_shape: tuple[int, int], *, target: str = "mappi
     if unknown:
         raise ConfigError(f"model {name!r} has no hyper-parameter {', '.join(unknown)}; valid: {', '.join(valid)}")
     return MODELS[name](tuple(int(d) for d in input_shape), target=target, **hparams)
+
+
+def _type1_context(filters=(128, 32), kernel_size: int = 3, **_) -> tuple[int, int]:
+    """type1: every Conv1D / Conv1DTranspose of ``kernel_size`` frames ("same", stride 1) reaches
+    ``kernel_size - 1`` frames in all; counted on both sides (an upper bound is enough for blocks)."""
+    reach = 2 * len(filters) * (int(kernel_size) - 1)
+    return reach, reach
+
+
+#: Models whose graph takes any number of frames, and their ``(past, future)`` frames of context
+#: from the hyper-parameters (see :func:`sequence_context`).
+_SEQUENCE: dict[str, Callable] = {
+    "tcn": lambda kernel_size=3, dilations=(1, 2, 4, 8), causal=True, **_: tcn_context(kernel_size, dilations, causal),
+    "type1": _type1_context,
+}
+#: Causal models with a stateful frame step: its Keras model (:func:`build_step`) and its ONNX graph
+#: (:func:`build_step_onnx`).
+_STEPS: dict[str, Callable] = {"tcn": build_tcn_step}
+_STEPS_ONNX: dict[str, Callable] = {"tcn": tcn_step_onnx}
+
+
+def sequence_context(name: str, hparams: dict | None = None) -> tuple[int, int] | None:
+    """``(past, future)`` frames of context of a model that can run on whole sequences, or None.
+
+    Models of fixed patches (dense layers over the flattened patch, 2-D convolutions with
+    padding to a multiple, the waveform model) return None and are run patch by patch. For the
+    others a block of frames with ``past`` extra frames before and ``future`` after gives
+    exactly the one-call outputs of its middle: ``tcn`` (``(30, 0)`` for the causal default)
+    and ``type1`` (Conv1D / Conv1DTranspose with "same" padding).
+
+    Parameters
+    ----------
+    name : str
+        Registry name (``run.json`` ``model``).
+    hparams : dict, optional
+        ``run.json`` ``hparams`` (missing keys take the builder's defaults).
+    """
+    fn = _SEQUENCE.get(name)
+    if fn is None:
+        return None
+    past, future = fn(**dict(hparams or {}))
+    return int(past), int(future)
+
+
+def free_length(model):
+    """A copy of a functional ``(batch, context, n_bins)`` model that takes any number of frames, same weights.
+
+    Only for models of :func:`sequence_context` (other graphs fix the frame count in a
+    ``Flatten`` or ``Reshape``). The copy is built from ``model.get_config()`` with the input's
+    frame axis set to None, so it also serves run folders saved before sequence inference existed.
+
+    Returns
+    -------
+    keras.Model
+        ``(batch, None, n_bins) -> (batch, None, n_bins)``; ``model`` itself if its frame axis is already free.
+    """
+    import keras
+
+    if model.input_shape[1] is None:
+        return model
+    cfg = model.get_config()
+    for layer in cfg["layers"]:
+        if layer["class_name"] == "InputLayer":
+            shape = list(layer["config"]["batch_shape"])
+            layer["config"]["batch_shape"] = [shape[0], None, *shape[2:]]
+    clone = keras.Model.from_config(cfg)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def has_step(name: str, hparams: dict | None = None) -> bool:
+    """True if registry model ``name`` with these hyper-parameters is causal with a frame step (:func:`build_step`)."""
+    ctx = sequence_context(name, hparams)
+    return name in _STEPS and ctx is not None and ctx[1] == 0
+
+
+def build_step(name: str, model, hparams: dict | None = None):
+    """The stateful frame step of a trained causal model (:func:`speech_dae.models.tcn.build_tcn_step`), or None.
+
+    None for every model that is not causal (a step needs output frame ``t`` to depend on
+    frames ``<= t`` only) or has no step builder.
+    """
+    return _STEPS[name](model) if has_step(name, hparams) else None
+
+
+def build_step_onnx(name: str, model, hparams: dict | None = None):
+    """The frame step of a trained causal model as an ``onnx.ModelProto``, or None.
+
+    See :func:`speech_dae.models.tcn.tcn_step_onnx`.
+    """
+    return _STEPS_ONNX[name](model) if has_step(name, hparams) else None

@@ -23,7 +23,7 @@ from keras import layers
 from ..errors import ConfigError
 from .blocks import check_target, output_head, patch_input, positive_int, positive_ints
 
-__all__ = ["build_tcn", "receptive_field"]
+__all__ = ["build_tcn", "build_tcn_step", "receptive_field", "tcn_context", "tcn_step_onnx"]
 
 
 def receptive_field(kernel_size: int, dilations: Sequence[int]) -> int:
@@ -164,3 +164,247 @@ def build_tcn(
         x = layers.Dense(u, activation="relu", name=f"dec{i}")(x)
     x = layers.Dense(n_bins, name="decoded")(x)
     return keras.Model(inputs, output_head(inputs, x, target=target, residual=residual), name="tcn")
+
+
+def tcn_context(kernel_size: int = 3, dilations: Sequence[int] = (1, 2, 4, 8), causal: bool = True) -> tuple[int, int]:
+    """``(past, future)``: the frames before and after an output frame that it depends on.
+
+    ``causal``: ``(receptive_field - 1, 0)``. Centred (``padding="same"``): each block's
+    ``(kernel_size - 1) * d`` frames split as Keras pads them, ``// 2`` before and the rest after.
+    The per-frame encoder and decoder add nothing, so a free-length copy of the model run on a
+    block with ``past`` frames before and ``future`` after the frames it keeps gives exactly the
+    outputs of one call on the whole sequence.
+    """
+    k = positive_int("tcn", "kernel_size", kernel_size, 3)
+    ds = positive_ints("tcn", "dilations", dilations, "[1, 2, 4, 8]")
+    if causal:
+        return receptive_field(k, ds) - 1, 0
+    total = [(k - 1) * d for d in ds]
+    return sum(t // 2 for t in total), sum(t - t // 2 for t in total)
+
+
+def build_tcn_step(model: keras.Model) -> keras.Model:
+    """The stateful frame step of a trained causal :func:`build_tcn` model: frames and state in, outputs and state out.
+
+    Each dilated block's ``Conv1D(kernel_size, dilation_rate=d, padding="causal")`` becomes
+    the same convolution with ``padding="valid"`` over the block's state (its last
+    ``(kernel_size - 1) * d`` input frames) followed by the new frames; the new state is the
+    last ``(kernel_size - 1) * d`` frames of that concatenation. Every other layer is the
+    trained model's own (shared weights). Zero states are the causal zero padding of a
+    sequence's start, so running a sequence through the step in pieces of any size, carrying
+    the state, gives the model's one-call output on the whole sequence (float rounding; tested).
+    This is the graph ``speech-dae export --format onnx`` writes for causal TCN runs
+    (Bai, Kolter & Koltun 2018 for the TCN; carried convolution state as in RNNoise's and
+    DeepFilterNet's frame-synchronous inference).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A causal ``tcn`` (layers named as :func:`build_tcn` names them).
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``frames`` ``(batch, T, n_bins)`` float32 (any ``T`` >= 0) and ``state{i}``
+        ``(batch, (kernel_size - 1) * d_i, channels)`` for every block with ``kernel_size > 1``;
+        outputs the model's output for those frames ``(batch, T, n_bins)`` and the new states, in
+        the same order.
+
+    Raises
+    ------
+    ConfigError
+        If ``model`` is not a causal TCN.
+    """
+    names = {layer.name for layer in model.layers}
+    if "bottleneck_in" not in names or "tcn0_conv" not in names:
+        raise ConfigError(f"model {model.name!r} is not a tcn; only causal tcn runs have a frame step")
+    n_bins = int(model.input_shape[-1])
+    frames = keras.Input(shape=(None, n_bins), name="frames")
+    x = frames
+    i = 0
+    while f"enc{i}" in names:
+        x = model.get_layer(f"enc{i}")(x)
+        i += 1
+    x = model.get_layer("bottleneck_in")(x)
+    states, new_states = [], []
+    i = 0
+    while f"tcn{i}_conv" in names:
+        conv = model.get_layer(f"tcn{i}_conv")
+        cfg = conv.get_config()
+        if cfg["padding"] != "causal":
+            raise ConfigError(f"tcn block {i} pads {cfg['padding']!r}; only causal tcn runs have a frame step")
+        past = (int(cfg["kernel_size"][0]) - 1) * int(cfg["dilation_rate"][0])
+        if past:
+            state = keras.Input(shape=(past, int(cfg["filters"])), name=f"state{i}")
+            full = layers.Concatenate(axis=1, name=f"tcn{i}_with_state")([state, x])
+            states.append(state)
+            new_states.append(full[:, -past:, :])
+        else:
+            full = x
+        valid = layers.Conv1D.from_config({**cfg, "padding": "valid", "name": f"tcn{i}_conv_valid"})
+        valid.build(full.shape)
+        valid.set_weights(conv.get_weights())
+        h = valid(full)
+        h = model.get_layer(f"tcn{i}_relu")(h)
+        h = model.get_layer(f"tcn{i}_norm")(h)
+        h = model.get_layer(f"tcn{i}_proj")(h)
+        x = model.get_layer(f"tcn{i}_add")([x, h])
+        i += 1
+    i = 0
+    while f"dec{i}" in names:
+        x = model.get_layer(f"dec{i}")(x)
+        i += 1
+    x = model.get_layer("decoded")(x)
+    head = model.get_layer("mask" if "mask" in names else "clean")
+    out = head([frames, x]) if isinstance(head, layers.Add) else head(x)
+    return keras.Model([frames, *states], [out, *new_states], name="tcn_step")
+
+
+def tcn_step_onnx(model: keras.Model, *, opset: int = 17):
+    """The frame step of :func:`build_tcn_step` written directly as an ONNX graph, from the trained weights.
+
+    Same inputs, outputs and arithmetic as the Keras step (``frames``, ``state{i}`` -> output,
+    new states), in about half the nodes the TensorFlow converter emits for it (each
+    dilated convolution is ``kernel_size`` matrix products of fixed slices of the state
+    followed by the new frames, each LayerNormalization one node), because a frame-by-frame
+    stream pays onnxruntime's cost per node on every call: 124 -> ~50 us per 8 ms frame on
+    2 cores (``benchmarks/streaming.py``). ``speech-dae export`` checks it against Keras like
+    any export.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A trained causal TCN (:func:`build_tcn`).
+    opset : int
+        ONNX opset (>= 17 for LayerNormalization).
+
+    Returns
+    -------
+    onnx.ModelProto
+
+    Raises
+    ------
+    ConfigError
+        If ``model`` is not a causal TCN.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    step = build_tcn_step(model)  # validates the model, and gives the state shapes
+    names = {layer.name for layer in model.layers}
+    nodes, inits = [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def dense(x, layer_name, relu=False):
+        w, b = model.get_layer(layer_name).get_weights()
+        y = f"{layer_name}_mm"
+        nodes.append(helper.make_node("MatMul", [x, const(f"{layer_name}_w", w.astype(np.float32))], [y]))
+        nodes.append(
+            helper.make_node("Add", [y, const(f"{layer_name}_b", b.astype(np.float32))], [f"{layer_name}_out"])
+        )
+        y = f"{layer_name}_out"
+        if relu:
+            nodes.append(helper.make_node("Relu", [y], [f"{layer_name}_relu"]))
+            y = f"{layer_name}_relu"
+        return y
+
+    n_bins = int(model.input_shape[-1])
+    inputs = [helper.make_tensor_value_info("frames", TensorProto.FLOAT, ["batch", "T", n_bins])]
+    outputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", "T", n_bins])]
+    axis1 = const("axis1", np.array([1], np.int64))
+    big = const("int_max", np.array([np.iinfo(np.int64).max], np.int64))
+    x, i = "frames", 0
+    while f"enc{i}" in names:
+        x = dense(x, f"enc{i}", relu=True)
+        i += 1
+    x = dense(x, "bottleneck_in")
+    i = 0
+    while f"tcn{i}_conv" in names:
+        conv = model.get_layer(f"tcn{i}_conv")
+        cfg = conv.get_config()
+        k, d = int(cfg["kernel_size"][0]), int(cfg["dilation_rate"][0])
+        kernel, bias = conv.get_weights()  # (k, c_in, c_out), (c_out,)
+        past = (k - 1) * d
+        if past:
+            state_in, state_out = f"state{i}", f"new_state{i}"
+            inputs.append(helper.make_tensor_value_info(state_in, TensorProto.FLOAT, ["batch", past, kernel.shape[1]]))
+            outputs.append(
+                helper.make_tensor_value_info(state_out, TensorProto.FLOAT, ["batch", past, kernel.shape[1]])
+            )
+            full = f"tcn{i}_full"
+            nodes.append(helper.make_node("Concat", [state_in, x], [full], axis=1))
+            start = const(f"tcn{i}_state_start", np.array([-past], np.int64))
+            nodes.append(helper.make_node("Slice", [full, start, big, axis1], [state_out]))
+        else:
+            full = x
+        taps = []
+        for j in range(k):  # output t = [full[t], full[t + d], ...] @ [W[0]; W[1]; ...]
+            piece = full
+            if past:
+                piece = f"tcn{i}_tap{j}"
+                end = big if j * d == past else const(f"tcn{i}_end{j}", np.array([j * d - past], np.int64))
+                start = const(f"tcn{i}_start{j}", np.array([j * d], np.int64))
+                nodes.append(helper.make_node("Slice", [full, start, end, axis1], [piece]))
+            taps.append(piece)
+        if len(taps) > 1:
+            nodes.append(helper.make_node("Concat", taps, [f"tcn{i}_taps"], axis=-1))
+        w = kernel.reshape(-1, kernel.shape[2]).astype(np.float32)  # (k * c_in, c_out), tap-major like the concat
+        nodes.append(
+            helper.make_node(
+                "MatMul", [f"tcn{i}_taps" if len(taps) > 1 else taps[0], const(f"tcn{i}_w", w)], [f"tcn{i}_mm"]
+            )
+        )
+        nodes.append(
+            helper.make_node("Add", [f"tcn{i}_mm", const(f"tcn{i}_b", bias.astype(np.float32))], [f"tcn{i}_conv_out"])
+        )
+        nodes.append(helper.make_node("Relu", [f"tcn{i}_conv_out"], [f"tcn{i}_relu"]))
+        norm = model.get_layer(f"tcn{i}_norm")
+        gamma, beta = norm.get_weights()
+        nodes.append(
+            helper.make_node(
+                "LayerNormalization",
+                [
+                    f"tcn{i}_relu",
+                    const(f"tcn{i}_gamma", gamma.astype(np.float32)),
+                    const(f"tcn{i}_beta", beta.astype(np.float32)),
+                ],
+                [f"tcn{i}_norm"],
+                axis=-1,
+                epsilon=float(norm.epsilon),
+            )
+        )
+        model_proj = model.get_layer(f"tcn{i}_proj")
+        w, b = model_proj.get_weights()  # (1, c, c)
+        nodes.append(
+            helper.make_node(
+                "MatMul", [f"tcn{i}_norm", const(f"tcn{i}_proj_w", w[0].astype(np.float32))], [f"tcn{i}_proj_mm"]
+            )
+        )
+        nodes.append(
+            helper.make_node(
+                "Add", [f"tcn{i}_proj_mm", const(f"tcn{i}_proj_b", b.astype(np.float32))], [f"tcn{i}_proj"]
+            )
+        )
+        nodes.append(helper.make_node("Add", [x, f"tcn{i}_proj"], [f"tcn{i}_add"]))
+        x = f"tcn{i}_add"
+        i += 1
+    i = 0
+    while f"dec{i}" in names:
+        x = dense(x, f"dec{i}", relu=True)
+        i += 1
+    x = dense(x, "decoded")
+    if "mask" in names:
+        nodes.append(helper.make_node("Sigmoid", [x], ["out"]))
+    elif isinstance(model.get_layer("clean"), layers.Add):
+        nodes.append(helper.make_node("Add", ["frames", x], ["out"]))
+    else:
+        nodes.append(helper.make_node("Identity", [x], ["out"]))
+    del step
+    graph = helper.make_graph(nodes, "tcn_step", inputs, outputs, initializer=inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="speech_dae")
+    onnx.checker.check_model(proto)
+    return proto

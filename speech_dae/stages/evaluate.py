@@ -249,7 +249,14 @@ class EvalSummary:
 def _model_systems(model_dirs: Sequence[str | Path], cfg: Config, patch_hop: int | None) -> list:
     r = cfg.reconstruct
     dens = [
-        Denoiser(d, patch_hop=patch_hop, batch_size=r.batch_size, max_gain=r.max_gain, atten_lim_db=r.atten_lim_db)
+        Denoiser(
+            d,
+            patch_hop=patch_hop,
+            batch_size=r.batch_size,
+            max_gain=r.max_gain,
+            atten_lim_db=r.atten_lim_db,
+            inference=r.inference,
+        )
         for d in model_dirs
     ]
     names = [d.name for d in dens]

@@ -131,7 +131,12 @@ def reconstruct(
     """
     r = cfg.reconstruct
     den = Denoiser(
-        model_dir, patch_hop=patch_hop, batch_size=r.batch_size, max_gain=r.max_gain, atten_lim_db=r.atten_lim_db
+        model_dir,
+        patch_hop=patch_hop,
+        batch_size=r.batch_size,
+        max_gain=r.max_gain,
+        atten_lim_db=r.atten_lim_db,
+        inference=r.inference,
     )
     items = (
         trained_on_items(den.info.features_dir, run=den.name, instead="--input WAV_OR_DIR (and --clean DIR to score)")
