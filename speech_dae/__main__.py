@@ -1,7 +1,8 @@
 """``speech-dae`` / ``python -m speech_dae``: commands for using trained runs.
 
-speech-dae denoise IN... -o OUT [--model models/RUN] [--engine keras|onnx] [--overwrite] [--block-seconds 30]
-    [--score] [--atten-lim-db DB]     (no --model: the pretrained model shipped in the package)
+speech-dae denoise IN... -o OUT [--model models/RUN] [--engine auto|keras|onnx] [--overwrite] [--block-seconds 30]
+    [--score] [--atten-lim-db DB] [--inference auto|sequence|patch]
+    (no --model: the pretrained model shipped in the package, run by onnxruntime without TensorFlow)
 speech-dae export --model models/RUN --format onnx|tflite|savedmodel [--audio FILE]
 """
 
@@ -53,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument(
         "--engine",
-        choices=("keras", "onnx"),
-        default="keras",
-        help="keras: model.keras (default); onnx: the run's model.onnx (speech-dae export) with "
+        choices=("auto", "keras", "onnx"),
+        default="auto",
+        help="auto (default): the run's model.onnx if it was exported from its model.keras (the pretrained "
+        "model has one), else keras; keras: model.keras; onnx: model.onnx (speech-dae export) with "
         "onnxruntime, without importing TensorFlow (faster start-up)",
     )
     d.add_argument(
@@ -124,6 +126,7 @@ def _denoise(args):
         engine=args.engine,
         progress=not args.no_progress,
         score=args.score,
+        inference=args.inference or "auto",
     )
     yield from summary.lines()
     yield f"wrote {args.out}/"

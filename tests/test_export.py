@@ -140,7 +140,9 @@ def test_a_converter_failure_names_the_model_format_and_alternatives(monkeypatch
 def test_denoise_with_the_onnx_engine_equals_keras(run_copy, tmp_path):
     assert main(["export", "--model", str(run_copy), "--format", "onnx"]) == 0
     wav = _wav(tmp_path / "in.wav")
-    k = denoise_paths(run_copy, [wav], tmp_path / "keras", progress=False)
+    k = denoise_paths(run_copy, [wav], tmp_path / "keras", engine="keras", progress=False)
+    auto = denoise_paths(run_copy, [wav], tmp_path / "auto", progress=False)  # a current export: onnx
+    assert "start-up: onnx engine" in auto.lines()[0]
     o = denoise_paths(run_copy, [wav], tmp_path / "onnx", engine="onnx", progress=False)
     a, _ = sf.read(tmp_path / "keras" / "in.wav", dtype="float32")
     b, _ = sf.read(tmp_path / "onnx" / "in.wav", dtype="float32")

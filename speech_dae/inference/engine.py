@@ -126,8 +126,11 @@ class Denoiser:
         installed, else Keras.
     inference : {"auto", "sequence", "patch"}
         ``auto`` (default): sequence inference for models that take any number of frames
-        (:func:`speech_dae.models.sequence_context`; Keras, or an ONNX export of this version),
-        patches otherwise. ``sequence`` raises where it is not possible; ``patch`` forces patches.
+        (:func:`speech_dae.models.sequence_context`; Keras, or an ONNX export of this version)
+        and were trained on patches at least as long as their context (``past + future + 1 <=
+        context``, e.g. the best recipe's causal TCN, 31 frames in 64-frame patches), patches
+        otherwise (e.g. ``type1`` at context 11 reaches 8 frames each way, so every training frame saw a
+        patch edge). ``sequence`` forces it where possible and raises elsewhere; ``patch`` forces patches.
 
     Attributes
     ----------
@@ -232,6 +235,10 @@ class Denoiser:
                 "its graph takes fixed patches (use inference patch, or for tcn/type1 the keras engine or a "
                 "fresh speech-dae export --format onnx)"
             )
+        if inference == "auto" and sequence is not None and sum(sequence) + 1 > self.context:
+            # trained on patches shorter than its own context: every training frame saw a patch edge's zero
+            # padding, so whole sequences would be inputs it never met (type1 at context 11 reaches 8 + 8)
+            sequence = None
         self.sequence = sequence if inference != "patch" else None
         self.stateful = bool(stateful and self.sequence is not None and self.fx.kind not in ("fbank",))
         self.inference = "sequence" if self.sequence is not None else "patch"

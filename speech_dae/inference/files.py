@@ -180,14 +180,17 @@ def denoise_paths(
     block_s: float = 30.0,
     patch_hop: int | None = None,
     atten_lim_db: float | None = None,
-    engine: str = "keras",
+    engine: str = "auto",
     progress: bool = True,
     score: bool = False,
+    inference: str = "auto",
 ) -> DenoiseSummary:
     """Denoise files and folders (recursively) into ``out_dir``, keeping relative paths and file names.
 
     ``engine="onnx"`` runs the run's ``model.onnx`` (``speech-dae export``) with
-    onnxruntime; nothing imports TensorFlow or Keras then. ``patch_hop`` None (default) uses the hop
+    onnxruntime; nothing imports TensorFlow or Keras then. ``engine="auto"`` (default) does so
+    whenever that file was exported from the run's ``model.keras`` (the pretrained model ships
+    one), else runs Keras. ``inference``: see :class:`Denoiser`. ``patch_hop`` None (default) uses the hop
     the run was validated with (``run.json``), as stages 04 and 05 do, so the files are what was scored.
     ``atten_lim_db`` limits the attenuation of every bin (strength control, see :class:`Denoiser`).
     Start-up is timed apart from the processing: ``DenoiseSummary.load_s`` (the
@@ -222,11 +225,11 @@ def denoise_paths(
         raise AudioError("an output would replace its own input; choose another -o folder")
     if score:
         load_models()  # fail before the denoising if the DNSMOS models are unavailable
-    den = Denoiser(model, patch_hop=patch_hop, engine=engine, atten_lim_db=atten_lim_db)
+    den = Denoiser(model, patch_hop=patch_hop, engine=engine, atten_lim_db=atten_lim_db, inference=inference)
     t0 = time.perf_counter()
     n_warm = max(den.sample_rate // 2, 2 * den.fx.cfg.n_fft, 2 * den.context)
     den(np.random.default_rng(0).normal(0.0, 1e-3, n_warm).astype(np.float32))
-    summary = DenoiseSummary(engine=engine, load_s=den.load_seconds, warmup_s=time.perf_counter() - t0)
+    summary = DenoiseSummary(engine=den.engine, load_s=den.load_seconds, warmup_s=time.perf_counter() - t0)
     t0 = time.perf_counter()
     for src, dst in tqdm(jobs, desc="denoise", unit="file", disable=not progress):
         try:
