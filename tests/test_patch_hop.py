@@ -60,7 +60,10 @@ def test_stage_05_scores_each_model_at_its_own_hop(tiny_run, tmp_path):
         progress=False,
     )
     assert read_json(res.out / "summary.json")["patch_hop"] == {"a": 4, "b": 1}
-    assert "Models at their own patch_hop (recorded in run.json): a 4, b 1." in (res.out / "summary.md").read_text()
+    assert read_json(res.out / "summary.json")["inference"] == {"a": "patch", "b": "patch"}  # type2: fixed patches
+    assert (
+        "Patch models at their own patch_hop (recorded in run.json): a 4, b 1." in (res.out / "summary.md").read_text()
+    )
     for run in (a, b):
         y, _ = sf.read(res.out / "audio" / run.name / "f.wav", dtype="float32")
         np.testing.assert_allclose(y, Denoiser(run)(x), atol=1e-4)

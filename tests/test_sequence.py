@@ -272,3 +272,21 @@ def test_the_pretrained_model_ships_its_onnx_step_and_streams_with_32_ms_latency
     den = Denoiser()
     assert den.engine == "onnx" and den.stateful and den.inference == "sequence"
     assert den.latency_seconds == pytest.approx(511 / 16000)
+
+
+def test_the_inference_option_reaches_the_config_and_bad_values_are_refused():
+    import argparse
+
+    from speech_dae.cli import add_inference_options, inference_overrides
+
+    parser = argparse.ArgumentParser()
+    add_inference_options(parser, patch_hop_default="x", atten_lim_default="y")
+    args = parser.parse_args(["--inference", "patch", "--atten-lim-db", "12"])
+    overrides = inference_overrides(args)
+    assert overrides == ["reconstruct.inference=patch", "reconstruct.atten_lim_db=12.0"]
+    assert load_config(overrides=overrides).reconstruct.inference == "patch"
+    assert load_config().reconstruct.inference == "auto"
+    with pytest.raises(ConfigError, match="reconstruct.inference='whole' must be auto, sequence or patch"):
+        load_config(overrides=["reconstruct.inference=whole"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--inference", "whole"])

@@ -95,7 +95,24 @@ __all__ = ["Streamer", "FrameStreamer"]
 MAX_PIECE = 1 << 18
 
 
-class Streamer:
+class _Counts:
+    """What both streamers count: ``_n`` samples fed and ``_emitted`` samples returned since the stream started."""
+
+    _n = 0
+    _emitted = 0
+
+    @property
+    def samples_in(self) -> int:
+        """Samples fed since the stream started."""
+        return self._n
+
+    @property
+    def samples_out(self) -> int:
+        """Samples returned since the stream started."""
+        return self._emitted
+
+
+class Streamer(_Counts):
     """Streaming state of one :class:`~speech_dae.inference.engine.Denoiser` (one stream at a time).
 
     Parameters
@@ -162,16 +179,6 @@ class Streamer:
     def max_buffered_samples(self) -> int:
         """Bound of :attr:`buffered_samples` between calls: ``margin + align + latency_samples``."""
         return self.margin + self.align + self.latency_samples
-
-    @property
-    def samples_in(self) -> int:
-        """Samples fed since the stream started."""
-        return self._n
-
-    @property
-    def samples_out(self) -> int:
-        """Samples returned since the stream started."""
-        return self._emitted
 
     # ------------------------------------------------------------- the grid
     def final_end(self, n: int) -> int:
@@ -349,7 +356,7 @@ class Streamer:
         return np.ascontiguousarray(out, dtype=np.float32)
 
 
-class FrameStreamer:
+class FrameStreamer(_Counts):
     """Frame-synchronous streaming of a causal model with a frame step (one stream at a time).
 
     Frame ``t`` (centred on sample ``t * hop_length``) is computed once input sample
@@ -399,14 +406,6 @@ class FrameStreamer:
     def buffered_samples(self) -> int:
         """Input samples held now (less than ``n_fft`` between calls)."""
         return int(self._pad.size)
-
-    @property
-    def samples_in(self) -> int:
-        return self._n
-
-    @property
-    def samples_out(self) -> int:
-        return self._emitted
 
     def process(self, block) -> np.ndarray:
         """Feed ``block`` and return the output samples that became final (see :meth:`Streamer.process`)."""

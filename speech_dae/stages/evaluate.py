@@ -289,22 +289,29 @@ def _items(features, inputs, clean, dens) -> list[Item]:
 
 
 def _hop_note(dens: Sequence[Denoiser], patch_hop: int | None) -> str:
-    """The ``summary.md`` line saying at which patch_hop the models were scored ("" without patch models)."""
-    patched = [d for d in dens if not d.waveform]
-    if not patched:
-        return ""
-    if patch_hop is not None:
-        return f"Every model at patch_hop {patch_hop} (--patch-hop)."
-    return (
-        "Models at their own patch_hop (recorded in run.json): "
-        + ", ".join(f"{d.name} {d.patch_hop}" for d in patched)
-        + "."
-    )
+    """The ``summary.md`` line saying how each model covered the frames ("" for waveform models only)."""
+    sequence = [d.name for d in dens if not d.waveform and d.inference == "sequence"]
+    patched = [d for d in dens if not d.waveform and d.inference == "patch"]
+    parts = []
+    if sequence:
+        parts.append(f"Whole-sequence inference (every frame through the network once): {', '.join(sequence)}.")
+    if patched and patch_hop is not None:
+        parts.append(f"Every patch model at patch_hop {patch_hop} (--patch-hop).")
+    elif patched:
+        own = ", ".join(f"{d.name} {d.patch_hop}" for d in patched)
+        parts.append(f"Patch models at their own patch_hop (recorded in run.json): {own}.")
+    return " ".join(parts)
 
 
 def _fingerprint(cfg, dens, baselines, metrics, items, sr) -> str:
     models = [
-        (str(d.run_dir.resolve()), file_stat_key(d.run_dir / "model.keras"), d.info.fingerprint, d.patch_hop)
+        (
+            str(d.run_dir.resolve()),
+            file_stat_key(d.run_dir / "model.keras"),
+            d.info.fingerprint,
+            d.patch_hop,
+            d.inference,
+        )
         for d in dens
     ]
     files = [
@@ -539,6 +546,7 @@ def evaluate(
             "sample_rate": sr,
             "snr_bin_db": snr_bin_db if binned else None,
             "patch_hop": {d.name: d.patch_hop for d in dens},
+            "inference": {d.name: d.inference for d in dens},
         },
     )
     report.plot_metrics_by_snr(summary, metric_names, work / "metrics_by_snr.png")
