@@ -7,7 +7,8 @@ user types there; the stages skip work that is up to date):
 1. ``configs/best.yaml`` (01 -> 02 -> 03 at its own budget) and the four reference models of the zoo
    (4 minutes each, default config): :data:`RECIPES`.
 2. Stage 05 on the unseen test split (speakers and noise recordings training never saw): every model
-   at its own recorded ``patch_hop``, the noisy input, the classical baselines and the peers, on
+   as ``Denoiser`` runs it (whole sequences for the causal TCN, patches at the run's recorded
+   ``patch_hop`` for the others), the noisy input, the classical baselines and the peers, on
    PESQ-WB, STOI, ESTOI, SI-SDR and DNSMOS P.835 SIG / BAK / OVRL, per input SNR.
 3. The real-time factor of every system alone on the machine (best of 3 over ``--rtf-files`` test
    mixtures, whole file per call, after a warm-up), next to the one stage 05 measured while its metric
@@ -124,7 +125,7 @@ def test_audio(work: Path, n: int) -> list:
 
 
 def alone_rtf(work: Path, summary: dict, n_files: int) -> dict[str, float]:
-    """× real time of every system alone: models at their own patch_hop, baselines and peers as in stage 05."""
+    """× real time of every system alone: models as stage 05 runs them, baselines and peers as in stage 05."""
     audio = test_audio(work, n_files)
     seconds = sum(a.size for a in audio) / 16000
     out = {}
@@ -141,6 +142,20 @@ def alone_rtf(work: Path, summary: dict, n_files: int) -> dict[str, float]:
     return out
 
 
+def inference_note(ev: dict, infos: dict) -> str:
+    """How stage 05 ran each model: whole sequences, or patches at the run's recorded hop (``summary.json``)."""
+    mode = ev.get("inference", {})
+    seq = [n for n, i in infos.items() if not i.waveform and mode.get(n) == "sequence"]
+    patched = [n for n, i in infos.items() if not i.waveform and mode.get(n, "patch") == "patch"]
+    parts = []
+    if seq:
+        parts.append(f"Whole-sequence inference (every frame through the network once): {', '.join(seq)}.")
+    if patched:
+        hops = ", ".join(f"{n} {ev['patch_hop'].get(n, '–')}" for n in patched)
+        parts.append(f"Patch models at their own recorded patch_hop: {hops}.")
+    return " ".join(parts) + " Waveform runs overlap-add their chunks by half."
+
+
 def markdown(args, work: Path, ev: dict, rtf: dict, started: str) -> str:
     summary = ev["systems"]
     snrs = sorted(next(iter(summary.values()))["by_snr"], key=float)
@@ -155,9 +170,7 @@ def markdown(args, work: Path, ev: dict, rtf: dict, started: str) -> str:
         f"Test: {ev['n_files']} files of the corpus's unseen test split (a speaker and noise recordings no "
         f"system trained on), {args.max_files} per input SNR of {', '.join(f'{float(s):+g}' for s in snrs)} dB; "
         "16 kHz. DeepFilterNet3 and RNNoise run at 48 kHz on the resampled input and are shifted back by "
-        "their fixed delay. Every model at its own recorded patch_hop: "
-        + ", ".join(f"{n} {ev['patch_hop'].get(n, '–')}" for n, i in infos.items() if not i.waveform)
-        + " (waveform runs overlap-add their chunks by half).",
+        f"their fixed delay. {inference_note(ev, infos)}",
         "",
         "Mean ± 95 % CI over the files (the same files for every system and metric: "
         + ", ".join(f"{LABELS[m]} {next(iter(summary.values()))['overall'][m][2]}" for m in METRICS)
