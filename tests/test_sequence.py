@@ -201,6 +201,16 @@ def test_frame_stream_equals_offline_with_one_window_of_latency(target, sizes, t
     assert y.size == x.size and np.abs(y - offline).max() < 1e-5
 
 
+def test_the_strength_control_streams_frame_by_frame_like_offline(tmp_path):
+    run = _tcn_run(tmp_path)
+    x = _signal(1.0)
+    full, gentle = Denoiser(run, engine="keras"), Denoiser(run, engine="keras", atten_lim_db=6.0)
+    offline = gentle(x)
+    assert np.abs(offline - full(x)).max() > 1e-3  # the limit changes the output
+    y = np.concatenate([*(gentle.process_block(x[i : i + 160]) for i in range(0, x.size, 160)), gentle.flush()])
+    assert np.abs(y - offline).max() < 1e-5
+
+
 def test_a_stream_shorter_than_one_window_is_refused_and_reset(tmp_path):
     from speech_dae.errors import AudioError
 
