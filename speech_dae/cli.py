@@ -56,9 +56,9 @@ def add_inference_options(parser, *, patch_hop_default: str, atten_lim_default: 
     parser.add_argument(
         "--inference",
         choices=("auto", "sequence", "patch"),
-        help="auto (default, reconstruct.inference): models that take any number of frames (tcn, type1) run on "
-        "whole sequences, every frame through the network once; the others on overlap-averaged patches; "
-        "sequence / patch force one",
+        help="auto (default, reconstruct.inference): whole sequences, every frame through the network once, for "
+        "models that take any number of frames and were trained on patches covering their context (the best "
+        "recipe's causal tcn); overlap-averaged patches otherwise; sequence / patch force one",
     )
     parser.add_argument(
         "--patch-hop",
