@@ -300,3 +300,17 @@ def test_the_inference_option_reaches_the_config_and_bad_values_are_refused():
         load_config(overrides=["reconstruct.inference=whole"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--inference", "whole"])
+
+
+def test_a_centred_tcn_exports_a_free_length_graph_with_its_context(tmp_path):
+    from speech_dae.inference.export import export_run
+
+    run = _tcn_run(tmp_path, causal=False)
+    x = _signal(1.0)
+    summary = export_run(run, "onnx", audio=write_wav(tmp_path / "probe.wav", x), n_patches=16)
+    assert summary.ok
+    den = Denoiser(run, engine="onnx")
+    assert den.inference == "sequence" and den.sequence == (7, 7) and not den.stateful
+    assert np.abs(den(x) - Denoiser(run, engine="keras")(x)).max() < 1e-5
+    y = np.concatenate([*(den.process_block(x[i : i + 400]) for i in range(0, x.size, 400)), den.flush()])
+    assert den.latency_samples > den.fx.cfg.n_fft and np.abs(y - den(x)).max() < 1e-5  # waits for 7 future frames
