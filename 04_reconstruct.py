@@ -3,14 +3,7 @@
 
 import sys
 
-from speech_dae.cli import (
-    add_inference_options,
-    config_from_args,
-    inference_overrides,
-    make_parser,
-    run,
-    stage_options,
-)
+from speech_dae.cli import add_inference_options, config_from_args, make_parser, run, stage_options
 
 parser = make_parser(
     "04_reconstruct.py",
@@ -40,7 +33,7 @@ parser.add_argument(
 
 
 def main(args):
-    cfg = config_from_args(args, inference_overrides(args))
+    cfg = config_from_args(args)
     from speech_dae.stages.reconstruct import reconstruct
 
     paths = dict(model_dir=args.model, inputs=args.input, out_root=args.outputs, images_root=args.images)

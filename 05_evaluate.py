@@ -5,14 +5,7 @@ import sys
 from pathlib import Path
 
 from speech_dae.baselines import BASELINES
-from speech_dae.cli import (
-    add_inference_options,
-    config_from_args,
-    inference_overrides,
-    make_parser,
-    run,
-    stage_options,
-)
+from speech_dae.cli import add_inference_options, config_from_args, make_parser, run, stage_options
 from speech_dae.peers import PEERS
 
 parser = make_parser(
@@ -46,14 +39,8 @@ add_inference_options(
     patch_hop_default="for every model; default: each run's own, recorded in run.json",
     atten_lim_default=None,
 )
-parser.add_argument(
-    "--snr-bin",
-    metavar="DB",
-    type=float,
-    default=5.0,
-    dest="snr_bin_db",
-    help="paired recordings (01 --noisy/--clean): group their measured SNRs in bins this wide (default: 5 dB)",
-)
+snr_bin_help = "paired recordings (01 --noisy/--clean): group their measured SNRs in bins this wide (default: 5 dB)"
+parser.add_argument("--snr-bin", metavar="DB", type=float, default=5.0, dest="snr_bin_db", help=snr_bin_help)
 parser.add_argument(
     "--report-examples",
     metavar="N",
@@ -67,7 +54,7 @@ OPTIONS += ("patch_hop", "snr_bin_db")
 
 
 def main(args):
-    cfg = config_from_args(args, inference_overrides(args))
+    cfg = config_from_args(args)
     from speech_dae.stages.evaluate import evaluate
 
     out = args.out or f"reports/{Path(args.models[0] if args.models else args.features or args.input or '.').name}"

@@ -89,8 +89,9 @@ def inference_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def config_from_args(args: argparse.Namespace, extra: Iterable[str] = ()) -> Config:
-    """Load the config from ``--config``, then ``extra`` overrides (from script options), then ``--set``."""
-    return load_config(args.config, [*extra, *args.overrides])
+    """Load the config from ``--config``, then ``extra`` overrides (from script options), the options of
+    :func:`add_inference_options` where the script has them (:func:`inference_overrides`), then ``--set``."""
+    return load_config(args.config, [*extra, *inference_overrides(args), *args.overrides])
 
 
 def stage_options(args: argparse.Namespace, *names: str) -> dict:
