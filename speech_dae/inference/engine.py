@@ -148,6 +148,9 @@ class Denoiser:
         True if the run has a stateful frame step (a causal sequence model): streaming is frame by frame.
     block_frames : int
         Frames per network call in sequence inference (:data:`BLOCK_FRAMES`).
+    trained_model : keras.Model
+        Keras engine only: ``model.keras`` as stage 03 saved it (fixed patch shape); in sequence
+        inference ``model`` is its free-length copy (:func:`speech_dae.models.free_length`).
 
     Raises
     ------
@@ -207,7 +210,7 @@ class Denoiser:
             from .. import models  # also registers the custom activation mrelu for load_model
 
             try:
-                self.model = keras.saving.load_model(self.run_dir / "model.keras")
+                self.model = self.trained_model = keras.saving.load_model(self.run_dir / "model.keras")
             except (ValueError, OSError) as exc:
                 raise ArtifactError(
                     f"{self.run_dir}/model.keras cannot be loaded ({exc}); re-run {STAGE03} --force"
@@ -215,7 +218,7 @@ class Denoiser:
             sequence = None if self.waveform else models.sequence_context(self.info.model, self.info.hparams)
             self._set_inference(inference, sequence, stateful=models.has_step(self.info.model, self.info.hparams))
             if self.sequence is not None:
-                self._patch_model, self.model = self.model, models.free_length(self.model)
+                self.model = models.free_length(self.model)
         self.load_seconds = time.perf_counter() - t_start
 
     def _pick_engine(self) -> tuple[str, OnnxEngine | None]:
@@ -460,19 +463,12 @@ class Denoiser:
         AudioError
             If the signal is not 1-D or is shorter than one analysis window.
         """
-        if self.waveform or self.fx.kind == "fbank":
-            feats = self.fx(noisy)
-            return self.fx.to_audio(
-                self.denoise_features(feats),
-                noisy,
-                noisy_features=feats,
-                max_gain=self.max_gain,
-                min_gain=self.min_gain,
-            )
         noisy = np.asarray(noisy, dtype=np.float32)
+        if self.waveform:
+            return self.fx.to_audio(self.denoise_features(self.fx(noisy)), noisy, min_gain=self.min_gain)
         self.fx.check_length(noisy)
-        S = self.fx.stft(noisy)  # one STFT: the features and the phase of the output
-        feats = self.fx.from_stft(S)
+        S = self.fx.stft(noisy)  # one STFT: the phase of the output, and the features of every type but fbank
+        feats = self.fx(noisy) if self.fx.kind == "fbank" else self.fx.from_stft(S)
         return self.fx.istft(self.denoised_stft(S, feats, self.predict_frames(feats)), length=noisy.size)
 
     # ------------------------------------------------------------ frame step (causal sequence models)
@@ -529,7 +525,7 @@ class Denoiser:
         if self._step is None:
             from .. import models
 
-            self._step = models.build_step(self.info.model, self._patch_model, self.info.hparams)
+            self._step = models.build_step(self.info.model, self.trained_model, self.info.hparams)
         return self._step
 
     # ------------------------------------------------------------ streaming (logic: inference.streaming)

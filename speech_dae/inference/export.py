@@ -154,7 +154,7 @@ def _write_step_onnx(den, path: Path) -> None:
 
     from .. import models
 
-    onnx.save(models.build_step_onnx(den.info.model, den._patch_model, den.info.hparams), str(path))
+    onnx.save(models.build_step_onnx(den.info.model, den.trained_model, den.info.hparams), str(path))
 
 
 def _write_onnx_metadata(path: Path, den) -> None:
@@ -365,7 +365,7 @@ def export_run(
     if fmt == "onnx" and den.sequence is not None:
         model = den.model
     else:
-        model = getattr(den, "_patch_model", den.model)
+        model = den.trained_model
     final = den.run_dir / FORMATS[fmt]
     stem, _, suffix = FORMATS[fmt].partition(".")
     tmp = den.run_dir / f".{stem}.tmp-{os.getpid()}{'.' + suffix if suffix else ''}"
