@@ -415,10 +415,7 @@ class FeatureExtractor:
             if min_gain is not None:
                 magnitude = np.maximum(magnitude, min_gain * np.abs(S_noisy))
             return magnitude * np.exp(1j * np.angle(S_noisy))
-        if noisy_features is None:
-            if self.kind == "fbank":
-                raise ConfigError("fbank needs the noisy features of the same frames (noisy_features=)")
-            noisy_features = self._logmel_from_stft(S_noisy)
+        noisy_features = self._mel_features(S_noisy, noisy_features)
         e_noisy = np.exp(noisy_features.astype(np.float64)) - self.cfg.eps
         e_denoised = np.maximum(np.exp(denoised.astype(np.float64)) - self.cfg.eps, 0.0)
         mel_gain = np.where(e_noisy > 0, e_denoised / np.maximum(e_noisy, 1e-30), 1.0)
@@ -456,11 +453,9 @@ class FeatureExtractor:
         -------
         np.ndarray [shape=(n_frames, n_fft // 2 + 1)], complex64 (mel types: complex128)
         """
-        if self.kind in _MEL_TYPES or self.kind == "waveform":
-            if noisy_features is None and self.kind == "logmel":
-                noisy_features = self._logmel_from_stft(S_noisy)
-            if noisy_features is None:
-                raise ConfigError(f"{self.kind} needs the noisy features of the same frames (noisy_features=)")
+        self._require_spectral("masked_stft")
+        if self.kind in _MEL_TYPES:
+            noisy_features = self._mel_features(S_noisy, noisy_features)
             return self.denoised_stft(
                 self.apply_mask(noisy_features, mask),
                 S_noisy,
@@ -473,6 +468,14 @@ class FeatureExtractor:
         hi = max(lo, 1.0 if max_gain is None else min(1.0, float(max_gain)))
         gain = np.minimum(np.maximum(np.asarray(mask, dtype=np.float32), np.float32(lo)), np.float32(hi))
         return S_noisy * gain
+
+    def _mel_features(self, S_noisy: np.ndarray, noisy_features: np.ndarray | None) -> np.ndarray:
+        """The noisy mel features of the frames of ``S_noisy``: given, or (logmel) computed from it."""
+        if noisy_features is not None:
+            return noisy_features
+        if self.kind == "fbank":
+            raise ConfigError("fbank needs the noisy features of the same frames (noisy_features=)")
+        return self._logmel_from_stft(S_noisy)
 
     def _linear_magnitude(self, x: np.ndarray) -> np.ndarray:
         """The ``|STFT|`` that logmag / power / magnitude features encode, float64, >= 0."""

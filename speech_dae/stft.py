@@ -28,29 +28,33 @@ import scipy.signal
 __all__ = ["analysis_window", "stft", "stft_frames", "istft", "frame_count", "window_sumsquare", "OverlapAdd"]
 
 
-@lru_cache(maxsize=16)
-def _window(window: str, win_length: int, n_fft: int) -> np.ndarray:
-    w = scipy.signal.get_window(window, int(win_length), fftbins=True).astype(np.float32)
-    lpad = (int(n_fft) - int(win_length)) // 2
-    out = np.zeros(int(n_fft), np.float32)
-    out[lpad : lpad + int(win_length)] = w
-    out.setflags(write=False)
-    return out
-
-
 #: Frames per block of the forward transform (float64 work arrays of 1 MB at n_fft 512; of 128-2048, 256
 #: was fastest on 60 s)
 _BLOCK = 256
+_TINY = np.finfo(np.float32).tiny
 
 
 @lru_cache(maxsize=16)
 def _window64(window: str, win_length: int, n_fft: int) -> np.ndarray:
-    out = _window(window, win_length, n_fft).astype(np.float64)
-    out[:] = 0.0
+    """``get_window(window, win_length, fftbins=True)`` centred in ``n_fft`` zeros, float64, read-only."""
+    out = np.zeros(int(n_fft), np.float64)
     lpad = (int(n_fft) - int(win_length)) // 2
     out[lpad : lpad + int(win_length)] = scipy.signal.get_window(window, int(win_length), fftbins=True)
     out.setflags(write=False)
     return out
+
+
+@lru_cache(maxsize=16)
+def _window(window: str, win_length: int, n_fft: int) -> np.ndarray:
+    out = _window64(window, win_length, n_fft).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def _normalised(acc: np.ndarray, wss: np.ndarray) -> np.ndarray:
+    """``acc / wss`` wherever the squared-window sum exceeds the smallest normal float32, else ``acc``."""
+    ok = wss > _TINY
+    return np.where(ok, acc / np.where(ok, wss, 1.0), acc).astype(np.float32, copy=False)
 
 
 def analysis_window(window: str, win_length: int, n_fft: int) -> np.ndarray:
@@ -188,9 +192,7 @@ def istft(
     y = _overlap_add(frames, hop)[half : half + int(length)]
     wss = window_sumsquare(n_frames, n_fft=n_fft, hop_length=hop, win_length=win_length, window=window)
     wss = wss[half : half + int(length)]
-    ok = wss > np.finfo(np.float32).tiny
-    y = y.copy()
-    y[ok] /= wss[ok]
+    y = _normalised(y, wss)
     out = np.zeros(int(length), np.float32)
     out[: y.size] = y
     return out
@@ -214,21 +216,18 @@ class OverlapAdd:
         self.n_fft, self.hop = int(n_fft), int(hop_length)
         self.win = analysis_window(window, win_length, n_fft)
         self.w2 = self.win**2
-        self._tiny = np.finfo(np.float32).tiny
         # padded samples from n_fft - hop on get every overlapping frame: their squared-window sum repeats
         # every hop (librosa leaves a sample whose sum is not above the tiny float unnormalised: gain 1)
         r = -(-self.n_fft // self.hop)
         steady = np.zeros(r * self.hop, np.float32)
         steady[: self.n_fft] = self.w2
         steady = steady.reshape(r, self.hop).sum(axis=0)
-        self._inv_steady = np.where(steady > self._tiny, 1.0 / np.where(steady > self._tiny, steady, 1.0), 1.0)
-        self._inv_steady = self._inv_steady.astype(np.float32)
+        self._inv_steady = _normalised(np.ones(self.hop, np.float32), steady)
         tail = max(self.n_fft - self.hop, 0)
-        self._steady_tail = np.zeros(tail + self.hop, np.float32)  # wss of the samples after the next frame's start
+        self._steady_tail = np.zeros(tail, np.float32)  # wss of the samples after the next frame's start
         for j in range(1, r):  # frame (last - j + 1) reaches the tail from its j-th hop on
-            piece = self.w2[j * self.hop :]
+            piece = self.w2[j * self.hop : j * self.hop + tail]
             self._steady_tail[: piece.size] += piece
-        self._steady_tail = self._steady_tail[:tail]
         self.reset()
 
     def reset(self) -> None:
@@ -237,7 +236,6 @@ class OverlapAdd:
         self._acc = np.zeros(tail, np.float32)  # overlap-add from padded index self._pos on
         self._wss = np.zeros(tail, np.float32)
         self._pos = 0
-        self._out = 0  # signal samples returned
 
     def add(self, S: np.ndarray) -> np.ndarray:
         """Add the next frames ``(k, n_fft // 2 + 1)`` complex; return the signal samples now final (float32)."""
@@ -263,7 +261,7 @@ class OverlapAdd:
             wss = np.zeros(size, np.float32)
             wss[: self._wss.size] = self._wss
             wss += _overlap_add(np.broadcast_to(self.w2, frames.shape), hop)
-            y = self._normalised(acc[:done], wss[:done])
+            y = _normalised(acc[:done], wss[:done])
         # steady: the tail's squared-window sum is the same after every frame
         self._acc, self._wss = acc[done:], self._steady_tail if wss is None else wss[done:]
         return self._emit(y, done)
@@ -272,21 +270,15 @@ class OverlapAdd:
         """The remaining samples of a signal of ``length`` samples (after its last frame was added); then reset."""
         half = self.n_fft // 2
         want = int(length) + half - self._pos  # padded samples still to cover
-        y = self._normalised(self._acc[:want], self._wss[:want])
+        y = _normalised(self._acc[:want], self._wss[:want])
         if y.size < want:
             y = np.concatenate([y, np.zeros(want - y.size, np.float32)])
         rest = self._emit(y, max(want, 0))
         self.reset()
         return rest
 
-    def _normalised(self, acc: np.ndarray, wss: np.ndarray) -> np.ndarray:
-        ok = wss > self._tiny
-        return np.where(ok, acc / np.where(ok, wss, 1.0), acc).astype(np.float32, copy=False)
-
     def _emit(self, y: np.ndarray, n: int) -> np.ndarray:
         """Advance ``n`` padded samples whose values are ``y``; return those at signal index >= 0."""
         skip = max(0, self.n_fft // 2 - self._pos)  # the front padding is not part of the signal
         self._pos += n
-        out = y[skip:]
-        self._out += out.size
-        return out
+        return y[skip:]

@@ -196,6 +196,7 @@ def test_frame_stream_equals_offline_with_one_window_of_latency(target, sizes, t
         assert s.samples_out >= n - den.latency_samples
         assert s.samples_out == max(0, ((n - 256) // 128 + 1) * 128 - 256)
         assert s.buffered_samples < den.fx.cfg.n_fft + max(sizes)
+        assert s.buffered_samples <= s.max_buffered_samples == den.fx.cfg.n_fft - 1
     outs.append(den.flush())
     y = np.concatenate(outs)
     assert y.size == x.size and np.abs(y - offline).max() < 1e-5

@@ -374,6 +374,8 @@ class FrameStreamer(_Counts):
     ----------
     latency_samples : int
         ``n_fft - 1``: output sample ``t`` is returned once input sample ``t + n_fft - 1`` is in.
+    max_buffered_samples : int
+        ``n_fft - 1``: bound of :attr:`buffered_samples` between calls.
 
     Raises
     ------
@@ -388,14 +390,13 @@ class FrameStreamer(_Counts):
         self.n_fft, self.hop = int(c.n_fft), int(c.hop_length)
         self._stft = dict(n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=c.window)
         self.latency_samples = self.n_fft - 1
-        self.max_buffered_samples = self.n_fft + MAX_PIECE
+        self.max_buffered_samples = self.n_fft - 1  # the buffer starts at the next frame, whose window is not in
         self._ola = OverlapAdd(**self._stft)
         self.reset()
 
     def reset(self) -> None:
         """Forget the current stream; the next block starts a new one at sample 0."""
-        self._pad = np.zeros(self.n_fft // 2, np.float32)  # the padded signal from padded index self._p0 on
-        self._p0 = 0
+        self._pad = np.zeros(self.n_fft // 2, np.float32)  # the padded signal from the next frame's start on
         self._frames = 0  # frames computed
         self._n = 0
         self._emitted = 0
@@ -440,15 +441,13 @@ class FrameStreamer(_Counts):
         """Compute frames ``[computed, n_frames)`` (their windows are in ``self._pad``); return new final samples."""
         if n_frames <= self._frames:
             return np.zeros(0, np.float32)
-        p = self._frames * self.hop - self._p0  # first new frame, in the buffer
-        seg = self._pad[p : p + (n_frames - self._frames - 1) * self.hop + self.n_fft]
-        S = stft_frames(seg, **self._stft)
+        k = n_frames - self._frames
+        S = stft_frames(self._pad[: (k - 1) * self.hop + self.n_fft], **self._stft)
         feats = self.den.fx.from_stft(S)
         out, self._state = self.den.step(self.den.norm.norm_x(feats), self._state)
         y = self._ola.add(self.den.denoised_stft(S, feats, out))
         self._frames = n_frames
-        drop = self._frames * self.hop - self._p0  # the next frame starts here
-        self._pad, self._p0 = self._pad[drop:].copy(), self._p0 + drop
+        self._pad = self._pad[k * self.hop :].copy()  # the next frame starts here
         return y
 
 
