@@ -41,7 +41,12 @@ from speech_dae.audio import load_audio  # noqa: E402
 from speech_dae.baselines import run_baseline  # noqa: E402
 from speech_dae.inputs import manifest_items  # noqa: E402
 from speech_dae.runinfo import RunInfo  # noqa: E402
-from speech_dae.scores import LABELS, digits, format_stat  # noqa: E402
+from speech_dae.scores import (  # noqa: E402
+    LABELS,
+    digits,
+    format_stat,
+    inference_note,  # noqa: E402
+)
 from speech_dae.stages.evaluate import select_items  # noqa: E402
 
 METRICS = ("pesq", "stoi", "estoi", "si_sdr", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
@@ -142,20 +147,6 @@ def alone_rtf(work: Path, summary: dict, n_files: int) -> dict[str, float]:
     return out
 
 
-def inference_note(ev: dict, infos: dict) -> str:
-    """How stage 05 ran each model: whole sequences, or patches at the run's recorded hop (``summary.json``)."""
-    mode = ev.get("inference", {})
-    seq = [n for n, i in infos.items() if not i.waveform and mode.get(n) == "sequence"]
-    patched = [n for n, i in infos.items() if not i.waveform and mode.get(n, "patch") == "patch"]
-    parts = []
-    if seq:
-        parts.append(f"Whole-sequence inference (every frame through the network once): {', '.join(seq)}.")
-    if patched:
-        hops = ", ".join(f"{n} {ev['patch_hop'].get(n, '–')}" for n in patched)
-        parts.append(f"Patch models at their own recorded patch_hop: {hops}.")
-    return " ".join(parts) + " Waveform runs overlap-add their chunks by half."
-
-
 def markdown(args, work: Path, ev: dict, rtf: dict, started: str) -> str:
     summary = ev["systems"]
     snrs = sorted(next(iter(summary.values()))["by_snr"], key=float)
@@ -170,7 +161,11 @@ def markdown(args, work: Path, ev: dict, rtf: dict, started: str) -> str:
         f"Test: {ev['n_files']} files of the corpus's unseen test split (a speaker and noise recordings no "
         f"system trained on), {args.max_files} per input SNR of {', '.join(f'{float(s):+g}' for s in snrs)} dB; "
         "16 kHz. DeepFilterNet3 and RNNoise run at 48 kHz on the resampled input and are shifted back by "
-        f"their fixed delay. {inference_note(ev, infos)}",
+        "their fixed delay. "
+        + inference_note(
+            {n: ev.get("inference", {}).get(n, "patch") for n, i in infos.items() if not i.waveform}, ev["patch_hop"]
+        )
+        + " Waveform runs overlap-add their chunks by half.",
         "",
         "Mean ± 95 % CI over the files (the same files for every system and metric: "
         + ", ".join(f"{LABELS[m]} {next(iter(summary.values()))['overall'][m][2]}" for m in METRICS)

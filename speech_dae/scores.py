@@ -23,6 +23,7 @@ import numpy as np
 from .metrics import EXTRA_METRICS, HIGHER_IS_BETTER, METRICS, resolve_metric_names
 
 __all__ = [
+    "inference_note",
     "ALL_METRICS",
     "DEFAULT_METRICS",
     "MAIN_METRICS",
@@ -134,6 +135,37 @@ class ScoreTable:
     rows: list = field(default_factory=list)
     best: list = field(default_factory=list)
     metric: str | None = None
+
+
+def inference_note(modes: Mapping[str, str], hops: Mapping[str, int], forced_hop: int | None = None) -> str:
+    """The line of ``summary.md`` (and BENCHMARKS.md) saying how each spectral model covered the frames.
+
+    Parameters
+    ----------
+    modes : mapping of str to {"sequence", "patch"}
+        Each spectral model's inference (``Denoiser.inference``), in table order.
+    hops : mapping of str to int
+        Each model's ``patch_hop``.
+    forced_hop : int, optional
+        ``--patch-hop`` given for every model.
+
+    Returns
+    -------
+    str
+        E.g. ``"Whole-sequence inference (every frame through the network once): best. Patch models at
+        their own patch_hop (recorded in run.json): fbank_type2 4."``; "" for no model.
+    """
+    sequence = [n for n, m in modes.items() if m == "sequence"]
+    patched = [n for n, m in modes.items() if m == "patch"]
+    parts = []
+    if sequence:
+        parts.append(f"Whole-sequence inference (every frame through the network once): {', '.join(sequence)}.")
+    if patched and forced_hop is not None:
+        parts.append(f"Every patch model at patch_hop {forced_hop} (--patch-hop).")
+    elif patched:
+        own = ", ".join(f"{n} {hops.get(n, '–')}" for n in patched)
+        parts.append(f"Patch models at their own patch_hop (recorded in run.json): {own}.")
+    return " ".join(parts)
 
 
 def resolve_metrics(metrics: str | Iterable[str] | None) -> list[str]:

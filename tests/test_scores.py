@@ -188,3 +188,15 @@ def test_scores_text():
     assert scores_text(row, ["mse", "si_sdr", "stoi", "pesq"]) == "PESQ 1.234 · STOI 0.812 · SI-SDR 5.62 dB"
     assert scores_text({**row, "stoi": NAN}, ["pesq", "stoi"]) == "PESQ 1.234"  # a failed metric is left out
     assert scores_text({"mse": 0.1, "snr": -3.0}, ["mse", "snr"]) == "MSE 0.10000 · SNR -3.00 dB"
+
+
+def test_inference_note_names_sequence_and_patch_models():
+    from speech_dae.scores import inference_note
+
+    modes, hops = {"best": "sequence", "a": "patch", "b": "patch"}, {"best": 32, "a": 4, "b": 1}
+    assert inference_note(modes, hops) == (
+        "Whole-sequence inference (every frame through the network once): best. "
+        "Patch models at their own patch_hop (recorded in run.json): a 4, b 1."
+    )
+    assert inference_note({"a": "patch"}, hops, 2) == "Every patch model at patch_hop 2 (--patch-hop)."
+    assert inference_note({}, {}) == ""

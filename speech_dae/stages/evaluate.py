@@ -59,6 +59,7 @@ from ..scores import (
     count_notes,
     delta_table,
     format_stat,
+    inference_note,
     overall_table,
     resolve_metrics,
     scores_text,
@@ -288,21 +289,6 @@ def _items(features, inputs, clean, dens) -> list[Item]:
     return manifest_items(features)
 
 
-def _hop_note(dens: Sequence[Denoiser], patch_hop: int | None) -> str:
-    """The ``summary.md`` line saying how each model covered the frames ("" for waveform models only)."""
-    sequence = [d.name for d in dens if not d.waveform and d.inference == "sequence"]
-    patched = [d for d in dens if not d.waveform and d.inference == "patch"]
-    parts = []
-    if sequence:
-        parts.append(f"Whole-sequence inference (every frame through the network once): {', '.join(sequence)}.")
-    if patched and patch_hop is not None:
-        parts.append(f"Every patch model at patch_hop {patch_hop} (--patch-hop).")
-    elif patched:
-        own = ", ".join(f"{d.name} {d.patch_hop}" for d in patched)
-        parts.append(f"Patch models at their own patch_hop (recorded in run.json): {own}.")
-    return " ".join(parts)
-
-
 def _fingerprint(cfg, dens, baselines, metrics, items, sr) -> str:
     models = [
         (
@@ -520,7 +506,9 @@ def evaluate(
         "`× real time` = audio seconds / processing seconds of that system on this machine (one file at a "
         "time, whole file per call, warm-up excluded).",
         f"feature MSE is measured on {cfg.features.type} features of the waveforms." if fx else "",
-        _hop_note(dens, patch_hop),
+        inference_note(
+            {d.name: d.inference for d in dens if not d.waveform}, {d.name: d.patch_hop for d in dens}, patch_hop
+        ),
         *(split_notes(source_dir) if source_dir is not None else []),
     ]
     notes = [n for n in notes if n]
