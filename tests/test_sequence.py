@@ -315,3 +315,14 @@ def test_a_centred_tcn_exports_a_free_length_graph_with_its_context(tmp_path):
     assert np.abs(den(x) - Denoiser(run, engine="keras")(x)).max() < 1e-5
     y = np.concatenate([*(den.process_block(x[i : i + 400]) for i in range(0, x.size, 400)), den.flush()])
     assert den.latency_samples > den.fx.cfg.n_fft and np.abs(y - den(x)).max() < 1e-5  # waits for 7 future frames
+
+
+@pytest.mark.parametrize("hp", [{"residual": True}, {"residual": False}])
+def test_the_onnx_step_of_a_mapping_tcn_equals_keras(hp, tmp_path):
+    from speech_dae.inference.export import export_run
+
+    run = _tcn_run(tmp_path, target="mapping", **hp)
+    x = _signal(1.0)
+    assert export_run(run, "onnx", audio=write_wav(tmp_path / "probe.wav", x), n_patches=16).ok
+    den = Denoiser(run, engine="onnx")
+    assert den.stateful and np.abs(den(x) - Denoiser(run, engine="keras")(x)).max() < 1e-5

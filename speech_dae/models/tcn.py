@@ -183,6 +183,36 @@ def tcn_context(kernel_size: int = 3, dilations: Sequence[int] = (1, 2, 4, 8), c
     return sum(t // 2 for t in total), sum(t - t // 2 for t in total)
 
 
+def _causal_tcn_parts(model: keras.Model):
+    """A trained causal TCN's layers in order, for its frame step.
+
+    Returns ``(encoders, blocks, decoders, head)``: the names of the per-frame encoder layers, one
+    ``(i, conv, past)`` per dilated block (its causal Conv1D and the ``(kernel_size - 1) * dilation``
+    input frames it looks back), the names of the decoder layers, and the output layer. Raises
+    ConfigError for any other model, or a TCN with centred kernels.
+    """
+    names = {layer.name for layer in model.layers}
+    if "bottleneck_in" not in names or "tcn0_conv" not in names:
+        raise ConfigError(f"model {model.name!r} is not a tcn; only causal tcn runs have a frame step")
+
+    def numbered(prefix: str) -> list[str]:
+        found = []
+        while f"{prefix}{len(found)}" in names:
+            found.append(f"{prefix}{len(found)}")
+        return found
+
+    blocks = []
+    while f"tcn{len(blocks)}_conv" in names:
+        i = len(blocks)
+        conv = model.get_layer(f"tcn{i}_conv")
+        cfg = conv.get_config()
+        if cfg["padding"] != "causal":
+            raise ConfigError(f"tcn block {i} pads {cfg['padding']!r}; only causal tcn runs have a frame step")
+        blocks.append((i, conv, (int(cfg["kernel_size"][0]) - 1) * int(cfg["dilation_rate"][0])))
+    head = model.get_layer("mask" if "mask" in names else "clean")
+    return numbered("enc"), blocks, numbered("dec"), head
+
+
 def build_tcn_step(model: keras.Model) -> keras.Model:
     """The stateful frame step of a trained causal :func:`build_tcn` model: frames and state in, outputs and state out.
 
@@ -215,25 +245,15 @@ def build_tcn_step(model: keras.Model) -> keras.Model:
     ConfigError
         If ``model`` is not a causal TCN.
     """
-    names = {layer.name for layer in model.layers}
-    if "bottleneck_in" not in names or "tcn0_conv" not in names:
-        raise ConfigError(f"model {model.name!r} is not a tcn; only causal tcn runs have a frame step")
-    n_bins = int(model.input_shape[-1])
-    frames = keras.Input(shape=(None, n_bins), name="frames")
+    encoders, blocks, decoders, head = _causal_tcn_parts(model)
+    frames = keras.Input(shape=(None, int(model.input_shape[-1])), name="frames")
     x = frames
-    i = 0
-    while f"enc{i}" in names:
-        x = model.get_layer(f"enc{i}")(x)
-        i += 1
+    for name in encoders:
+        x = model.get_layer(name)(x)
     x = model.get_layer("bottleneck_in")(x)
     states, new_states = [], []
-    i = 0
-    while f"tcn{i}_conv" in names:
-        conv = model.get_layer(f"tcn{i}_conv")
+    for i, conv, past in blocks:
         cfg = conv.get_config()
-        if cfg["padding"] != "causal":
-            raise ConfigError(f"tcn block {i} pads {cfg['padding']!r}; only causal tcn runs have a frame step")
-        past = (int(cfg["kernel_size"][0]) - 1) * int(cfg["dilation_rate"][0])
         if past:
             state = keras.Input(shape=(past, int(cfg["filters"])), name=f"state{i}")
             full = layers.Concatenate(axis=1, name=f"tcn{i}_with_state")([state, x])
@@ -249,13 +269,9 @@ def build_tcn_step(model: keras.Model) -> keras.Model:
         h = model.get_layer(f"tcn{i}_norm")(h)
         h = model.get_layer(f"tcn{i}_proj")(h)
         x = model.get_layer(f"tcn{i}_add")([x, h])
-        i += 1
-    i = 0
-    while f"dec{i}" in names:
-        x = model.get_layer(f"dec{i}")(x)
-        i += 1
+    for name in decoders:
+        x = model.get_layer(name)(x)
     x = model.get_layer("decoded")(x)
-    head = model.get_layer("mask" if "mask" in names else "clean")
     out = head([frames, x]) if isinstance(head, layers.Add) else head(x)
     return keras.Model([frames, *states], [out, *new_states], name="tcn_step")
 
@@ -291,8 +307,7 @@ def tcn_step_onnx(model: keras.Model, *, opset: int = 17):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    step = build_tcn_step(model)  # validates the model, and gives the state shapes
-    names = {layer.name for layer in model.layers}
+    encoders, blocks, decoders, head = _causal_tcn_parts(model)
     nodes, inits = [], []
 
     def const(name, value):
@@ -317,18 +332,14 @@ def tcn_step_onnx(model: keras.Model, *, opset: int = 17):
     outputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", "T", n_bins])]
     axis1 = const("axis1", np.array([1], np.int64))
     big = const("int_max", np.array([np.iinfo(np.int64).max], np.int64))
-    x, i = "frames", 0
-    while f"enc{i}" in names:
-        x = dense(x, f"enc{i}", relu=True)
-        i += 1
+    x = "frames"
+    for name in encoders:
+        x = dense(x, name, relu=True)
     x = dense(x, "bottleneck_in")
-    i = 0
-    while f"tcn{i}_conv" in names:
-        conv = model.get_layer(f"tcn{i}_conv")
+    for i, conv, past in blocks:
         cfg = conv.get_config()
         k, d = int(cfg["kernel_size"][0]), int(cfg["dilation_rate"][0])
         kernel, bias = conv.get_weights()  # (k, c_in, c_out), (c_out,)
-        past = (k - 1) * d
         if past:
             state_in, state_out = f"state{i}", f"new_state{i}"
             inputs.append(helper.make_tensor_value_info(state_in, TensorProto.FLOAT, ["batch", past, kernel.shape[1]]))
@@ -391,19 +402,15 @@ def tcn_step_onnx(model: keras.Model, *, opset: int = 17):
         )
         nodes.append(helper.make_node("Add", [x, f"tcn{i}_proj"], [f"tcn{i}_add"]))
         x = f"tcn{i}_add"
-        i += 1
-    i = 0
-    while f"dec{i}" in names:
-        x = dense(x, f"dec{i}", relu=True)
-        i += 1
+    for name in decoders:
+        x = dense(x, name, relu=True)
     x = dense(x, "decoded")
-    if "mask" in names:
+    if head.name == "mask":  # sigmoid
         nodes.append(helper.make_node("Sigmoid", [x], ["out"]))
-    elif isinstance(model.get_layer("clean"), layers.Add):
+    elif isinstance(head, layers.Add):  # residual mapping
         nodes.append(helper.make_node("Add", ["frames", x], ["out"]))
     else:
         nodes.append(helper.make_node("Identity", [x], ["out"]))
-    del step
     graph = helper.make_graph(nodes, "tcn_step", inputs, outputs, initializer=inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="speech_dae")
     onnx.checker.check_model(proto)
