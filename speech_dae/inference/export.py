@@ -149,27 +149,26 @@ def export_model(model, path: str | Path, fmt: str) -> Path:
     return path
 
 
-def _write_step_onnx(den, path: Path) -> None:
+def _export_onnx(den, model, path: Path) -> None:
+    """Write ``model.onnx``: the frame step of a causal model (:func:`speech_dae.models.build_step_onnx`,
+    written from the weights: half the nodes of the converter's graph), else ``model`` through tf2onnx;
+    with the sequence context and the source ``model.keras``'s SHA-256 in its metadata."""
     import onnx
 
     from .. import models
-
-    onnx.save(models.build_step_onnx(den.info.model, den.trained_model, den.info.hparams), str(path))
-
-
-def _write_onnx_metadata(path: Path, den) -> None:
-    """Record the sequence context and the source ``model.keras``'s SHA-256 in an exported ONNX file."""
-    import onnx
-
     from ..artifacts import file_sha256
     from .runtimes import META_FUTURE, META_PAST, META_SHA256
 
-    model = onnx.load(str(path))
+    if den.stateful:
+        proto = models.build_step_onnx(den.info.model, den.trained_model, den.info.hparams)
+    else:
+        export_model(model, path, "onnx")
+        proto = onnx.load(str(path))
     meta = {META_SHA256: file_sha256(den.run_dir / "model.keras")}
     if den.sequence is not None:
         meta.update({META_PAST: str(den.sequence[0]), META_FUTURE: str(den.sequence[1])})
-    onnx.helper.set_model_props(model, meta)
-    onnx.save(model, str(path))
+    onnx.helper.set_model_props(proto, meta)
+    onnx.save(proto, str(path))
 
 
 def _stream_diff(engine, den, patches: np.ndarray, n_patches: int = 8) -> float:
@@ -360,7 +359,7 @@ def export_run(
         raise ConfigError(f"--patches must be >= 1, got {n_patches}")
     den = Denoiser(run_dir, engine="keras")
     patches, source = parity_patches(den, audio=audio, n=n_patches)
-    # ONNX: the frame step of a causal model (_write_step_onnx), or the free-length graph of a sequence model;
+    # ONNX: the frame step of a causal model (_export_onnx), or the free-length graph of a sequence model;
     # other formats (and patch models) the trained fixed-patch graph
     if fmt == "onnx" and den.sequence is not None:
         model = den.model
@@ -372,12 +371,10 @@ def export_run(
     _remove(tmp)
     try:
         t0 = time.perf_counter()
-        if fmt == "onnx" and den.stateful:  # written from the weights: half the nodes of the converter's graph
-            _write_step_onnx(den, tmp)
+        if fmt == "onnx":
+            _export_onnx(den, model, tmp)
         else:
             export_model(model, tmp, fmt)
-        if fmt == "onnx":
-            _write_onnx_metadata(tmp, den)
         export_s = time.perf_counter() - t0
         engine = load_runtime(tmp, fmt, input_shape=(den.context, den.fx.n_bins))
         got = np.asarray(engine(patches), dtype=np.float32)
