@@ -28,6 +28,7 @@ TINY = {
     "partitioned": {"units": 16},
     "curro": {"units": [16, 8], "decoder_units": [8]},
     "tcn": {"units": [16], "channels": 8, "dilations": [1, 2]},
+    "erbnet": {"channels": 4, "dilations": [1, 2]},
 }
 #: Every (model, target) pair the registry supports.
 CASES = [(name, target) for name in sorted(MODELS) for target in MODEL_TARGETS[name]]
@@ -64,6 +65,7 @@ def test_registry_names():
         "partitioned",
         "curro",
         "tcn",
+        "erbnet",
     }
 
 
@@ -74,6 +76,8 @@ def test_registry_features_and_targets():
             assert MODEL_FEATURES[name] == ("waveform",) and MODEL_TARGETS[name] == ("mapping",)
         elif name in ("partitioned", "curro"):  # the target is the input itself: no mask
             assert MODEL_FEATURES[name] == SPECTRAL and MODEL_TARGETS[name] == ("mapping",)
+        elif name == "erbnet":  # ERB bands pool STFT bins; their expansion interpolates gains
+            assert MODEL_FEATURES[name] == ("logmag", "power", "magnitude") and MODEL_TARGETS[name] == ("mask",)
         else:
             assert MODEL_FEATURES[name] == SPECTRAL and MODEL_TARGETS[name] == ("mapping", "mask")
         assert set(MODEL_TARGETS[name]) <= set(TARGETS)

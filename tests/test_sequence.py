@@ -59,6 +59,8 @@ def test_the_tcn_inverse_of_a_unit_gain_is_the_signal():
     [
         ("tcn", {}, (30, 0)),  # receptive field 31, causal
         ("tcn", {"causal": False}, (15, 15)),  # 2 * (1 + 2 + 4 + 8) frames split over both sides
+        ("tcn", {"lookahead": 1}, (29, 1)),  # the same 31 frames, shifted one frame into the future
+        ("tcn", {"lookahead": 2}, (28, 2)),  # DeepFilterNet's 2 frames
         ("tcn", {"kernel_size": 2, "dilations": [1, 2], "causal": False}, (1, 2)),  # "same": the odd frame after
         ("type1", {}, (8, 8)),  # 4 layers of kernel 3, counted on both sides
         ("type2", {}, None),
@@ -73,7 +75,13 @@ def test_sequence_context_known_values(name, hp, want):
 
 @pytest.mark.parametrize(
     "name, hp",
-    [("tcn", {"kernel_size": 2, "dilations": [1, 2], "causal": False}), ("tcn", {"causal": False}), ("type1", {})],
+    [
+        ("tcn", {"kernel_size": 2, "dilations": [1, 2], "causal": False}),
+        ("tcn", {"causal": False}),
+        ("tcn", {"lookahead": 1}),
+        ("tcn", {"lookahead": 2}),
+        ("type1", {}),
+    ],
 )
 def test_no_output_frame_depends_on_frames_beyond_its_sequence_context(name, hp):
     hp = {**({"units": [8], "channels": 4} if name == "tcn" else {"filters": [8, 4]}), **hp}
@@ -90,7 +98,7 @@ def test_no_output_frame_depends_on_frames_beyond_its_sequence_context(name, hp)
         changed = np.abs(np.asarray(model(y))[0, t] - base).max() > 1e-6
         assert not changed or t - past <= f <= t + future, f  # blocks with these margins are exact
         dependent.append(changed)
-    assert any(dependent[t - past : t]) or past == 0  # and the margins are not empty for nothing
+    assert any(dependent[max(t - past, 0) : t]) or past == 0  # and the margins are not empty for nothing
     assert any(dependent[t + 1 : t + future + 1]) or future == 0
 
 
@@ -115,7 +123,7 @@ def _signal(seconds: float = 1.5) -> np.ndarray:
     return (0.5 * y + 0.05 * np.resize(noise_clip(0, 1.0), n)).astype(np.float32)
 
 
-@pytest.mark.parametrize("hp", [{}, {"causal": False}])
+@pytest.mark.parametrize("hp", [{}, {"causal": False}, {"lookahead": 2}])
 def test_blocked_sequence_inference_equals_one_call_and_feeds_each_frame_once(hp, tmp_path):
     den = Denoiser(_tcn_run(tmp_path, **hp), engine="keras")
     assert den.inference == "sequence" and den.stateful == (hp == {})

@@ -117,6 +117,10 @@ def test_save_then_load_gives_identical_predictions_without_custom_objects(tmp_p
         ({"units": 16}, "units=16 must be a list"),
         ({"dropout": 1.0}, r"dropout=1.0 must be a number in \[0, 1\)"),
         ({"causal": "yes"}, "causal"),
+        ({"lookahead": 3}, r"lookahead=3 must be a whole number of frames in 0..2"),
+        ({"lookahead": -1}, "lookahead=-1"),
+        ({"lookahead": 1.5}, "lookahead=1.5"),
+        ({"lookahead": 1, "causal": False}, "lookahead applies to causal TCNs"),
         ({"target": "spectrum"}, "spectrum"),
     ],
 )

@@ -30,6 +30,7 @@ CASES = [
     ("partitioned", "magnitude", "mapping"),
     ("curro", "logmag", "mapping"),
     ("tcn", "logmel", "mask"),
+    ("erbnet", "logmag", "mask"),
 ]
 
 

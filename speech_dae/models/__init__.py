@@ -36,6 +36,9 @@ name             features / targets          lineage
 ``tcn``          spectral / mapping, mask    per-frame dense encoder/decoder around a causal dilated
                                              Conv1D (TCN) bottleneck, 31-frame receptive field by
                                              default (Bai et al. 2018; Pandey & Wang 2019)
+``erbnet``       logmag, magnitude, power /  ERB-band compression, frequency-strided Conv2D encoder /
+                 mask                        decoder, causal grouped temporal convolution blocks
+                                             (after GTCRN, Rong et al. 2024, and DeepFilterNet)
 ===============  ==========================  =======================================================
 
 "spectral" is the feature types ``fbank``, ``logmag``, ``logmel``, ``power`` and ``magnitude``.
@@ -46,10 +49,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-from ..config import SPECTRAL_FEATURES
+from ..config import SPECTRAL_FEATURES, STFT_FEATURES
 from ..errors import ConfigError
 from .autoencoders import build_type1, build_type2
 from .blocks import SPECTRAL_TARGETS
+from .erbnet import build_erbnet, erbnet_context
 from .libdse import build_dense_ln
 from .spectrogram import build_cnn2d, build_unet
 from .tcn import build_tcn, build_tcn_step, tcn_context, tcn_step_onnx
@@ -83,17 +87,20 @@ MODELS: dict[str, Callable] = {
     "partitioned": build_partitioned,
     "curro": build_curro,
     "tcn": build_tcn,
+    "erbnet": build_erbnet,
 }
 
 #: Feature types (``features.type``) of the patches / chunks each model accepts.
 MODEL_FEATURES: dict[str, tuple[str, ...]] = {
     name: ("waveform",) if name == "conv1d_time" else SPECTRAL_FEATURES for name in MODELS
 }
+MODEL_FEATURES["erbnet"] = STFT_FEATURES  # its ERB bands pool STFT bins
 #: Training targets (``training.target``) each model supports.
 MODEL_TARGETS: dict[str, tuple[str, ...]] = {
     name: WAVEFORM_TARGETS if name == "conv1d_time" else ("mapping",) if name in SEMI_SUPERVISED else SPECTRAL_TARGETS
     for name in MODELS
 }
+MODEL_TARGETS["erbnet"] = ("mask",)
 
 
 def model_names() -> list[str]:
@@ -154,8 +161,11 @@ def _type1_context(filters=(128, 32), kernel_size: int = 3, **_) -> tuple[int, i
 #: Models whose graph takes any number of frames, and their ``(past, future)`` frames of context
 #: from the hyper-parameters (see :func:`sequence_context`).
 _SEQUENCE: dict[str, Callable] = {
-    "tcn": lambda kernel_size=3, dilations=(1, 2, 4, 8), causal=True, **_: tcn_context(kernel_size, dilations, causal),
+    "tcn": lambda kernel_size=3, dilations=(1, 2, 4, 8), causal=True, lookahead=0, **_: tcn_context(
+        kernel_size, dilations, causal, lookahead
+    ),
     "type1": _type1_context,
+    "erbnet": erbnet_context,
 }
 #: Causal models with a stateful frame step: its Keras model (:func:`build_step`) and its ONNX graph
 #: (:func:`build_step_onnx`).

@@ -23,7 +23,7 @@ from keras import layers
 from ..errors import ConfigError
 from .blocks import check_target, output_head, patch_input, positive_int, positive_ints
 
-__all__ = ["build_tcn", "build_tcn_step", "receptive_field", "tcn_context", "tcn_step_onnx"]
+__all__ = ["build_tcn", "build_tcn_step", "check_lookahead", "receptive_field", "tcn_context", "tcn_step_onnx"]
 
 
 def receptive_field(kernel_size: int, dilations: Sequence[int]) -> int:
@@ -68,6 +68,7 @@ def build_tcn(
     dropout: float = 0.0,
     causal: bool = True,
     residual: bool = True,
+    lookahead: int = 0,
 ) -> keras.Model:
     """Per-frame dense encoder/decoder with a causal dilated Conv1D (TCN) bottleneck.
 
@@ -120,6 +121,16 @@ def build_tcn(
         ``mapping`` only: output = input + decoded, a layer named ``clean``
         (learn the noisy -> clean correction; needs ``dataset.normalise:
         shared``). Ignored for ``mask``.
+    lookahead : int
+        ``causal`` only: future frames output frame ``t`` may see, in
+        ``0 .. (kernel_size - 1) * dilations[0]``. The first block's kernel is
+        shifted by ``lookahead`` frames (zero padding ``(kernel_size - 1) *
+        dilations[0] - lookahead`` frames before and ``lookahead`` after, layer
+        ``tcn0_pad``), so the whole network sees input frames ``t - receptive_field
+        + 1 + lookahead .. t + lookahead``. Each frame adds one hop of latency
+        (8 ms at 128 samples and 16 kHz); DeepFilterNet uses 2 frames of look-ahead
+        (Schröter et al. 2022). A model with look-ahead has no frame step: it
+        streams by patches.
 
     Returns
     -------
@@ -131,7 +142,9 @@ def build_tcn(
     ConfigError
         For an unknown ``target``, non-positive ``channels`` or ``kernel_size``,
         empty or non-positive ``dilations``, non-positive ``units``, a
-        ``dropout`` outside [0, 1) or a non-boolean ``causal``.
+        ``dropout`` outside [0, 1), a non-boolean ``causal``, or a ``lookahead``
+        that is not a whole number in ``0 .. (kernel_size - 1) * dilations[0]``
+        (or is set with ``causal: false``).
     """
     check_target("tcn", target)
     if not isinstance(units, (list, tuple)):
@@ -144,6 +157,7 @@ def build_tcn(
         raise ConfigError(f"tcn: dropout={dropout!r} must be a number in [0, 1), e.g. 0.1")
     if not isinstance(causal, bool):
         raise ConfigError(f"tcn: causal={causal!r} must be true (look back only) or false (centred kernels)")
+    shift = check_lookahead(lookahead, k, rates, causal)
     padding = "causal" if causal else "same"
     n_bins = int(input_shape[1])
 
@@ -153,7 +167,11 @@ def build_tcn(
         x = layers.Dense(u, activation="relu", name=f"enc{i}")(x)
     x = layers.Dense(width, name="bottleneck_in")(x)
     for i, d in enumerate(rates):
-        h = layers.Conv1D(width, k, dilation_rate=d, padding=padding, name=f"tcn{i}_conv")(x)
+        if i == 0 and shift:
+            h = layers.ZeroPadding1D(((k - 1) * d - shift, shift), name="tcn0_pad")(x)
+            h = layers.Conv1D(width, k, dilation_rate=d, padding="valid", name="tcn0_conv")(h)
+        else:
+            h = layers.Conv1D(width, k, dilation_rate=d, padding=padding, name=f"tcn{i}_conv")(x)
         h = layers.Activation("relu", name=f"tcn{i}_relu")(h)
         h = layers.LayerNormalization(name=f"tcn{i}_norm")(h)
         if dropout:
@@ -166,10 +184,32 @@ def build_tcn(
     return keras.Model(inputs, output_head(inputs, x, target=target, residual=residual), name="tcn")
 
 
-def tcn_context(kernel_size: int = 3, dilations: Sequence[int] = (1, 2, 4, 8), causal: bool = True) -> tuple[int, int]:
+def check_lookahead(lookahead, kernel_size: int, dilations: Sequence[int], causal: bool) -> int:
+    """``lookahead`` as an int after checking it fits the first block (see :func:`build_tcn`).
+
+    Raises
+    ------
+    ConfigError
+        If it is not a whole number in ``0 .. (kernel_size - 1) * dilations[0]``, or is
+        non-zero for a centred (``causal: false``) TCN.
+    """
+    most = (int(kernel_size) - 1) * int(dilations[0])
+    if isinstance(lookahead, bool) or not isinstance(lookahead, int) or not 0 <= lookahead <= most:
+        raise ConfigError(
+            f"tcn: lookahead={lookahead!r} must be a whole number of frames in 0..{most} "
+            "((kernel_size - 1) * dilations[0]), e.g. 2"
+        )
+    if lookahead and not causal:
+        raise ConfigError("tcn: lookahead applies to causal TCNs; a centred one (causal: false) already looks ahead")
+    return int(lookahead)
+
+
+def tcn_context(
+    kernel_size: int = 3, dilations: Sequence[int] = (1, 2, 4, 8), causal: bool = True, lookahead: int = 0
+) -> tuple[int, int]:
     """``(past, future)``: the frames before and after an output frame that it depends on.
 
-    ``causal``: ``(receptive_field - 1, 0)``. Centred (``padding="same"``): each block's
+    ``causal``: ``(receptive_field - 1 - lookahead, lookahead)``. Centred (``padding="same"``): each block's
     ``(kernel_size - 1) * d`` frames split as Keras pads them, ``// 2`` before and the rest after.
     The per-frame encoder and decoder add nothing, so a free-length copy of the model run on a
     block with ``past`` frames before and ``future`` after the frames it keeps gives exactly the
@@ -178,7 +218,8 @@ def tcn_context(kernel_size: int = 3, dilations: Sequence[int] = (1, 2, 4, 8), c
     k = positive_int("tcn", "kernel_size", kernel_size, 3)
     ds = positive_ints("tcn", "dilations", dilations, "[1, 2, 4, 8]")
     if causal:
-        return receptive_field(k, ds) - 1, 0
+        shift = check_lookahead(lookahead, k, ds, causal)
+        return receptive_field(k, ds) - 1 - shift, shift
     total = [(k - 1) * d for d in ds]
     return sum(t // 2 for t in total), sum(t - t // 2 for t in total)
 

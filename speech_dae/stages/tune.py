@@ -92,6 +92,12 @@ SEARCH_SPACES: dict[str, dict[str, tuple]] = {
         "channels": ("choice", [64, 128, 256]),
         "dilations": ("choice", [[1, 2, 4], [1, 2, 4, 8], [1, 2, 4, 8, 16]]),
         "dropout": ("float", 0.0, 0.3, False),
+        "lookahead": ("choice", [0, 1, 2]),
+    },
+    "erbnet": {
+        "channels": ("choice", [8, 16, 24, 32]),
+        "dilations": ("choice", [[1, 2, 4, 8], [1, 2, 4, 8, 1, 2, 4, 8]]),
+        "lookahead": ("choice", [0, 1, 2]),
     },
 }
 #: Searched for every model: keys of the ``training`` section.
