@@ -30,6 +30,8 @@ __all__ = [
     "DatasetConfig",
     "ModelConfig",
     "TrainingConfig",
+    "AugmentConfig",
+    "AUGMENTATIONS",
     "ReconstructConfig",
     "load_config",
     "parse_override",
@@ -56,6 +58,8 @@ TARGETS = ("mapping", "mask")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 #: ``training.mixing``: the stage-02 mixtures, or new clean x noise x SNR x gain draws every epoch.
 MIXING = ("fixed", "dynamic")
+#: ``training.augment`` probabilities (dynamic mixing): speech augmentations, then noise ones (the order they apply in).
+AUGMENTATIONS = ("speed", "reverb", "eq", "bandlimit", "synthetic", "babble", "remix")
 #: ``training.loss`` terms: pointwise on the model output (alone), or spectral ones that can be combined with "+".
 POINTWISE_LOSSES = ("mse", "mae")
 SPECTRAL_LOSSES = ("cmse", "sisdr")
@@ -310,6 +314,79 @@ class ModelConfig:
         return dict(self.hparams.get(name or self.name) or {})
 
 
+def _pair(v, *, ints: bool = False) -> bool:
+    """Whether ``v`` is a ``[low, high]`` pair of numbers (whole numbers with ``ints``) with low <= high."""
+    return (
+        isinstance(v, (list, tuple))
+        and len(v) == 2
+        and all(_number(x) and (not ints or isinstance(x, int)) for x in v)
+        and v[0] <= v[1]
+    )
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """``training.augment``: per-example augmentations of dynamic mixing, all off (probability 0) by default.
+
+    Each of :data:`AUGMENTATIONS` is the probability that an example gets it; the other keys are
+    the ranges its parameters are drawn from (:mod:`speech_dae.training.augment` applies them).
+    """
+
+    speed: float = 0.0
+    speed_range: tuple[float, float] = (0.9, 1.1)
+    reverb: float = 0.0
+    reverb_rt60: tuple[float, float] = (0.2, 0.8)
+    eq: float = 0.0
+    eq_gain_db: float = 6.0
+    bandlimit: float = 0.0
+    bandlimit_hz: tuple[float, float] = (3500.0, 7500.0)
+    synthetic: float = 0.0
+    babble: float = 0.0
+    babble_talkers: tuple[int, int] = (3, 7)
+    remix: float = 0.0
+    remix_db: tuple[float, float] = (-10.0, 0.0)
+
+    @property
+    def active(self) -> bool:
+        """Whether any augmentation has a probability above 0."""
+        return any(getattr(self, name) > 0 for name in AUGMENTATIONS)
+
+    def __post_init__(self):
+        for name in AUGMENTATIONS:
+            p = getattr(self, name)
+            _check(
+                _number(p) and 0 <= p <= 1,
+                f"training.augment.{name}={p!r} is a probability per example: give a number in [0, 1] (0 = off)",
+            )
+            object.__setattr__(self, name, float(p))
+        ranges = {
+            "speed_range": (0.5, 2.0, "speed factors, e.g. [0.9, 1.1]"),
+            "reverb_rt60": (0.05, 2.0, "reverberation times in seconds, e.g. [0.2, 0.8]"),
+            "bandlimit_hz": (500.0, 48000.0, "low-pass cut-offs in Hz, e.g. [3500, 7500]"),
+            "remix_db": (-40.0, 20.0, "levels in dB of the second noise relative to the first, e.g. [-10, 0]"),
+        }
+        for name, (lo, hi, what) in ranges.items():
+            v = getattr(self, name)
+            _check(
+                _pair(v) and lo <= v[0] and v[1] <= hi,
+                f"training.augment.{name}={v!r} must be [low, high] with {lo:g} <= low <= high <= {hi:g} ({what})",
+            )
+            object.__setattr__(self, name, (float(v[0]), float(v[1])))
+        v = self.babble_talkers
+        _check(
+            _pair(v, ints=True) and 1 <= v[0] and v[1] <= 16,
+            f"training.augment.babble_talkers={v!r} must be [low, high] whole numbers of talkers with "
+            "1 <= low <= high <= 16, e.g. [3, 7]",
+        )
+        object.__setattr__(self, "babble_talkers", (int(v[0]), int(v[1])))
+        _check(
+            _number(self.eq_gain_db) and 0 < self.eq_gain_db <= 24,
+            f"training.augment.eq_gain_db={self.eq_gain_db!r} must be in (0, 24] dB (each EQ band's gain is "
+            "uniform in +-eq_gain_db)",
+        )
+        object.__setattr__(self, "eq_gain_db", float(self.eq_gain_db))
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     epochs: int
@@ -331,6 +408,7 @@ class TrainingConfig:
     gain_db: float = 10.0
     loss_weights: tuple[float, ...] | None = None
     weight_decay: float = 0.0
+    augment: AugmentConfig = AugmentConfig()
 
     def __post_init__(self):
         _check(self.mixing in MIXING, f"training.mixing={self.mixing!r} is unknown; choose {' or '.join(MIXING)}")
@@ -352,6 +430,21 @@ class TrainingConfig:
             _number(self.weight_decay) and 0 <= self.weight_decay < 1,
             f"training.weight_decay={self.weight_decay!r} must be in [0, 1) (0: Adam; > 0: AdamW)",
         )
+        augment = self.augment
+        if isinstance(augment, Mapping):
+            known = {f.name for f in dataclasses.fields(AugmentConfig)}
+            unknown = sorted(set(augment) - known)
+            _check(
+                not unknown,
+                f"unknown key(s) {', '.join(unknown)} in training.augment; valid keys: {', '.join(sorted(known))}",
+            )
+            augment = AugmentConfig(**augment)
+        _check(
+            isinstance(augment, AugmentConfig),
+            f"training.augment={augment!r} must be a mapping such as {{speed: 0.5, eq: 0.3}} "
+            "(see configs/default.yaml)",
+        )
+        object.__setattr__(self, "augment", augment)
         try:
             terms = parse_loss(self.loss, self.loss_weights)
         except ConfigError as err:

@@ -17,6 +17,9 @@ splits instead:
   "Unsupervised sound separation using mixture invariant training", and
   Zeghidour & Grangier 2021 call this dynamic mixing; it is standard in
   speech enhancement recipes such as Asteroid's and SpeechBrain's).
+  ``training.augment`` (all off by default) changes the speech and the noise
+  of each draw further: speed, reverberation, EQ, band limit, synthetic or
+  babble noise, a second noise (:mod:`speech_dae.training.augment`).
 - **fixed**: segments of the stage-01 mixtures and their references (the
   same material as the stage-02 patches), at random positions.
 - **validation** (always fixed): the validation mixtures cut into consecutive,
@@ -42,6 +45,7 @@ from ..features import FeatureExtractor
 from ..folders import referenced_pairs
 from ..framing import Normaliser, even_indices
 from ..mixing import peak_gain
+from .augment import Augmenter, Parts
 from .batches import Batches
 
 __all__ = ["AudioPool", "MixtureBatches", "load_pools", "mixture_sequences", "uses_audio"]
@@ -174,15 +178,22 @@ class MixtureBatches:
         self.pad = _pad_frames(fx)
         self.n_samples = (self.context - 1 + 2 * self.pad) * fx.cfg.hop_length + 1
         self.table = table  # validation: (pair, first sample) of every patch
+        # training.augment: dynamic training examples only (never validation or fixed mixing)
+        active = self.dynamic and table is None and t.augment.active
+        self.augmenter = Augmenter(t.augment, fx.sample_rate, self.seed) if active else None
 
     # ------------------------------------------------------------------ draws
     def _draw(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Noisy and clean segments ``(batch, n_samples)`` float32 of the examples ``keys``."""
+        """Noisy and clean (target) segments ``(batch, n_samples)`` float32 of the examples ``keys``.
+
+        Dynamic examples go through ``self.augmenter`` (``training.augment``) when one is on.
+        """
         n = self.n_samples
         if self.table is not None:
             pair, start = self.table[keys, 0], self.table[keys, 1]
             return self.audio["noisy"].segments(pair, start, n), self.audio["clean"].segments(pair, start, n)
-        u = np.stack([np.random.default_rng([self.seed, int(k)]).random(6) for k in keys])
+        rngs = [np.random.default_rng([self.seed, int(k)]) for k in keys]
+        u = np.stack([r.random(6) for r in rngs])
         if not self.dynamic:
             pool = self.audio["noisy"]
             pair = (u[:, 0] * len(pool)).astype(np.int64)
@@ -190,15 +201,19 @@ class MixtureBatches:
             return pool.segments(pair, start, n), self.audio["clean"].segments(pair, start, n)
         speech, noise = self.audio["clean"], self.audio["noise"]
         ci, ni = (u[:, 0] * len(speech)).astype(np.int64), (u[:, 2] * len(noise)).astype(np.int64)
-        clean = speech.segments(ci, (u[:, 1] * np.maximum(speech.lengths[ci] - n, 1)).astype(np.int64), n)
+        cs = (u[:, 1] * np.maximum(speech.lengths[ci] - n, 1)).astype(np.int64)
+        clean = speech.segments(ci, cs, n)
         piece = noise.segments(ni, (u[:, 3] * noise.lengths[ni]).astype(np.int64), n, wrap=True)
+        parts = Parts(clean, clean, piece, speech.power[ci], noise.power[ni], ci, cs, ni)
+        if self.augmenter is not None:  # further draws of the same generators, after the six above
+            parts = self.augmenter(parts, rngs, speech, noise)
         lo, hi = self.snr_range
         snr_db = lo + (hi - lo) * u[:, 4]
-        scale = np.sqrt(speech.power[ci] / (noise.power[ni] * 10.0 ** (snr_db / 10.0)))
+        scale = np.sqrt(parts.speech_power / (parts.noise_power * 10.0 ** (snr_db / 10.0)))
         gain = 10.0 ** ((2.0 * u[:, 5] - 1.0) * self.gain_db / 20.0)
-        noisy = clean + scale[:, None] * piece
+        noisy = parts.speech + scale[:, None] * parts.noise
         gain = gain * peak_gain(np.max(np.abs(noisy), axis=1) * gain, self.clip_peak)
-        return (noisy * gain[:, None]).astype(np.float32), (clean * gain[:, None]).astype(np.float32)
+        return (noisy * gain[:, None]).astype(np.float32), (parts.target * gain[:, None]).astype(np.float32)
 
     def _features(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Features ``(batch, context, n_bins)`` of the interior frames, and their STFT (STFT types)."""
