@@ -62,7 +62,13 @@ MIXING = ("fixed", "dynamic")
 AUGMENTATIONS = ("speed", "reverb", "eq", "bandlimit", "synthetic", "babble", "remix")
 #: ``training.loss`` terms: pointwise on the model output (alone), or spectral ones that can be combined with "+".
 POINTWISE_LOSSES = ("mse", "mae")
-SPECTRAL_LOSSES = ("cmse", "sisdr")
+SPECTRAL_LOSSES = ("cmse", "sisdr", "ccmse", "mrstft")
+#: ``training.lr_schedule``: the learning rate over the training budget (see
+#: :func:`speech_dae.training.callbacks.lr_factor`).
+LR_SCHEDULES = ("constant", "cosine", "onecycle")
+#: Rising share of the budget of ``training.lr_schedule: onecycle`` when ``training.warmup`` is null
+#: (``pct_start`` of Smith & Topin 2019, as ``torch.optim.lr_scheduler.OneCycleLR``).
+ONECYCLE_WARMUP = 0.3
 
 
 def check_loss_weights(weights, n_terms: int, terms) -> tuple:
@@ -93,8 +99,8 @@ def parse_loss(spec: str, weights: Sequence[float] | None = None) -> tuple:
     ----------
     spec : str
         ``"mse"``, ``"mae"`` (point-wise, alone) or one or more spectral
-        terms of :data:`SPECTRAL_LOSSES` joined by ``+``, e.g. ``"cmse+sisdr"``.
-        Case and blanks around names are ignored.
+        terms of :data:`SPECTRAL_LOSSES` (``cmse``, ``sisdr``, ``ccmse``,
+        ``mrstft``) joined by ``+``, e.g. ``"cmse+sisdr"``. Case and blanks around names are ignored.
     weights : sequence of float, optional
         One finite, non-negative weight per term, in the order of ``spec``;
         default all ``1.0``. At least one must be positive.
@@ -136,7 +142,7 @@ def parse_loss(spec: str, weights: Sequence[float] | None = None) -> tuple:
         spectral = [t for t in terms if t in SPECTRAL_LOSSES]
         if spectral:
             raise ConfigError(
-                f"{pointwise[0]} cannot be combined with cmse/sisdr: use cmse "
+                f"{pointwise[0]} cannot be combined with the spectral terms {list(SPECTRAL_LOSSES)}: use cmse "
                 f"(compressed-magnitude MSE) with sisdr instead of {spec!r}."
             )
         raise ConfigError(
@@ -159,7 +165,8 @@ def is_spectral(spec: str) -> bool:
     -------
     bool
         ``True`` for specs of spectral terms (``"cmse"``, ``"sisdr"``,
-        ``"cmse+sisdr"``), ``False`` for ``"mse"``/``"mae"``.
+        ``"ccmse"``, ``"mrstft"`` and their sums such as ``"cmse+sisdr"``),
+        ``False`` for ``"mse"``/``"mae"``.
 
     Raises
     ------
@@ -409,6 +416,18 @@ class TrainingConfig:
     loss_weights: tuple[float, ...] | None = None
     weight_decay: float = 0.0
     augment: AugmentConfig = AugmentConfig()
+    lr_schedule: str = "constant"
+    warmup: float | None = None
+    lr_min: float = 0.0
+    ema: float = 0.0
+
+    @property
+    def warmup_fraction(self) -> float:
+        """The warm-up share of the budget in effect: ``warmup``, or when null 0 (constant, cosine) or
+        :data:`ONECYCLE_WARMUP` (onecycle)."""
+        if self.warmup is not None:
+            return float(self.warmup)
+        return ONECYCLE_WARMUP if self.lr_schedule == "onecycle" else 0.0
 
     def __post_init__(self):
         _check(self.mixing in MIXING, f"training.mixing={self.mixing!r} is unknown; choose {' or '.join(MIXING)}")
@@ -445,6 +464,24 @@ class TrainingConfig:
             "(see configs/default.yaml)",
         )
         object.__setattr__(self, "augment", augment)
+        _check(
+            self.lr_schedule in LR_SCHEDULES,
+            f"training.lr_schedule={self.lr_schedule!r} is unknown; choose {', '.join(LR_SCHEDULES)}",
+        )
+        _check(
+            self.warmup is None or (_number(self.warmup) and 0 <= self.warmup < 1),
+            f"training.warmup={self.warmup!r} must be a share of the training budget in [0, 1), e.g. 0.05 "
+            f"(or null: 0 for constant and cosine, {ONECYCLE_WARMUP} for onecycle)",
+        )
+        _check(
+            _number(self.lr_min) and 0 <= self.lr_min <= 1,
+            f"training.lr_min={self.lr_min!r} must be the final learning rate as a share of "
+            "training.learning_rate, in [0, 1] (e.g. 0.0 or 0.01)",
+        )
+        _check(
+            _number(self.ema) and 0 <= self.ema < 1,
+            f"training.ema={self.ema!r} must be 0 (no weight averaging) or an EMA momentum in (0, 1), e.g. 0.999",
+        )
         try:
             terms = parse_loss(self.loss, self.loss_weights)
         except ConfigError as err:

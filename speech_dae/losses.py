@@ -1,8 +1,8 @@
-"""Training losses closer to what is heard and scored: compressed magnitude and SI-SDR.
+"""Training losses closer to what is heard and scored: compressed spectra, SI-SDR, multi-resolution STFT.
 
 The point-wise ``mse``/``mae`` losses compare network outputs with targets
 value by value. The losses here instead judge the *enhanced signal* that a
-magnitude mask produces on the noisy STFT, in two ways that follow what the
+magnitude mask produces on the noisy STFT, in ways that follow what the
 evaluation measures:
 
 - ``cmse``: mean squared error between power-law compressed magnitudes,
@@ -11,6 +11,13 @@ evaluation measures:
   loss. Source: S. Braun and I. Tashev, "A consolidated view of loss
   functions for supervised deep learning-based speech enhancement", TSP 2021
   (they find ``c = 0.3`` best).
+- ``ccmse``: the compressed *complex* MSE of the same paper,
+  ``|(|E|**c e^{j phi_E}) - (|S|**c e^{j phi_S})|**2``: the compressed
+  magnitudes with their phases, so a phase error costs too (with the phase
+  of the noisy STFT kept by the mask, it penalises the bins whose noisy phase
+  is far from the clean one). GTCRN and DeepFilterNet train with it next to
+  the magnitude term. It is never below ``cmse`` and equals it where the
+  phases agree.
 - ``sisdr``: negative scale-invariant SDR, in dB, between the waveforms of the
   estimate and of the clean speech, both brought back to the time domain by
   the same inverse STFT (:func:`istft_frames`). Source: J. Le Roux, S. Wisdom,
@@ -18,6 +25,15 @@ evaluation measures:
   The definition matches :func:`speech_dae.metrics.si_sdr` (both signals made
   zero-mean first), so the term is exactly minus the evaluation metric on the
   waveform interior, up to the ``eps`` regularisation below.
+- ``mrstft``: the multi-resolution STFT loss of Parallel WaveGAN (R. Yamamoto,
+  E. Song and J.-M. Kim, ICASSP 2020): spectral convergence plus mean absolute
+  log-magnitude difference, averaged over three STFTs of the same two
+  waveforms (:data:`MRSTFT_RESOLUTIONS`), so no single time-frequency
+  trade-off is favoured.
+
+:class:`PooledSISDR` is the matching validation metric: the SI-SDR of all the
+segments of an epoch pooled by energy, in dB (``si_sdr`` / ``val_si_sdr`` in
+the training history), comparable across losses.
 
 Data contract
 -------------
@@ -34,10 +50,11 @@ with :func:`pack_stft_target`.
 The estimate is ``E = mask * Y`` (the noisy phase is kept).
 
 Selection in the config: :func:`speech_dae.config.parse_loss` turns
-``training.loss`` (``"cmse+sisdr"``) and ``training.loss_weights`` into
+``training.loss`` (``"cmse+sisdr"``, any of ``cmse``, ``ccmse``, ``sisdr``,
+``mrstft`` joined by ``+``) and ``training.loss_weights`` into
 ``(terms, weights)``; stage 03 builds :class:`SpectralLoss` from them.
 
-Only ``keras.ops`` is used in the loss, so it runs under the TensorFlow, JAX
+Only ``keras.ops`` is used in the losses and the metric, so they run under the TensorFlow, JAX
 and torch backends.
 """
 
@@ -56,11 +73,18 @@ __all__ = [
     "WINDOWS",
     "SISDR_EPS",
     "MASK_FLOOR",
+    "MRSTFT_RESOLUTIONS",
+    "MRSTFT_FLOOR",
     "pack_stft_target",
     "istft_frames",
+    "masked_waveforms",
     "compressed_mse",
+    "compressed_complex_mse",
     "neg_si_sdr",
+    "si_sdr_energies",
+    "multi_resolution_stft",
     "SpectralLoss",
+    "PooledSISDR",
 ]
 
 #: Window names accepted by :class:`SpectralLoss` / :func:`istft_frames` (those ``keras.ops.istft`` knows).
@@ -77,6 +101,15 @@ SISDR_EPS: float = 1e-8
 #: ``0.3 * MASK_FLOOR**-0.7`` ~ 190 times ``|Y|**c``). Below the floor the cmse
 #: term gives no gradient to the mask; a -80 dB gain is inaudible anyway.
 MASK_FLOOR: float = 1e-4
+
+#: ``(fft size, hop)`` of the ``mrstft`` term's STFTs, in samples, Hann windows of the FFT size: the
+#: resolutions of Yamamoto et al. (2020) halved (they use 512 / 1024 / 2048 at 24 kHz), hops of a quarter.
+#: A 64-frame training segment (hop 128) gives a 7,808-sample waveform: 31 frames at the largest size.
+MRSTFT_RESOLUTIONS: tuple = ((256, 64), (512, 128), (1024, 256))
+
+#: Floor of the squared STFT magnitude in the ``mrstft`` term (as Parallel WaveGAN's implementation):
+#: keeps ``log|X|`` and its gradient finite in silent bins (-70 dB re 1).
+MRSTFT_FLOOR: float = 1e-7
 
 
 # --------------------------------------------------------------------------
@@ -197,17 +230,115 @@ def compressed_mse(mask, y_true, compress: float = 0.3):
     return ops.mean(ops.square(est_c - clean_c), axis=(1, 2))
 
 
+def _compressed_phasor(re, im, compress: float):
+    """``|X|**c * X / |X|`` as (real, imag): the compressed magnitude with the phase of ``X``, 0 for a 0 bin."""
+    power = ops.square(re) + ops.square(im)
+    inv_mag = 1.0 / ops.sqrt(ops.maximum(power, 1e-30))  # X / |X| is (0, 0) for a 0 bin: re = im = 0 there
+    mag_c = ops.power(power, 0.5 * compress)
+    return mag_c * re * inv_mag, mag_c * im * inv_mag
+
+
+def compressed_complex_mse(mask, y_true, compress: float = 0.3):
+    """Compressed complex MSE of a masked estimate, per example.
+
+    ``mean_{frames, bins} |E_c - S_c|**2`` with ``X_c = |X|**c e^{j phi_X}``,
+    ``E = mask * Y`` (so ``phi_E`` is the noisy phase) and ``S`` the clean
+    STFT: the complex term of Braun & Tashev (2021), the squared modulus of
+    the difference (real part squared plus imaginary part squared). Where
+    ``phi_E = phi_S`` it equals :func:`compressed_mse`; elsewhere it is larger.
+    ``E_c = max(mask, MASK_FLOOR)**c * Y_c``, so the gradient with respect to
+    the mask stays finite at ``mask = 0`` (as in :func:`compressed_mse`); a
+    zero bin of ``Y`` or ``S`` has ``X_c = 0``. The target side is a constant.
+
+    Parameters
+    ----------
+    mask : tensor [shape=(batch, frames, n_bins)], float32, >= 0
+        Magnitude gain on the noisy STFT.
+    y_true : tensor [shape=(batch, frames, n_bins, 4)], float32
+        ``[clean re, clean im, noisy re, noisy im]`` (see :func:`pack_stft_target`).
+    compress : float
+        Exponent ``c`` in ``(0, 1]``; 0.3 after Braun & Tashev (2021).
+
+    Returns
+    -------
+    tensor [shape=(batch,)], float32
+        Loss in (STFT magnitude units)**(2c).
+    """
+    y_true = ops.stop_gradient(ops.cast(y_true, "float32"))
+    gain = ops.power(ops.maximum(ops.cast(mask, "float32"), MASK_FLOOR), compress)
+    clean_re, clean_im = _compressed_phasor(y_true[..., 0], y_true[..., 1], compress)
+    noisy_re, noisy_im = _compressed_phasor(y_true[..., 2], y_true[..., 3], compress)
+    err = ops.square(gain * noisy_re - clean_re) + ops.square(gain * noisy_im - clean_im)
+    return ops.mean(err, axis=(1, 2))
+
+
+def masked_waveforms(mask, y_true, n_fft: int, hop_length: int, window: str = "hann"):
+    """The waveforms of the masked estimate and of the clean speech, through :func:`istft_frames`.
+
+    Parameters
+    ----------
+    mask : tensor [shape=(batch, frames, n_bins)], float32
+        Magnitude gain on the noisy STFT.
+    y_true : tensor [shape=(batch, frames, n_bins, 4)], float32
+        ``[clean re, clean im, noisy re, noisy im]``; treated as a constant.
+    n_fft, hop_length : int
+        STFT framing, in samples.
+    window : {"hann", "hamming"}
+        STFT window.
+
+    Returns
+    -------
+    estimate, clean : tensor [shape=(batch, (frames + 1) * hop_length - n_fft)], float32
+        ``istft_frames(mask * Y)`` and ``istft_frames(S)``, waveform units, same interior samples.
+    """
+    y_true = ops.stop_gradient(ops.cast(y_true, "float32"))
+    mask = ops.cast(mask, "float32")
+    clean = istft_frames(y_true[..., 0], y_true[..., 1], n_fft, hop_length, window)
+    estimate = istft_frames(mask * y_true[..., 2], mask * y_true[..., 3], n_fft, hop_length, window)
+    return estimate, clean
+
+
 def _zero_mean(x):
     return x - ops.mean(x, axis=-1, keepdims=True)
+
+
+def si_sdr_energies(estimate, clean, eps: float = SISDR_EPS):
+    """Target and error energies of the SI-SDR of waveforms, per example.
+
+    Both signals are made zero-mean; ``alpha = <e, s> / (||s||**2 + eps)``,
+    ``target = alpha s`` and ``error = e - target`` (Le Roux et al. 2019, as
+    :func:`speech_dae.metrics.si_sdr`, with ``eps`` added).
+
+    Parameters
+    ----------
+    estimate, clean : tensor [shape=(batch, n_samples)], float32
+        Waveforms, e.g. from :func:`masked_waveforms`.
+    eps : float
+        Energy regulariser (waveform units squared) of ``alpha``.
+
+    Returns
+    -------
+    target, error : tensor [shape=(batch,)], float32
+        ``||alpha s||**2`` and ``||alpha s - e||**2``, waveform units squared.
+    """
+    s = _zero_mean(clean)
+    e = _zero_mean(estimate)
+    alpha = ops.sum(e * s, axis=-1, keepdims=True) / (ops.sum(ops.square(s), axis=-1, keepdims=True) + eps)
+    target = alpha * s
+    return ops.sum(ops.square(target), axis=-1), ops.sum(ops.square(e - target), axis=-1)
+
+
+def _db(ratio):
+    return 10.0 * ops.log(ratio) / math.log(10.0)
 
 
 def neg_si_sdr(mask, y_true, n_fft: int, hop_length: int, window: str = "hann", eps: float = SISDR_EPS):
     """Negative SI-SDR (dB) of the masked estimate's waveform, per example.
 
-    ``e = istft_frames(mask * Y)`` and ``s = istft_frames(S)`` are made
-    zero-mean; ``alpha = <e, s> / (||s||**2 + eps)``, ``target = alpha s``,
-    ``noise = e - target`` and ``SI-SDR = 10 log10((||target||**2 + eps) /
-    (||noise||**2 + eps))`` (Le Roux et al. 2019, with ``eps`` added).
+    ``e`` and ``s`` are the waveforms of :func:`masked_waveforms`;
+    :func:`si_sdr_energies` gives ``||target||**2`` and ``||noise||**2``, and
+    ``SI-SDR = 10 log10((||target||**2 + eps) / (||noise||**2 + eps))`` (Le
+    Roux et al. 2019, with ``eps`` added).
 
     ``eps`` bounds the loss below by about ``-10 log10(||s||**2 / eps)`` and
     keeps it and its gradient finite for silent segments: if the clean
@@ -233,15 +364,75 @@ def neg_si_sdr(mask, y_true, n_fft: int, hop_length: int, window: str = "hann", 
     tensor [shape=(batch,)], float32
         ``-SI-SDR`` in dB (lower is better).
     """
-    y_true = ops.stop_gradient(ops.cast(y_true, "float32"))
-    mask = ops.cast(mask, "float32")
-    s = _zero_mean(istft_frames(y_true[..., 0], y_true[..., 1], n_fft, hop_length, window))
-    e = _zero_mean(istft_frames(mask * y_true[..., 2], mask * y_true[..., 3], n_fft, hop_length, window))
-    alpha = ops.sum(e * s, axis=-1, keepdims=True) / (ops.sum(ops.square(s), axis=-1, keepdims=True) + eps)
-    target = alpha * s
-    noise = e - target
-    ratio = (ops.sum(ops.square(target), axis=-1) + eps) / (ops.sum(ops.square(noise), axis=-1) + eps)
-    return -10.0 * ops.log(ratio) / math.log(10.0)
+    return _neg_si_sdr_of(*masked_waveforms(mask, y_true, n_fft, hop_length, window), eps)
+
+
+def _neg_si_sdr_of(estimate, clean, eps: float = SISDR_EPS):
+    target, error = si_sdr_energies(estimate, clean, eps)
+    return -_db((target + eps) / (error + eps))
+
+
+def _safe_sqrt(x):
+    """``sqrt(x)`` for ``x >= 0`` whose gradient is 0 (not NaN) at ``x = 0``."""
+    positive = x > 0
+    return ops.where(positive, ops.sqrt(ops.where(positive, x, 1.0)), 0.0)
+
+
+def _stft_magnitude(x, n_fft: int, hop_length: int):
+    re, im = ops.stft(
+        x, sequence_length=n_fft, sequence_stride=hop_length, fft_length=n_fft, window="hann", center=True
+    )
+    return ops.sqrt(ops.maximum(ops.square(re) + ops.square(im), MRSTFT_FLOOR))
+
+
+def multi_resolution_stft(
+    mask, y_true, n_fft: int, hop_length: int, window: str = "hann", resolutions=MRSTFT_RESOLUTIONS
+):
+    """Multi-resolution STFT loss of the masked estimate's waveform, per example.
+
+    The waveforms ``x_hat`` (estimate) and ``x`` (clean) of
+    :func:`masked_waveforms` are analysed again by ``keras.ops.stft`` (Hann
+    window of the FFT size, ``center=True`` with reflection padding) at every
+    ``(fft size, hop)`` of ``resolutions``; with ``X = max(|STFT|**2,
+    MRSTFT_FLOOR)**0.5`` the loss is the mean over resolutions of the spectral
+    convergence ``||X - X_hat||_F / ||X||_F`` plus the mean absolute log
+    difference ``mean |log X - log X_hat|`` (Yamamoto, Song & Kim, "Parallel
+    WaveGAN", ICASSP 2020, eqs. 4-6). It is 0 for identical waveforms and its
+    gradient is finite there.
+
+    Parameters
+    ----------
+    mask : tensor [shape=(batch, frames, n_bins)], float32
+        Magnitude gain on the noisy STFT.
+    y_true : tensor [shape=(batch, frames, n_bins, 4)], float32
+        ``[clean re, clean im, noisy re, noisy im]``.
+    n_fft, hop_length : int
+        Framing of the STFT in ``y_true``, in samples.
+    window : {"hann", "hamming"}
+        Window of the STFT in ``y_true``.
+    resolutions : sequence of (int, int)
+        ``(fft size, hop)`` pairs in samples, default :data:`MRSTFT_RESOLUTIONS`; the waveform,
+        ``(frames + 1) * hop_length - n_fft`` samples, must be at least the largest fft size long.
+
+    Returns
+    -------
+    tensor [shape=(batch,)], float32
+        Dimensionless loss (spectral convergence is a ratio, the log term in nepers), >= 0.
+    """
+    return _mrstft_of(*masked_waveforms(mask, y_true, n_fft, hop_length, window), resolutions)
+
+
+def _mrstft_of(estimate, clean, resolutions=MRSTFT_RESOLUTIONS):
+    total = 0.0
+    for size, hop in resolutions:
+        ref = _stft_magnitude(clean, size, hop)
+        est = _stft_magnitude(estimate, size, hop)
+        convergence = _safe_sqrt(ops.sum(ops.square(ref - est), axis=(1, 2))) / ops.sqrt(
+            ops.sum(ops.square(ref), axis=(1, 2))
+        )
+        log_mag = ops.mean(ops.abs(ops.log(ref) - ops.log(est)), axis=(1, 2))
+        total = total + convergence + log_mag
+    return total / len(resolutions)
 
 
 def _positive_int(value, name: str) -> int:
@@ -252,13 +443,16 @@ def _positive_int(value, name: str) -> int:
 
 @keras.saving.register_keras_serializable(package="speech_dae")
 class SpectralLoss(keras.losses.Loss):
-    """Weighted sum of compressed-magnitude MSE and negative SI-SDR of a masked STFT.
+    """Weighted sum of spectral and waveform losses of a masked STFT.
 
     ``loss = sum_i weights[i] * term_i`` per example, with the terms
-    ``"cmse"`` (:func:`compressed_mse`, Braun & Tashev 2021) and ``"sisdr"``
-    (:func:`neg_si_sdr`, Le Roux et al. 2019, in dB). The two have different
-    units and scales (cmse is O(0.01-1), -SI-SDR O(-30..+30) dB); choose the
-    weights accordingly.
+    ``"cmse"`` (:func:`compressed_mse`, Braun & Tashev 2021), ``"ccmse"``
+    (:func:`compressed_complex_mse`, Braun & Tashev 2021), ``"sisdr"``
+    (:func:`neg_si_sdr`, Le Roux et al. 2019, in dB) and ``"mrstft"``
+    (:func:`multi_resolution_stft`, Yamamoto et al. 2020). They have different
+    units and scales (cmse and ccmse are O(0.01-1), -SI-SDR O(-30..+30) dB,
+    mrstft O(0.1-3)); choose the weights accordingly. The waveforms are built
+    once when both ``sisdr`` and ``mrstft`` are used.
 
     Parameters
     ----------
@@ -283,7 +477,9 @@ class SpectralLoss(keras.losses.Loss):
     ``call(y_true, y_pred)``: ``y_true`` float32 ``(batch, frames, n_bins,
     4)`` from :func:`pack_stft_target`, ``y_pred`` float32 ``(batch, frames,
     n_bins)`` mask; returns ``(batch,)``. The sisdr term needs ``frames >
-    n_fft / hop_length - 1`` (at least 4 frames for 512/128).
+    n_fft / hop_length - 1`` (at least 4 frames for 512/128), the mrstft term
+    a waveform of ``(frames + 1) * hop_length - n_fft`` samples at least as
+    long as its largest FFT (at least 11 frames for 512/128).
 
     Raises
     ------
@@ -357,10 +553,21 @@ class SpectralLoss(keras.losses.Loss):
                 "build the target with speech_dae.losses.pack_stft_target and the same n_fft."
             )
         frames = p_shape[1] if p_shape[1] is not None else t_shape[1]
-        if "sisdr" in self.terms and frames is not None and (frames + 1) * self.hop_length <= self.n_fft:
+        if frames is None:
+            return
+        samples = (frames + 1) * self.hop_length - self.n_fft
+        if "sisdr" in self.terms and samples <= 0:
             raise ConfigError(
                 f"the sisdr term needs more than {self.n_fft // self.hop_length - 1} frames for "
                 f"n_fft={self.n_fft}, hop_length={self.hop_length}, got {frames}; use longer segments."
+            )
+        longest = max(size for size, _ in MRSTFT_RESOLUTIONS)
+        if "mrstft" in self.terms and samples < longest:
+            need = -(-(longest + self.n_fft) // self.hop_length) - 1
+            raise ConfigError(
+                f"the mrstft term needs a waveform of at least {longest} samples (its largest FFT), i.e. at "
+                f"least {need} frames for n_fft={self.n_fft}, hop_length={self.hop_length}; got {frames} frames "
+                f"({max(samples, 0)} samples); use longer segments."
             )
 
     def call(self, y_true, y_pred):
@@ -368,12 +575,17 @@ class SpectralLoss(keras.losses.Loss):
         y_true = ops.cast(y_true, "float32")
         y_pred = ops.cast(y_pred, "float32")
         self._check_shapes(y_true, y_pred)
+        waves = None
         total = None
         for term, weight in zip(self.terms, self.weights):
             if term == "cmse":
                 value = compressed_mse(y_pred, y_true, self.compress)
+            elif term == "ccmse":
+                value = compressed_complex_mse(y_pred, y_true, self.compress)
             else:
-                value = neg_si_sdr(y_pred, y_true, self.n_fft, self.hop_length, self.window)
+                if waves is None:
+                    waves = masked_waveforms(y_pred, y_true, self.n_fft, self.hop_length, self.window)
+                value = _neg_si_sdr_of(*waves) if term == "sisdr" else _mrstft_of(*waves)
             value = weight * value
             total = value if total is None else total + value
         return total
@@ -392,3 +604,77 @@ class SpectralLoss(keras.losses.Loss):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="speech_dae")
+class PooledSISDR(keras.metrics.Metric):
+    """SI-SDR of all the segments seen, pooled by energy, in dB: a validation metric for every loss.
+
+    Per segment, the waveforms of the masked estimate and of the clean speech
+    (:func:`masked_waveforms`, the inverse STFT of the losses) give the target
+    energy ``||alpha s||**2`` and the error energy ``||alpha s - e||**2`` of
+    the SI-SDR (:func:`si_sdr_energies`: zero-mean signals, as
+    :func:`speech_dae.metrics.si_sdr`). Both are summed over every segment
+    since the last reset (Keras resets metrics at every epoch and before
+    validation) and the result is ``10 log10((sum target + eps) / (sum error +
+    eps))`` with ``eps`` = :data:`SISDR_EPS`. Pooling the energies, rather
+    than averaging per-segment dB values, keeps near-silent segments (whose
+    SI-SDR is meaningless and can be hugely negative) from dominating; a
+    segment weighs by its speech energy. For one segment it is the segment's
+    SI-SDR (Le Roux et al. 2019).
+
+    Parameters
+    ----------
+    n_fft, hop_length : int
+        Framing of the STFT in ``y_true``, in samples.
+    window : {"hann", "hamming"}
+        Window of the STFT in ``y_true``.
+    name : str
+        Metric name, default ``"si_sdr"`` (``val_si_sdr`` on validation data).
+    dtype
+        As for :class:`keras.metrics.Metric`.
+
+    Notes
+    -----
+    ``update_state(y_true, y_pred, sample_weight=None)``: ``y_true`` float32
+    ``(batch, frames, n_bins, 4)`` from :func:`pack_stft_target`, ``y_pred``
+    float32 ``(batch, frames, n_bins)`` mask; an optional ``(batch,)``
+    ``sample_weight`` scales each segment's energies. ``result()``: float32
+    scalar, dB (higher is better). The sums are metric variables with
+    ``aggregation="sum"``, so replicas of a distributed run add up.
+
+    Raises
+    ------
+    ConfigError
+        For bad framing or window (as :class:`SpectralLoss`).
+    """
+
+    def __init__(self, n_fft=512, hop_length=128, window="hann", name="si_sdr", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.n_fft = _positive_int(n_fft, "n_fft")
+        self.hop_length = _positive_int(hop_length, "hop_length")
+        if self.hop_length > self.n_fft:
+            raise ConfigError(f"hop_length ({self.hop_length}) must not exceed n_fft ({self.n_fft}).")
+        if window not in WINDOWS:
+            raise ConfigError(f"window must be one of {list(WINDOWS)}, got {window!r}.")
+        self.window = window
+        self.target_energy = self.add_variable(shape=(), initializer="zeros", aggregation="sum", name="target")
+        self.error_energy = self.add_variable(shape=(), initializer="zeros", aggregation="sum", name="error")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Add the target and error energies of the batch's segments (see class docstring)."""
+        waves = masked_waveforms(y_pred, y_true, self.n_fft, self.hop_length, self.window)
+        target, error = si_sdr_energies(*waves)
+        if sample_weight is not None:
+            w = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+            target, error = target * w, error * w
+        self.target_energy.assign_add(ops.cast(ops.sum(target), self.dtype))
+        self.error_energy.assign_add(ops.cast(ops.sum(error), self.dtype))
+
+    def result(self):
+        """Pooled SI-SDR in dB, float32 scalar."""
+        return _db((self.target_energy + SISDR_EPS) / (self.error_energy + SISDR_EPS))
+
+    def get_config(self) -> dict:
+        """Constructor arguments (JSON-serialisable) that rebuild this metric."""
+        return {**super().get_config(), "n_fft": self.n_fft, "hop_length": self.hop_length, "window": self.window}

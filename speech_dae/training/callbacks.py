@@ -1,4 +1,5 @@
-"""Keras callbacks of stage 03: time budget, epoch timer, backup and restore over a kill, TensorBoard extras.
+"""Keras callbacks of stage 03: time budget, learning-rate schedule, epoch timer, backup and restore over a kill,
+TensorBoard extras.
 
 Each factory takes the ``keras`` module (imported by the caller, so this module
 imports no framework at import time) and returns a callback instance.
@@ -8,16 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ..artifacts import write_json
 from ..audio import read_mono
-from ..config import Config
+from ..config import LR_SCHEDULES, Config
 from ..folders import referenced_pairs
 from ..framing import Normaliser
 from ..inference import Denoiser
@@ -27,6 +30,8 @@ from ..runinfo import RunInfo
 
 __all__ = [
     "time_budget",
+    "lr_factor",
+    "lr_schedule",
     "epoch_timer",
     "backup_and_restore",
     "validation_clips",
@@ -61,6 +66,137 @@ def time_budget(keras, minutes: float):
     return TimeBudget()
 
 
+#: Start of the one-cycle schedule as a share of the peak learning rate (``div_factor = 25`` of
+#: Smith & Topin 2019 and ``torch.optim.lr_scheduler.OneCycleLR``).
+ONECYCLE_START = 1.0 / 25.0
+
+
+def _cosine(start: float, end: float, fraction: float) -> float:
+    """Half-cosine from ``start`` (fraction 0) to ``end`` (fraction 1)."""
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+
+def lr_factor(schedule: str, progress: float, *, warmup: float = 0.0, lr_min: float = 0.0) -> float:
+    """The learning rate at a point of training, as a share of ``training.learning_rate``.
+
+    - ``constant``: a linear warm-up from 0 over the first ``warmup`` of the
+      budget (Goyal et al., "Accurate, large minibatch SGD: training ImageNet
+      in 1 hour", 2017), then 1.
+    - ``cosine``: the same linear warm-up, then a half cosine from 1 down to
+      ``lr_min`` at the end of the budget (Loshchilov & Hutter, "SGDR:
+      stochastic gradient descent with warm restarts", ICLR 2017, one cycle
+      without restarts).
+    - ``onecycle``: a half cosine from ``1/25`` up to 1 over the first
+      ``warmup`` of the budget, then a half cosine down to ``lr_min`` (Smith &
+      Topin, "Super-convergence: very fast training of neural networks using
+      large learning rates", 2019, with cosine annealing as
+      ``torch.optim.lr_scheduler.OneCycleLR``; they rise over 30 %).
+
+    Parameters
+    ----------
+    schedule : {"constant", "cosine", "onecycle"}
+        ``training.lr_schedule``.
+    progress : float
+        Share of the training budget used, clipped to ``[0, 1]``.
+    warmup : float
+        Share of the budget of the rise, in ``[0, 1)``.
+    lr_min : float
+        Final learning rate as a share of the peak, in ``[0, 1]`` (unused by ``constant``).
+
+    Returns
+    -------
+    float
+        Share of the peak learning rate, in ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown schedule.
+    """
+    p = min(max(float(progress), 0.0), 1.0)
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose {', '.join(LR_SCHEDULES)}")
+    if schedule == "onecycle":
+        if p < warmup:
+            return _cosine(ONECYCLE_START, 1.0, p / warmup)
+        return _cosine(1.0, lr_min, (p - warmup) / (1.0 - warmup))
+    if p < warmup:
+        return p / warmup
+    if schedule == "constant":
+        return 1.0
+    return _cosine(1.0, lr_min, (p - warmup) / (1.0 - warmup))
+
+
+def lr_schedule(
+    keras,
+    schedule: str,
+    learning_rate: float,
+    *,
+    warmup: float = 0.0,
+    lr_min: float = 0.0,
+    clock: Callable[[], float] | None = None,
+    budget_s: float | None = None,
+):
+    """A callback that sets ``optimizer.learning_rate`` before every training batch (:func:`lr_factor`).
+
+    Progress through training is the larger of the share of the time budget
+    used, ``clock() / budget_s`` (when both are given), and the share of the
+    steps, ``(epoch * steps + batch) / (epochs * steps)`` from the ``fit``
+    parameters, so the schedule ends with whichever budget ends training.
+    ``clock`` returns the training seconds spent so far, e.g. the ``elapsed``
+    method of :func:`time_budget` (which counts the seconds of a run before a
+    kill, so a resumed run continues its schedule); tests inject their own.
+    At the end of every epoch the learning rate of the last batch is written
+    to the epoch logs as ``learning_rate`` (the key Keras's own
+    ``LearningRateScheduler`` uses), so it reaches the history and the CSV log
+    of the callbacks that follow this one.
+
+    Parameters
+    ----------
+    keras : module
+        The ``keras`` module.
+    schedule : {"constant", "cosine", "onecycle"}
+        ``training.lr_schedule``.
+    learning_rate : float
+        The peak learning rate (``training.learning_rate``).
+    warmup, lr_min : float
+        Shares of the budget and of ``learning_rate``, as for :func:`lr_factor`.
+    clock : callable, optional
+        ``clock() -> float`` seconds of training so far.
+    budget_s : float, optional
+        The time budget in seconds (``60 * training.max_minutes``).
+
+    Returns
+    -------
+    keras.callbacks.Callback
+        With ``progress(batch) -> float`` and ``learning_rate`` (the last value set, float).
+    """
+    lr_factor(schedule, 0.0, warmup=warmup, lr_min=lr_min)  # a bad schedule name fails here, not mid-fit
+    timed = clock is not None and budget_s is not None and budget_s > 0
+
+    class LearningRateSchedule(keras.callbacks.Callback):
+        epoch = 0
+        learning_rate = float("nan")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def progress(self, batch: int) -> float:
+            steps = int(self.params.get("steps") or 0)
+            by_steps = (self.epoch * steps + batch) / (self.params["epochs"] * steps) if steps else 0.0
+            return min(max(by_steps, clock() / budget_s if timed else 0.0), 1.0)
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.learning_rate = learning_rate * lr_factor(schedule, self.progress(batch), warmup=warmup, lr_min=lr_min)
+            self.model.optimizer.learning_rate = self.learning_rate
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = self.learning_rate
+
+    return LearningRateSchedule()
+
+
 def epoch_timer(keras):
     """A callback that records the wall-clock seconds of every epoch (training and validation) in ``seconds``."""
 
@@ -78,7 +214,7 @@ def epoch_timer(keras):
     return EpochTimer()
 
 
-def backup_and_restore(keras, backup_dir: Path, *, epochs: int, early, timer, budget):
+def backup_and_restore(keras, backup_dir: Path, *, epochs: int, early, timer, budget, ema: bool = False):
     """``keras.callbacks.BackupAndRestore`` that also carries the run's own state over a kill.
 
     Every epoch end writes, each file atomically, ``epoch<N>.weights.h5`` (model
@@ -92,6 +228,16 @@ def backup_and_restore(keras, backup_dir: Path, *, epochs: int, early, timer, bu
     shuffle; ``on_train_begin`` restores the weights, optimizer and counters
     (``early`` must come before this callback in the list). The caller
     deletes ``backup_dir`` when the run is committed.
+
+    ``ema``: the optimizer keeps an exponential moving average of the weights
+    (``use_ema=True``) and ``keras.callbacks.SwapEMAWeights(swap_on_epoch=True)``
+    comes before this callback, so at the end of an epoch the model holds the
+    averaged weights and the optimizer the raw ones: that is what the backup
+    saves (both sets, with the rest of the optimizer state), and ``state.json``
+    says so (``ema_swapped``). ``restore`` swaps them back (a one-off
+    ``SwapEMAWeights``), so the resumed run trains on from the raw weights with
+    the average it had, as the uninterrupted run does after the swap at the
+    start of its next epoch.
     """
 
     class BackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -129,6 +275,10 @@ def backup_and_restore(keras, backup_dir: Path, *, epochs: int, early, timer, bu
             if model.optimizer is not None and not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)
             model.load_weights(str(backup_dir / f"epoch{n}.weights.h5"))
+            if self.state.get("ema_swapped"):  # the average was in the model, the raw weights in the optimizer
+                swap = keras.callbacks.SwapEMAWeights()  # a fresh one believes the raw weights are in the model,
+                swap.set_model(model)  # so its swap before an evaluation puts them back there
+                swap.on_test_begin()
             e = self.state["early"]
             early.wait, early.best, early.best_epoch, early.stopped_epoch = (
                 e["wait"],
@@ -181,6 +331,7 @@ def backup_and_restore(keras, backup_dir: Path, *, epochs: int, early, timer, bu
                     "budget_reached": bool(budget is not None and budget.reached),
                     "resumed_at_epochs": self.resumed_at_epochs,
                     "finished": bool(self.model.stop_training) or n >= epochs,
+                    "ema_swapped": ema,
                 },
             )
             for p in backup_dir.iterdir():

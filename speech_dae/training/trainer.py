@@ -2,9 +2,12 @@
 
 Plumbing is stock Keras: ``EarlyStopping`` (best weights restored, saved to
 ``model.keras``), ``CSVLogger`` to ``model_logs/<run>.csv`` and ``TensorBoard``
-events in ``model_logs/<run>/``, plus the extras of
+events in ``model_logs/<run>/``, the optimizer's weight averaging
+(``training.ema``: ``use_ema`` with ``SwapEMAWeights``), plus the extras of
 :mod:`speech_dae.training.callbacks` (libdse-style scalars, audio and
-spectrograms; a time budget; backup and restore over a kill). Batches come
+spectrograms; a time budget; a learning-rate schedule; backup and restore over
+a kill). Runs with a spectral loss also log the pooled SI-SDR of the masked
+estimate (:class:`speech_dae.losses.PooledSISDR`, ``si_sdr`` / ``val_si_sdr``). Batches come
 from :mod:`speech_dae.training.batches` (stage-02 patches) or
 :mod:`speech_dae.training.examples` (examples cut from audio, dynamic mixing)
 through ``tf.data``; :mod:`speech_dae.training.distribute` spreads them over
@@ -35,7 +38,14 @@ from ..plots import plot_training_curves
 from ..runinfo import RunInfo
 from ..version import __version__
 from .batches import Batches, LabelledPatchSequence, PatchSequence
-from .callbacks import backup_and_restore, epoch_timer, tensorboard_scalars, time_budget, validation_clips
+from .callbacks import (
+    backup_and_restore,
+    epoch_timer,
+    lr_schedule,
+    tensorboard_scalars,
+    time_budget,
+    validation_clips,
+)
 from .distribute import ClusterTask
 from .examples import mixture_sequences, uses_audio
 
@@ -60,15 +70,21 @@ class TrainSummary:
         if self.discarded:
             return [
                 f"{i.cluster_task}: trained {i.model} for {i.epochs_run} epochs in "
-                f"{i.train_seconds:.0f} s; best epoch {i.best_epoch} val_loss {i.best_val_loss:.4f}; "
-                f"the chief writes {self.run_dir} (this worker's copy was discarded)"
+                f"{i.train_seconds:.0f} s; best epoch {i.best_epoch} val_loss {i.best_val_loss:.4f}"
+                f"{_best_si_sdr(i)}; the chief writes {self.run_dir} (this worker's copy was discarded)"
             ]
         resumed = "".join(f"; resumed from epoch {n}" for n in i.resumed_at_epochs)
         return [
             f"trained {i.model} ({i.n_params:,} parameters) for {i.epochs_run} epochs in "
             f"{i.train_seconds:.0f} s ({i.stop_reason}{resumed}); best epoch {i.best_epoch} "
-            f"val_loss {i.best_val_loss:.4f}{_val_size(i)}; saved {self.run_dir}/model.keras"
+            f"val_loss {i.best_val_loss:.4f}{_best_si_sdr(i)}{_val_size(i)}; saved {self.run_dir}/model.keras"
         ]
+
+
+def _best_si_sdr(info: RunInfo) -> str:
+    """`` val_si_sdr X dB`` of the best epoch (runs with a spectral loss log it), else ``""``."""
+    values = (info.history or {}).get("val_si_sdr") or []
+    return f" val_si_sdr {values[info.best_epoch - 1]:.2f} dB" if 0 < info.best_epoch <= len(values) else ""
 
 
 def _val_size(info: RunInfo) -> str:
@@ -178,24 +194,59 @@ def _covered(starts: np.ndarray, context: int, params: dict) -> dict:
 
 
 def _loss(t, info: dict):
-    """What ``compile`` gets for ``training.loss``: ``"mse"`` / ``"mae"``, or a :class:`speech_dae.losses.SpectralLoss`
-    on the dataset's STFT framing."""
+    """What ``compile`` gets for ``training.loss`` and its metrics: ``("mse" / "mae", [])``, or a
+    :class:`speech_dae.losses.SpectralLoss` on the dataset's STFT framing and the pooled SI-SDR of the
+    same masked estimate (:class:`speech_dae.losses.PooledSISDR`)."""
     terms, weights = parse_loss(t.loss, t.loss_weights)
     if terms[0] in POINTWISE_LOSSES:
-        return terms[0]
-    from ..losses import SpectralLoss  # imports Keras
+        return terms[0], []
+    from ..losses import PooledSISDR, SpectralLoss  # imports Keras
 
     f = info["features_params"]["features"]
-    return SpectralLoss(
-        terms=terms, weights=weights, n_fft=int(f["n_fft"]), hop_length=int(f["hop_length"]), window=f["window"]
-    )
+    framing = {"n_fft": int(f["n_fft"]), "hop_length": int(f["hop_length"]), "window": f["window"]}
+    return SpectralLoss(terms=terms, weights=weights, **framing), [PooledSISDR(**framing)]
 
 
 def _optimizer(keras, t):
-    """Adam, or AdamW (decoupled weight decay, Loshchilov & Hutter 2019) when ``training.weight_decay > 0``."""
+    """Adam, or AdamW (decoupled weight decay, Loshchilov & Hutter 2019) when ``training.weight_decay > 0``;
+    with ``training.ema > 0`` the optimizer also keeps an exponential moving average of the weights
+    (Polyak averaging, Keras's ``use_ema`` / ``ema_momentum``)."""
+    ema = {"use_ema": True, "ema_momentum": t.ema} if t.ema else {}
     if t.weight_decay:
-        return keras.optimizers.AdamW(learning_rate=t.learning_rate, weight_decay=t.weight_decay)
-    return keras.optimizers.Adam(learning_rate=t.learning_rate)
+        return keras.optimizers.AdamW(learning_rate=t.learning_rate, weight_decay=t.weight_decay, **ema)
+    return keras.optimizers.Adam(learning_rate=t.learning_rate, **ema)
+
+
+def _optimizer_info(t) -> dict:
+    """run.json's ``optimizer``: name, peak learning rate, weight decay, schedule and weight averaging."""
+    return {
+        "name": "adamw" if t.weight_decay else "adam",
+        "learning_rate": t.learning_rate,
+        **({"weight_decay": t.weight_decay} if t.weight_decay else {}),
+        "lr_schedule": t.lr_schedule,
+        **(
+            {"warmup": t.warmup_fraction, "lr_min": t.lr_min}
+            if t.lr_schedule != "constant" or t.warmup_fraction
+            else {}
+        ),
+        "ema": t.ema,
+    }
+
+
+def _schedule(keras, t, budget):
+    """The learning-rate callback of ``training.lr_schedule``, or ``None`` for a constant rate without warm-up
+    (Keras then keeps ``training.learning_rate`` throughout, as before schedules existed)."""
+    if t.lr_schedule == "constant" and not t.warmup_fraction:
+        return None
+    return lr_schedule(
+        keras,
+        t.lr_schedule,
+        t.learning_rate,
+        warmup=t.warmup_fraction,
+        lr_min=t.lr_min,
+        clock=budget.elapsed if budget is not None else None,
+        budget_s=60.0 * t.max_minutes if t.max_minutes else None,
+    )
 
 
 def _distribute(seq: Batches, strategy, *, epochs: int = 1, repeat: bool = False, first_epoch: int = 0):
@@ -258,11 +309,17 @@ def fit_run(
     early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.patience, restore_best_weights=True)
     budget = time_budget(keras, t.max_minutes) if t.max_minutes else None
     timer = epoch_timer(keras)
+    # weight averaging: the averaged weights are swapped into the model for validation and at every epoch end,
+    # so EarlyStopping's best weights, the backup and model.keras hold them (the swap must come before those)
+    swap_ema = keras.callbacks.SwapEMAWeights(swap_on_epoch=True) if t.ema else None
+    schedule = _schedule(keras, t, budget)
     # a multi-worker run always retrains (see train): no backup
     backup = (
         None
         if task is not None
-        else backup_and_restore(keras, work / "backup", epochs=t.epochs, early=early, timer=timer, budget=budget)
+        else backup_and_restore(
+            keras, work / "backup", epochs=t.epochs, early=early, timer=timer, budget=budget, ema=bool(t.ema)
+        )
     )
     first = backup.initial_epoch if backup is not None else 0
     logs_dir = Path(logs_dir)
@@ -287,22 +344,27 @@ def fit_run(
     train_ds = _distribute(train_seq, strategy, epochs=t.epochs, first_epoch=first)
     val_ds = _distribute(val_seq, strategy, repeat=True)
     with scope():
+        metrics = []
         if semi:
             from ..models.thesis import identity_loss, semi_supervised_trainer
 
             fit_model = semi_supervised_trainer(model, name, penalty=hparams.get("penalty", 0.75))
             losses = {"recon": t.loss, **({"penalty": identity_loss} if name == "partitioned" else {})}
         else:
-            fit_model, losses = model, _loss(t, info)
+            fit_model, (losses, metrics) = model, _loss(t, info)
             if not isinstance(losses, str):  # compile a twin sharing the layers: model.keras keeps no reference
                 fit_model = keras.Model(model.input, model.output, name=f"{model.name}_trainer")  # to the loss
-        fit_model.compile(optimizer=_optimizer(keras, t), loss=losses)
-    # order matters: the backup saves the state early / timer / budget hold at the end of each epoch, and is
-    # written before the CSV row (a logged epoch is a saved one)
+        fit_model.compile(optimizer=_optimizer(keras, t), loss=losses, metrics=metrics)
+    # order matters: the EMA swap puts the averaged weights in the model at the end of each epoch before early
+    # stopping records its best weights; the schedule writes learning_rate into the epoch logs; the backup
+    # saves the state early / timer / budget hold at the end of each epoch, and is written before the CSV row
+    # (a logged epoch is a saved one)
     callbacks = [
+        *([swap_ema] if swap_ema else []),
         early,
         timer,
         *([budget] if budget else []),
+        *([schedule] if schedule else []),
         *([backup] if backup else []),
         keras.callbacks.CSVLogger(str(csv_path), append=bool(first)),
         keras.callbacks.TensorBoard(log_dir=str(tb_dir), write_graph=False),
@@ -387,11 +449,7 @@ def fit_run(
         patch_hop=cfg.reconstruct.patch_hop,
         loss=t.loss,
         loss_weights=list(parse_loss(t.loss, t.loss_weights)[1]),
-        optimizer={
-            "name": "adamw" if t.weight_decay else "adam",
-            "learning_rate": t.learning_rate,
-            **({"weight_decay": t.weight_decay} if t.weight_decay else {}),
-        },
+        optimizer=_optimizer_info(t),
         mixing=t.mixing,
         training=cfg.to_dict()["training"],
         epochs_run=epochs_run,
