@@ -112,14 +112,16 @@ def eval_command(args) -> list[str]:
     ]
 
 
-def run(cmd: list[str], work: Path) -> None:
-    """Run a repository script (``cmd[1]``) with this Python in ``work``; stop on failure."""
+def run(cmd: list[str], work: Path, *, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a repository script (``cmd[1]``) with this Python in ``work``; stop on failure (``check``), else
+    return the finished process (its output captured)."""
     full = [sys.executable, str(ROOT / cmd[1]), *[str(ROOT / c) if c.startswith("configs/") else c for c in cmd[2:]]]
     print("$ " + shlex.join(cmd), flush=True)
     out = subprocess.run([*full, "--no-progress"], cwd=work, text=True, capture_output=True)
     print("\n".join([ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()][-3:]), flush=True)
-    if out.returncode:
+    if out.returncode and check:
         raise SystemExit(f"{cmd[1]} failed with exit code {out.returncode}")
+    return out
 
 
 def test_audio(work: Path, n: int) -> list:
