@@ -62,14 +62,19 @@ REPORT = "reports/push"
 CURVE = {"push_6": 6, "push_12": 12}
 #: Ablations: run name -> (the ingredient turned off, ``--set`` overrides on top of configs/best.yaml),
 #: each trained at ``--ablation-minutes`` and compared with the full recipe at that budget.
-#: PLACEHOLDERS: the engineers adding these ingredients to configs/best.yaml fill in (or drop) these
-#: entries with the keys they add. Until a key exists, stage 03 stops with a ConfigError and the row reads
-#: "not trained" with that reason; nothing here depends on the keys.
+#: The ingredients issue 18 added to configs/best.yaml, each chosen on the validation split
+#: (benchmarks/val_score.py), and ``erbnet``: the GTCRN-style model in place of the TCN, same recipe.
 ABLATIONS: dict[str, tuple[str, list[str]]] = {
-    "no_schedule": ("learning-rate schedule (PLACEHOLDER: a constant rate)", ["training.lr_schedule=constant"]),
-    "no_ema": ("weight averaging (PLACEHOLDER: no EMA of the weights)", ["training.ema=0"]),
-    "no_augment": ("data augmentation (PLACEHOLDER: none)", ["training.augment={}"]),
-    "no_lookahead": ("lookahead frames (PLACEHOLDER: a causal TCN)", ["model.hparams.tcn.lookahead=0"]),
+    "no_lookahead": ("look-ahead: 2 frames -> a causal TCN", ["model.hparams.tcn.lookahead=0"]),
+    "no_schedule": ("learning-rate schedule: warm-up + cosine -> a constant rate", ["training.lr_schedule=constant"]),
+    "no_augment": (
+        "augmentation: speed, EQ, band limit, synthetic noise, babble, remix -> none",
+        ["training.augment={}"],
+    ),
+    "erbnet": (
+        "model: the TCN -> erbnet (ERB bands, Conv2D, grouped temporal convolutions), same look-ahead",
+        ["model.name=erbnet", "model.hparams.erbnet.lookahead=2"],
+    ),
 }
 
 

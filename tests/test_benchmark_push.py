@@ -116,7 +116,7 @@ def test_dry_run_prints_every_command_and_writes_nothing(tmp_path, capsys):
         assert f"--run {name}" in out
     assert "01_extract_features.py" in out and "02_build_dataset.py" in out
     evaluate = next(line for line in out.splitlines() if "05_evaluate.py" in line)
-    assert "--max-files 3" in evaluate and "models/no_ema" in evaluate and "previous_best" not in evaluate
+    assert "--max-files 3" in evaluate and "models/no_schedule" in evaluate and "previous_best" not in evaluate
 
 
 def test_retrain_rejects_a_run_the_script_does_not_have(tmp_path):
