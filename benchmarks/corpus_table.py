@@ -91,12 +91,12 @@ def commands(name: str, data: str, jobs: int) -> list[list[str]]:
     ]
 
 
-def eval_command(args) -> list[str]:
+def evaluate_command(models, *, max_files: int, jobs: int, out: str) -> list[str]:
+    """Stage 05's command line: ``models`` (run names under models/), the baselines and peers, every metric."""
     return [
         "python",
         "05_evaluate.py",
-        "--models",
-        *(f"models/{r}" for r in RECIPES),
+        *(["--models", *(f"models/{m}" for m in models)] if models else []),
         "--features",
         "features/best",
         "--baselines",
@@ -104,12 +104,16 @@ def eval_command(args) -> list[str]:
         "--metrics",
         *METRICS,
         "--max-files",
-        str(args.max_files),
+        str(max_files),
         "--jobs",
-        str(args.jobs),
+        str(jobs),
         "--out",
-        "reports/corpus",
+        out,
     ]
+
+
+def eval_command(args) -> list[str]:
+    return evaluate_command(RECIPES, max_files=args.max_files, jobs=args.jobs, out="reports/corpus")
 
 
 def run(cmd: list[str], work: Path, *, check: bool = True) -> subprocess.CompletedProcess:

@@ -106,23 +106,7 @@ def train_command(name: str, overrides: Sequence[str], *, force: bool = False) -
 
 def eval_command(models: Sequence[str], max_files: int, jobs: int) -> list[str]:
     """Stage 05's command line: ``models`` (run names under models/), the baselines and peers, every metric."""
-    return [
-        "python",
-        "05_evaluate.py",
-        *(["--models", *(f"models/{m}" for m in models)] if models else []),
-        "--features",
-        "features/best",
-        "--baselines",
-        "all",
-        "--metrics",
-        *METRICS,
-        "--max-files",
-        str(max_files),
-        "--jobs",
-        str(jobs),
-        "--out",
-        REPORT,
-    ]
+    return corpus_table.evaluate_command(models, max_files=max_files, jobs=jobs, out=REPORT)
 
 
 def failure(out) -> str:

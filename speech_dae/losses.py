@@ -249,20 +249,10 @@ def compressed_complex_mse(mask, y_true, compress: float = 0.3):
     ``E_c = max(mask, MASK_FLOOR)**c * Y_c``, so the gradient with respect to
     the mask stays finite at ``mask = 0`` (as in :func:`compressed_mse`); a
     zero bin of ``Y`` or ``S`` has ``X_c = 0``. The target side is a constant.
-
-    Parameters
-    ----------
-    mask : tensor [shape=(batch, frames, n_bins)], float32, >= 0
-        Magnitude gain on the noisy STFT.
-    y_true : tensor [shape=(batch, frames, n_bins, 4)], float32
-        ``[clean re, clean im, noisy re, noisy im]`` (see :func:`pack_stft_target`).
-    compress : float
-        Exponent ``c`` in ``(0, 1]``; 0.3 after Braun & Tashev (2021).
-
-    Returns
-    -------
-    tensor [shape=(batch,)], float32
-        Loss in (STFT magnitude units)**(2c).
+    Parameters, shapes, dtypes and units as for :func:`compressed_mse`: ``mask``
+    ``(batch, frames, n_bins)``, ``y_true`` ``(batch, frames, n_bins, 4)``, the
+    exponent ``compress`` in ``(0, 1]``; returns ``(batch,)`` float32 in
+    (STFT magnitude units)**(2c).
     """
     y_true = ops.stop_gradient(ops.cast(y_true, "float32"))
     gain = ops.power(ops.maximum(ops.cast(mask, "float32"), MASK_FLOOR), compress)
@@ -402,14 +392,8 @@ def multi_resolution_stft(
 
     Parameters
     ----------
-    mask : tensor [shape=(batch, frames, n_bins)], float32
-        Magnitude gain on the noisy STFT.
-    y_true : tensor [shape=(batch, frames, n_bins, 4)], float32
-        ``[clean re, clean im, noisy re, noisy im]``.
-    n_fft, hop_length : int
-        Framing of the STFT in ``y_true``, in samples.
-    window : {"hann", "hamming"}
-        Window of the STFT in ``y_true``.
+    mask, y_true, n_fft, hop_length, window
+        As for :func:`neg_si_sdr` (the same masked and clean waveforms).
     resolutions : sequence of (int, int)
         ``(fft size, hop)`` pairs in samples, default :data:`MRSTFT_RESOLUTIONS`; the waveform,
         ``(frames + 1) * hop_length - n_fft`` samples, must be at least the largest fft size long.
