@@ -24,6 +24,7 @@ __all__ = [
     "positive_int",
     "positive_ints",
     "patch_input",
+    "check_lookahead",
     "to_image",
     "from_image",
     "pad_to_multiple",
@@ -65,6 +66,31 @@ def positive_ints(model: str, name: str, values, example: str) -> list[int]:
     if not isinstance(values, (list, tuple)) or not values or not all(_whole(v) for v in values):
         raise ConfigError(f"{model}: {name}={values!r} must list at least one whole number >= 1, e.g. {example}")
     return [int(v) for v in values]
+
+
+def check_lookahead(model: str, lookahead, kernel_size: int, first_dilation: int, causal: bool = True) -> int:
+    """``lookahead`` as an int after checking it fits a first block of ``kernel_size`` at ``first_dilation``.
+
+    The look-ahead of ``tcn`` and ``erbnet`` shifts their first temporal kernel into the future, so it
+    can reach at most ``(kernel_size - 1) * first_dilation`` frames.
+
+    Raises
+    ------
+    ConfigError
+        If it is not a whole number in ``0 .. (kernel_size - 1) * first_dilation``, or is non-zero for a
+        centred (``causal: false``) model.
+    """
+    most = (int(kernel_size) - 1) * int(first_dilation)
+    if isinstance(lookahead, bool) or not isinstance(lookahead, int) or not 0 <= lookahead <= most:
+        raise ConfigError(
+            f"{model}: lookahead={lookahead!r} must be a whole number of frames in 0..{most} "
+            "((kernel_size - 1) * dilations[0]), e.g. 2"
+        )
+    if lookahead and not causal:
+        raise ConfigError(
+            f"{model}: lookahead applies to causal {model.upper()}s; a centred one (causal: false) already looks ahead"
+        )
+    return int(lookahead)
 
 
 def max_norm(value: float | None):

@@ -33,7 +33,7 @@ import numpy as np
 from keras import layers
 
 from ..errors import ConfigError
-from .blocks import check_target, patch_input, positive_int, positive_ints
+from .blocks import check_lookahead, check_target, patch_input, positive_int, positive_ints
 
 __all__ = ["build_erbnet", "erb_matrices", "erbnet_context"]
 
@@ -100,13 +100,6 @@ def erb_matrices(n_bins: int, sample_rate: int, n_linear: int, n_erb: int) -> tu
     return compress.astype(np.float32), expand.astype(np.float32)
 
 
-def _check_lookahead(lookahead, dilations: Sequence[int]) -> int:
-    most = 2 * int(dilations[0])
-    if isinstance(lookahead, bool) or not isinstance(lookahead, int) or not 0 <= lookahead <= most:
-        raise ConfigError(f"erbnet: lookahead={lookahead!r} must be a whole number of frames in 0..{most}, e.g. 2")
-    return int(lookahead)
-
-
 def erbnet_context(dilations: Sequence[int] = (1, 2, 4, 8, 1, 2, 4, 8), lookahead: int = 0, **_) -> tuple[int, int]:
     """``(past, future)`` frames an output frame of :func:`build_erbnet` depends on.
 
@@ -114,7 +107,7 @@ def erbnet_context(dilations: Sequence[int] = (1, 2, 4, 8, 1, 2, 4, 8), lookahea
     past except the first block's ``lookahead``.
     """
     ds = positive_ints("erbnet", "dilations", dilations, "[1, 2, 4, 8]")
-    shift = _check_lookahead(lookahead, ds)
+    shift = check_lookahead("erbnet", lookahead, 3, ds[0])
     return 2 * sum(ds) - shift, shift
 
 
@@ -172,7 +165,7 @@ def build_erbnet(
     check_target("erbnet", target, ("mask",))
     c = positive_int("erbnet", "channels", channels, 16)
     rates = positive_ints("erbnet", "dilations", dilations, "[1, 2, 4, 8]")
-    shift = _check_lookahead(lookahead, rates)
+    shift = check_lookahead("erbnet", lookahead, 3, rates[0])
     n_bins = int(input_shape[1])
     n_linear = n_bins // 4 + 1 if n_linear is None else positive_int("erbnet", "n_linear", n_linear, 65)
     n_erb = n_bins // 4 if n_erb is None else positive_int("erbnet", "n_erb", n_erb, 64)

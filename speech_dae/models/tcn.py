@@ -21,9 +21,9 @@ import keras
 from keras import layers
 
 from ..errors import ConfigError
-from .blocks import check_target, output_head, patch_input, positive_int, positive_ints
+from .blocks import check_lookahead, check_target, output_head, patch_input, positive_int, positive_ints
 
-__all__ = ["build_tcn", "build_tcn_step", "check_lookahead", "receptive_field", "tcn_context", "tcn_step_onnx"]
+__all__ = ["build_tcn", "build_tcn_step", "receptive_field", "tcn_context", "tcn_step_onnx"]
 
 
 def receptive_field(kernel_size: int, dilations: Sequence[int]) -> int:
@@ -157,7 +157,7 @@ def build_tcn(
         raise ConfigError(f"tcn: dropout={dropout!r} must be a number in [0, 1), e.g. 0.1")
     if not isinstance(causal, bool):
         raise ConfigError(f"tcn: causal={causal!r} must be true (look back only) or false (centred kernels)")
-    shift = check_lookahead(lookahead, k, rates, causal)
+    shift = check_lookahead("tcn", lookahead, k, rates[0], causal)
     padding = "causal" if causal else "same"
     n_bins = int(input_shape[1])
 
@@ -184,26 +184,6 @@ def build_tcn(
     return keras.Model(inputs, output_head(inputs, x, target=target, residual=residual), name="tcn")
 
 
-def check_lookahead(lookahead, kernel_size: int, dilations: Sequence[int], causal: bool) -> int:
-    """``lookahead`` as an int after checking it fits the first block (see :func:`build_tcn`).
-
-    Raises
-    ------
-    ConfigError
-        If it is not a whole number in ``0 .. (kernel_size - 1) * dilations[0]``, or is
-        non-zero for a centred (``causal: false``) TCN.
-    """
-    most = (int(kernel_size) - 1) * int(dilations[0])
-    if isinstance(lookahead, bool) or not isinstance(lookahead, int) or not 0 <= lookahead <= most:
-        raise ConfigError(
-            f"tcn: lookahead={lookahead!r} must be a whole number of frames in 0..{most} "
-            "((kernel_size - 1) * dilations[0]), e.g. 2"
-        )
-    if lookahead and not causal:
-        raise ConfigError("tcn: lookahead applies to causal TCNs; a centred one (causal: false) already looks ahead")
-    return int(lookahead)
-
-
 def tcn_context(
     kernel_size: int = 3, dilations: Sequence[int] = (1, 2, 4, 8), causal: bool = True, lookahead: int = 0
 ) -> tuple[int, int]:
@@ -218,7 +198,7 @@ def tcn_context(
     k = positive_int("tcn", "kernel_size", kernel_size, 3)
     ds = positive_ints("tcn", "dilations", dilations, "[1, 2, 4, 8]")
     if causal:
-        shift = check_lookahead(lookahead, k, ds, causal)
+        shift = check_lookahead("tcn", lookahead, k, ds[0], causal)
         return receptive_field(k, ds) - 1 - shift, shift
     total = [(k - 1) * d for d in ds]
     return sum(t // 2 for t in total), sum(t - t // 2 for t in total)
