@@ -231,6 +231,18 @@ def stdout_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [ln for ln in proc.stdout.splitlines() if ln.strip()]
 
 
+def load_script(path: str):
+    """A script of the repository (e.g. ``"06_tune.py"``, ``"experiments/thesis_sines.py"``) imported as a module,
+    for in-process checks of its functions and ``main``; named after the file, without a leading number."""
+    import importlib.util
+
+    name = Path(path).stem.lstrip("0123456789_")
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def identity_run_dir(run_dir: Path, cfg, *, context: int = 11) -> Path:
     """A stage-03-like run folder whose model is the identity (so denoising should return the input)."""
     import keras

@@ -212,14 +212,9 @@ def test_bad_set_exits_2_listing_valid_keys(tmp_path):
 
 def _script(name: str):
     """A numbered script imported as a module (its ``main``, ``parser`` and ``run``), for in-process CLI checks."""
-    import importlib.util
+    from conftest import load_script
 
-    from conftest import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location(name.replace(".py", "").lstrip("0123456789_"), REPO_ROOT / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name)
 
 
 @pytest.mark.parametrize(

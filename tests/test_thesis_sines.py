@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 pytest.importorskip("keras")
 librosa = pytest.importorskip("librosa")
@@ -21,10 +21,7 @@ SCRIPT = REPO_ROOT / "experiments" / "thesis_sines.py"
 
 @pytest.fixture(scope="module")
 def sines():
-    spec = importlib.util.spec_from_file_location("thesis_sines", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/thesis_sines.py")
 
 
 def test_clean_frames_peak_at_the_four_sines_and_noise_only_frames_come_first(sines):

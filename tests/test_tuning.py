@@ -34,14 +34,9 @@ def tiny_space(monkeypatch):
 
 def _script(name: str):
     """A numbered script imported as a module (its ``main``, ``parser`` and ``run``)."""
-    import importlib.util
+    from conftest import load_script
 
-    from conftest import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location(name.replace(".py", "").lstrip("0123456789_"), REPO_ROOT / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name)
 
 
 def _finished(study):
