@@ -25,6 +25,7 @@ LAYERS = {
     "speech_dae.audio": 1,
     "speech_dae.inputs": 1,
     "speech_dae.mixing": 1,
+    "speech_dae.degrade": 1,
     "speech_dae.features": 1,
     "speech_dae.losses": 1,
     "speech_dae.metrics": 1,
