@@ -1,4 +1,4 @@
-"""Degradations beyond additive noise, for restoration training and scoring (issue 19): clipping and quantisation.
+"""Degradations beyond additive noise, for restoration training and scoring (issue 19).
 
 Each function takes a float waveform (any shape; samples on the last axis for the per-signal
 statistics, values in [-1, 1] where full scale matters) and returns a new float32 array of the same
@@ -10,19 +10,30 @@ shape; the input is never modified. Parameters are checked first and a bad one r
 - :func:`quantize`: uniform mid-tread quantisation to ``bits`` bits over [-1, 1), with or without
   triangular (TPDF) dither of +-1 LSB; a full-scale sine keeps an SNR of about ``6.02 bits + 1.76`` dB;
 - :func:`mu_law`: ITU-T G.711-style mu-law companding (``mu = 2 ** bits - 1``) through ``bits`` bits, whose
-  SNR depends far less on the level than plain quantisation's.
+  SNR depends far less on the level than plain quantisation's;
+- :func:`bandlimit`: zero-phase Chebyshev II low-pass (and optional high-pass) filtering, nothing outside
+  the band (``lowpass_sos``, also the ``bandlimit`` augmentation's filter); :func:`telephone`: the
+  300-3400 Hz band through an 8 kHz sample rate and back.
 
-Band-limiting and reverberation, the other degradations of issue 19, exist as augmentations
-(:mod:`speech_dae.training.augment`) and are not yet exposed here.
+Reverberation, the remaining degradation of issue 19, exists as an augmentation
+(:mod:`speech_dae.training.augment`) and is not yet exposed here.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from functools import lru_cache
 
+import numpy as np
+import scipy.signal
+
+from .audio import resample
 from .errors import ConfigError
 
-__all__ = ["clip", "clip_level_for_ratio", "quantize", "mu_law"]
+__all__ = ["bandlimit", "clip", "clip_level_for_ratio", "lowpass_sos", "mu_law", "quantize", "telephone"]
+
+#: Telephone band (ITU-T G.712): pass band in Hz, and the narrow-band sample rate it travels at.
+TELEPHONE_BAND = (300.0, 3400.0)
+TELEPHONE_RATE = 8000
 
 
 def _signal(y) -> np.ndarray:
@@ -48,6 +59,14 @@ def _fraction(value, name: str, example: str) -> float:
     return v
 
 
+def _peak(x: np.ndarray) -> np.ndarray:
+    """``max |x|`` over the last axis; ConfigError for a silent signal."""
+    peak = np.abs(x).max(axis=-1)
+    if np.any(peak <= 0):
+        raise ConfigError("a silent signal cannot be clipped (its peak is 0)")
+    return peak
+
+
 def clip_level_for_ratio(y, ratio: float) -> np.ndarray:
     """The clip level, relative to each signal's peak, that clips ``ratio`` of its samples.
 
@@ -69,11 +88,7 @@ def clip_level_for_ratio(y, ratio: float) -> np.ndarray:
     """
     x = _signal(y)
     r = _fraction(ratio, "clip ratio", "0.01 (1 % of the samples clipped)")
-    mag = np.abs(x)
-    peak = mag.max(axis=-1)
-    if np.any(peak <= 0):
-        raise ConfigError("a silent signal cannot be clipped (its peak is 0)")
-    return (np.quantile(mag, 1.0 - r, axis=-1) / peak).astype(np.float32)
+    return (np.quantile(np.abs(x), 1.0 - r, axis=-1) / _peak(x)).astype(np.float32)
 
 
 def clip(y, level: float | None = None, *, ratio: float | None = None, soft: bool = False) -> np.ndarray:
@@ -110,10 +125,7 @@ def clip(y, level: float | None = None, *, ratio: float | None = None, soft: boo
         rel = clip_level_for_ratio(x, ratio)
     else:
         rel = np.float32(_fraction(level, "clip level", "0.5 (clip 6 dB below the peak)"))
-    peak = np.abs(x).max(axis=-1)
-    if np.any(peak <= 0):
-        raise ConfigError("a silent signal cannot be clipped (its peak is 0)")
-    t = (np.asarray(rel, np.float32) * peak)[..., None]
+    t = (np.asarray(rel, np.float32) * _peak(x))[..., None]
     if soft:
         return (t * np.tanh(x / t)).astype(np.float32)
     return np.clip(x, -t, t).astype(np.float32)
@@ -189,3 +201,105 @@ def mu_law(y, bits: int = 8) -> np.ndarray:
     mu = 2.0**n - 1.0
     v = quantize(np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu), n).astype(np.float64)
     return (np.sign(v) * np.expm1(np.abs(v) * np.log1p(mu)) / mu).astype(np.float32)
+
+
+@lru_cache(maxsize=512)
+def _cheby2(edge_hz: float, sample_rate: int, btype: str) -> np.ndarray:
+    return scipy.signal.cheby2(10, 60, edge_hz, btype=btype, fs=sample_rate, output="sos")
+
+
+def lowpass_sos(cutoff_hz: float, sample_rate: int) -> np.ndarray:
+    """A 10th-order Chebyshev type II low-pass whose stop band (>= 60 dB down) starts at ``cutoff_hz``.
+
+    The pass band is flat (its -3 dB point lies about 9 % below the cut-off). Designs are
+    cached, so pass cut-offs on a grid.
+
+    Parameters
+    ----------
+    cutoff_hz : float
+        Start of the stop band in Hz, in (0, sample_rate / 2).
+    sample_rate : int
+        In Hz.
+
+    Returns
+    -------
+    np.ndarray [shape=(5, 6)], float64
+        Second-order sections.
+    """
+    return _cheby2(float(cutoff_hz), int(sample_rate), "lowpass").copy()
+
+
+def bandlimit(y, sample_rate: int, high_hz: float, *, low_hz: float | None = None) -> np.ndarray:
+    """Remove everything above ``high_hz`` (and below ``low_hz``), zero-phase, so the result stays aligned.
+
+    The 10th-order Chebyshev II filters of :func:`lowpass_sos` (a high-pass of the same kind for
+    ``low_hz``) run forwards and backwards (``scipy.signal.sosfiltfilt``): no delay, and the stop band,
+    which starts at the edge, is at least 120 dB down; the pass band is flat up to about 9 % inside it.
+
+    Parameters
+    ----------
+    y : array_like [shape=(..., n_samples)], float
+    sample_rate : int
+        In Hz.
+    high_hz : float
+        Upper edge in Hz, below ``sample_rate / 2``.
+    low_hz : float, optional
+        Lower edge in Hz, in (0, high_hz); None: low-pass only.
+
+    Returns
+    -------
+    np.ndarray, float32, the shape of ``y``
+
+    Raises
+    ------
+    ConfigError
+        For an edge at or above the Nyquist frequency, a non-positive edge, ``low_hz >= high_hz``, or an
+        empty or non-finite waveform.
+    """
+    x = _signal(y)
+    sr = int(sample_rate)
+    nyquist = sr / 2
+    try:
+        high = float(high_hz)
+        low = None if low_hz is None else float(low_hz)
+    except (TypeError, ValueError):
+        raise ConfigError(f"band edges must be numbers of Hz, got high {high_hz!r} and low {low_hz!r}") from None
+    if not 0 < high < nyquist:
+        raise ConfigError(f"band edge {high_hz!r} Hz must lie between 0 and the Nyquist frequency ({nyquist:g} Hz)")
+    if low is not None and not 0 < low < high:
+        raise ConfigError(f"low band edge {low_hz!r} Hz must lie between 0 and the high edge ({high:g} Hz)")
+    sos = lowpass_sos(high, sr)
+    if low is not None:
+        sos = np.concatenate([sos, _cheby2(low, sr, "highpass")])
+    return scipy.signal.sosfiltfilt(sos, x.astype(np.float64), axis=-1).astype(np.float32)
+
+
+def telephone(y, sample_rate: int) -> np.ndarray:
+    """Narrow-band telephone speech: the 300-3400 Hz band (:func:`bandlimit`), through 8 kHz and back.
+
+    Parameters
+    ----------
+    y : array_like [shape=(n_samples,)], float
+    sample_rate : int
+        In Hz, above 8,000 (the result has the input's rate and length).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_samples,)], float32
+
+    Raises
+    ------
+    ConfigError
+        For a multi-channel input, a sample rate of 8 kHz or less, or an empty or non-finite waveform.
+    """
+    x = _signal(y)
+    if x.ndim != 1:
+        raise ConfigError(f"telephone takes one signal of shape (n_samples,), got shape {x.shape}")
+    if int(sample_rate) <= TELEPHONE_RATE:
+        raise ConfigError(f"telephone needs a sample rate above {TELEPHONE_RATE} Hz, got {sample_rate}")
+    low, high = TELEPHONE_BAND
+    narrow = resample(bandlimit(x, sample_rate, high, low_hz=low), int(sample_rate), TELEPHONE_RATE)
+    out = resample(narrow, TELEPHONE_RATE, int(sample_rate))
+    fixed = np.zeros(x.size, np.float32)
+    fixed[: min(out.size, x.size)] = out[: x.size]
+    return fixed

@@ -9,6 +9,7 @@ import pytest
 import scipy.signal
 
 from speech_dae.config import AugmentConfig, FeatureConfig, TrainingConfig, config_from_dict, load_config
+from speech_dae.degrade import lowpass_sos
 from speech_dae.errors import ConfigError
 from speech_dae.features import FeatureExtractor
 from speech_dae.mixing import peak_gain
@@ -19,7 +20,6 @@ from speech_dae.training.augment import (
     colored_noise,
     eq_sos,
     hum,
-    lowpass_sos,
     rir_bank,
 )
 from speech_dae.training.examples import AudioPool, MixtureBatches

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.signal
 
-from speech_dae.degrade import clip, clip_level_for_ratio, mu_law, quantize
+from speech_dae.degrade import bandlimit, clip, clip_level_for_ratio, lowpass_sos, mu_law, quantize, telephone
 from speech_dae.errors import ConfigError
 
 N = 200_000
@@ -97,6 +98,62 @@ def test_the_input_is_not_modified():
     ],
 )
 def test_bad_parameters_raise_one_clear_line(call, message):
-    with pytest.raises(ConfigError, match=None) as err:
+    with pytest.raises(ConfigError) as err:
+        call()
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+SR = 16000
+
+
+def tone(freq_hz: float, seconds: float = 1.0, sr: int = SR) -> np.ndarray:
+    return 0.5 * np.sin(2 * np.pi * freq_hz * np.arange(int(seconds * sr)) / sr)
+
+
+def level_db(y: np.ndarray, reference: np.ndarray) -> float:
+    core = slice(2000, -2000)  # away from the filters' start and end transients
+    return float(10 * np.log10(np.mean(np.asarray(y, np.float64)[core] ** 2) / np.mean(reference[core] ** 2)))
+
+
+def test_bandlimit_passes_the_band_in_phase_and_stops_beyond_the_edges_by_over_100_db():
+    low = tone(1000.0)
+    out = bandlimit(low, SR, 4000.0)
+    assert out.dtype == np.float32 and out.shape == low.shape
+    assert abs(level_db(out, low)) < 0.1
+    np.testing.assert_allclose(out[2000:-2000], low[2000:-2000], atol=5e-3)  # zero phase: no delay
+    for f in (4000.0, 5000.0, 7000.0):  # the stop band starts at the edge: 60 dB each way, 120 in all
+        assert level_db(bandlimit(tone(f), SR, 4000.0), tone(f)) < -100.0
+    assert level_db(bandlimit(tone(100.0), SR, 3400.0, low_hz=300.0), tone(100.0)) < -100.0
+    y = np.stack([tone(1000.0), tone(6000.0)])
+    two = bandlimit(y, SR, 4000.0)
+    assert two.shape == y.shape and level_db(two[1], y[1]) < -100.0
+
+
+def test_telephone_keeps_the_telephone_band_and_removes_the_rest():
+    assert abs(level_db(telephone(tone(1000.0), SR), tone(1000.0))) < 0.2
+    assert telephone(tone(1000.0), SR).shape == (SR,)
+    assert level_db(telephone(tone(100.0), SR), tone(100.0)) < -60.0
+    assert level_db(telephone(tone(5000.0), SR), tone(5000.0)) < -60.0
+
+
+def test_lowpass_sos_is_the_bandlimit_augmentation_filter_60_db_from_its_cutoff():
+    w, h = scipy.signal.sosfreqz(lowpass_sos(4000.0, SR), worN=4096, fs=SR)
+    assert np.all(20 * np.log10(np.abs(h[w >= 4000.0]) + 1e-20) <= -59.9)
+    assert np.all(np.abs(20 * np.log10(np.abs(h[w <= 3000.0]))) < 0.1)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: bandlimit(SINE, SR, 8000.0), "Nyquist frequency (8000 Hz)"),
+        (lambda: bandlimit(SINE, SR, 9000.0), "must lie between 0 and the Nyquist"),
+        (lambda: bandlimit(SINE, SR, -5.0), "must lie between 0"),
+        (lambda: bandlimit(SINE, SR, 3400.0, low_hz=4000.0), "low band edge 4000.0 Hz"),
+        (lambda: telephone(SINE, 8000), "above 8000 Hz"),
+        (lambda: telephone(np.zeros((2, 100)), SR), "one signal"),
+    ],
+)
+def test_bad_band_parameters_raise_one_clear_line(call, message):
+    with pytest.raises(ConfigError) as err:
         call()
     assert message in str(err.value) and "\n" not in str(err.value)

@@ -22,7 +22,7 @@ Speech, in this order (the clean target gets the same change unless said otherwi
 - ``eq``: 2-3 random RBJ biquads (low shelf, peaking, high shelf; gains uniform in
   ``+-eq_gain_db``), see :func:`eq_sos`.
 - ``bandlimit``: a low-pass whose stop band starts at a cut-off uniform over ``bandlimit_hz``
-  (:func:`lowpass_sos`); the target is the band-limited speech (restoring bandwidth is not the task).
+  (:func:`speech_dae.degrade.lowpass_sos`); the target is the band-limited speech (restoring bandwidth is not the task).
 
 Noise, in this order: ``babble`` (the noise is 3-7 other training utterances) or else
 ``synthetic`` (white, pink or brown noise, or 50/60 Hz hum, half of them amplitude-modulated)
@@ -55,6 +55,7 @@ import scipy.signal
 
 from ..audio import resample
 from ..config import AUGMENTATIONS, AugmentConfig
+from ..degrade import lowpass_sos
 from ..errors import ConfigError
 
 __all__ = [
@@ -66,7 +67,6 @@ __all__ = [
     "colored_noise",
     "eq_sos",
     "hum",
-    "lowpass_sos",
     "rir_bank",
 ]
 
@@ -195,32 +195,6 @@ def eq_sos(kind, freq_hz, gain_db, q, sample_rate: int) -> np.ndarray:
     )
     sos = np.where((kind == 0)[..., None], low, np.where((kind == 1)[..., None], peak, high))
     return sos / sos[..., 3:4]
-
-
-@lru_cache(maxsize=512)
-def _cheby2_lowpass(cutoff_hz: float, sample_rate: int) -> np.ndarray:
-    return scipy.signal.cheby2(10, 60, float(cutoff_hz), fs=sample_rate, output="sos")
-
-
-def lowpass_sos(cutoff_hz: float, sample_rate: int) -> np.ndarray:
-    """A 10th-order Chebyshev type II low-pass whose stop band (>= 60 dB down) starts at ``cutoff_hz``.
-
-    The pass band is flat (its -3 dB point lies about 9 % below the cut-off). Designs are
-    cached, so pass cut-offs on a grid.
-
-    Parameters
-    ----------
-    cutoff_hz : float
-        Start of the stop band in Hz, in (0, sample_rate / 2).
-    sample_rate : int
-        In Hz.
-
-    Returns
-    -------
-    np.ndarray [shape=(5, 6)], float64
-        Second-order sections.
-    """
-    return _cheby2_lowpass(float(cutoff_hz), int(sample_rate)).copy()
 
 
 # --------------------------------------------------------------------------------------------- noises
@@ -538,7 +512,7 @@ class Augmenter:
             for side in (0, 1):
                 sections = [eq[b, side, : bands[b, side]]] if on["eq"][b] else []
                 if on["bandlimit"][b]:
-                    sections.append(_cheby2_lowpass(float(cutoff[b, side]), self.sample_rate))  # 25 Hz grid: cached
+                    sections.append(lowpass_sos(float(cutoff[b, side]), self.sample_rate))  # 25 Hz grid: cached
                 out[side][b] = np.concatenate(sections)
         return out
 
