@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.signal
 
-from .audio import resample
+from .audio import check_sample_rate, resample
 from .errors import ConfigError
 
 __all__ = ["bandlimit", "clip", "clip_level_for_ratio", "lowpass_sos", "mu_law", "quantize", "telephone"]
@@ -253,11 +253,11 @@ def bandlimit(y, sample_rate: int, high_hz: float, *, low_hz: float | None = Non
     Raises
     ------
     ConfigError
-        For an edge at or above the Nyquist frequency, a non-positive edge, ``low_hz >= high_hz``, or an
-        empty or non-finite waveform.
+        For an edge at or above the Nyquist frequency, a non-positive edge, ``low_hz >= high_hz``, a sample
+        rate that is not a positive whole number of Hz, or an empty or non-finite waveform.
     """
     x = _signal(y)
-    sr = int(sample_rate)
+    sr = check_sample_rate(sample_rate)
     nyquist = sr / 2
     try:
         high = float(high_hz)
@@ -295,11 +295,11 @@ def telephone(y, sample_rate: int) -> np.ndarray:
     x = _signal(y)
     if x.ndim != 1:
         raise ConfigError(f"telephone takes one signal of shape (n_samples,), got shape {x.shape}")
-    if int(sample_rate) <= TELEPHONE_RATE:
+    sr = check_sample_rate(sample_rate)
+    if sr <= TELEPHONE_RATE:
         raise ConfigError(f"telephone needs a sample rate above {TELEPHONE_RATE} Hz, got {sample_rate}")
     low, high = TELEPHONE_BAND
-    narrow = resample(bandlimit(x, sample_rate, high, low_hz=low), int(sample_rate), TELEPHONE_RATE)
-    out = resample(narrow, TELEPHONE_RATE, int(sample_rate))
+    out = resample(resample(bandlimit(x, sr, high, low_hz=low), sr, TELEPHONE_RATE), TELEPHONE_RATE, sr)
     fixed = np.zeros(x.size, np.float32)
     fixed[: min(out.size, x.size)] = out[: x.size]
     return fixed

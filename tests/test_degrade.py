@@ -150,6 +150,8 @@ def test_lowpass_sos_is_the_bandlimit_augmentation_filter_60_db_from_its_cutoff(
         (lambda: bandlimit(SINE, SR, -5.0), "must lie between 0"),
         (lambda: bandlimit(SINE, SR, 3400.0, low_hz=4000.0), "low band edge 4000.0 Hz"),
         (lambda: telephone(SINE, 8000), "above 8000 Hz"),
+        (lambda: bandlimit(SINE, 0, 3400.0), "sample_rate must be a positive integer number of Hz, got 0"),
+        (lambda: telephone(SINE, 16000.5), "sample_rate must be a positive integer number of Hz, got 16000.5"),
         (lambda: telephone(np.zeros((2, 100)), SR), "one signal"),
     ],
 )
